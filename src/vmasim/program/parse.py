@@ -68,6 +68,7 @@ class Op:
     op: str
     args: Mapping[str, Any]
     child: tuple[Op, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         return self.args[key]
@@ -563,7 +564,7 @@ def _parse_op(raw: Any, index: int, path: str, ctx_names: tuple[set[str], dict[s
         fd_names[a["name"]] = kind
     elif name == "userfaultfd":
         fd_names[a["name"]] = "userfaultfd"
-    return Op(index=index, path=path, op=name, args=a, child=child)
+    return Op(index=index, path=path, op=name, args=a, child=child, raw=raw)
 
 
 def _parse_ops(raw_ops: Sequence[Any], prefix: str, names: tuple[set[str], dict[str, str]]) -> tuple[Op, ...]:

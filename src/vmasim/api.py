@@ -1,0 +1,177 @@
+"""The public face of the model: :class:`AddressSpace`, one process's memory map.
+
+Methods are named after the system calls and take the same arguments; a
+failure raises ``OSError`` with the kernel's errno (``exc.errno``) and a
+message naming the call, just as Python's ``os`` functions do.  A failing
+call leaves the address space exactly as the kernel would, which sometimes
+means partly changed (mprotect over a hole, for one).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+
+from vmasim import constants as C
+from vmasim import render
+from vmasim.core.errors import kernel_error
+from vmasim.core.fault import TouchResult, touch
+from vmasim.core.mm import DEFAULT_MMAP_BASE, MmStruct
+from vmasim.core.vma import File, Inode, Vma, VmaView
+from vmasim.syscalls.mmap import sys_mmap
+from vmasim.syscalls.mprotect import sys_mprotect
+from vmasim.syscalls.munmap import sys_munmap
+
+MASK64 = (1 << 64) - 1
+
+
+class AddressSpace:
+    """A process address space (an mm_struct) that system calls act on.
+
+    ``max_map_count`` is this address space's own limit (65530 by default,
+    like the sysctl).  ``mmap_limit`` is the top of the area where hint-less
+    mappings are placed, top-down; ``None`` means mmap_base (ASLR off).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_map_count: int = 65530,
+        mmap_base: int = DEFAULT_MMAP_BASE,
+        mmap_limit: int | None = None,
+        commit_limit_pages: int | None = None,
+    ) -> None:
+        self.mm = MmStruct(
+            max_map_count=max_map_count,
+            mmap_base=mmap_base,
+            mmap_limit=mmap_limit,
+            commit_limit_pages=commit_limit_pages,
+        )
+        self._files: dict[int, File] = {}
+        self._next_fd = 3
+
+    # --- state ---------------------------------------------------------------
+
+    @property
+    def map_count(self) -> int:
+        """The number of VMAs (mm->map_count)."""
+        return self.mm.map_count
+
+    @property
+    def max_map_count(self) -> int:
+        """This address space's max_map_count."""
+        return self.mm.max_map_count
+
+    @max_map_count.setter
+    def max_map_count(self, value: int) -> None:
+        self.mm.max_map_count = value
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The mm counters in pages: total_vm, locked_vm, data_vm, exec_vm, stack_vm."""
+        mm = self.mm
+        return {
+            "total_vm": mm.total_vm,
+            "locked_vm": mm.locked_vm,
+            "data_vm": mm.data_vm,
+            "exec_vm": mm.exec_vm,
+            "stack_vm": mm.stack_vm,
+        }
+
+    def __iter__(self) -> Iterator[VmaView]:
+        return (VmaView(v) for v in self.mm.vmas)
+
+    def __len__(self) -> int:
+        return len(self.mm.vmas)
+
+    def vmas(self, start: int = 0, end: int = MASK64) -> list[VmaView]:
+        """Read-only views of the VMAs overlapping ``[start, end)``, in address order."""
+        return [VmaView(v) for v in self.mm.vmas.range(start, end)]
+
+    def find_vma(self, addr: int) -> VmaView | None:
+        """The VMA containing ``addr``, or None."""
+        vma = self.mm.vmas.lookup(addr)
+        return VmaView(vma) if vma is not None else None
+
+    def _raw(self, start: int, end: int) -> list[Vma]:
+        return list(self.mm.vmas.range(start, end))
+
+    def maps(self, start: int = 0, end: int = MASK64) -> str:
+        """/proc/PID/maps text for the VMAs overlapping ``[start, end)``."""
+        return render.maps(self._raw(start, end), self.mm)
+
+    def smaps(self, start: int = 0, end: int = MASK64) -> str:
+        """/proc/PID/smaps text (header, sizes and VmFlags) for the VMAs overlapping ``[start, end)``."""
+        return render.smaps(self._raw(start, end), self.mm)
+
+    def numa_maps(self, start: int = 0, end: int = MASK64) -> str:
+        """/proc/PID/numa_maps text for the VMAs overlapping ``[start, end)``."""
+        return render.numa_maps(self._raw(start, end), self.mm)
+
+    # --- files ------------------------------------------------------------------
+
+    def _install(self, file: File) -> int:
+        fd = self._next_fd
+        self._next_fd += 1
+        self._files[fd] = file
+        return fd
+
+    def file(self, fd: int) -> File:
+        """The open file behind ``fd``; EBADF if there is none."""
+        try:
+            return self._files[fd]
+        except KeyError:
+            raise kernel_error(errno.EBADF, "fd", f"{fd} is not open") from None
+
+    def memfd_create(self, name: str, size: int = 0) -> int:
+        """A memfd (shmem file) of ``size`` bytes, open read-write; returns its fd."""
+        return self._install(File(Inode("memfd", name, size)))
+
+    def create_file(self, name: str, size: int = 0) -> int:
+        """A regular file of ``size`` bytes, open read-write; returns its fd."""
+        return self._install(File(Inode("file", name, size)))
+
+    def reopen(self, fd: int, *, writable: bool = True) -> int:
+        """A second open of the file behind ``fd`` (a new struct file), read-only unless ``writable``."""
+        return self._install(File(self.file(fd).inode, readable=True, writable=writable))
+
+    def dup(self, fd: int) -> int:
+        """Another fd for the same open file (the same struct file)."""
+        return self._install(self.file(fd))
+
+    def close(self, fd: int) -> None:
+        """Close ``fd``; mappings keep their file."""
+        self.file(fd)
+        del self._files[fd]
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        """Set a file's size (EINVAL for negative sizes or a file not open for writing)."""
+        file = self.file(fd)
+        if size < 0 or size >= 1 << 63 or not file.writable:
+            raise kernel_error(errno.EINVAL, "ftruncate", "bad size or file not open for writing")
+        file.inode.size = size
+
+    # --- system calls ----------------------------------------------------------
+
+    def mmap(self, addr: int | None, length: int, prot: int, flags: int, fd: int | None = None, offset: int = 0) -> int:
+        """mmap(2): map ``length`` bytes; returns the address.  ``addr=None`` means no hint."""
+        file = None
+        if fd is not None and fd >= 0 and not flags & C.MAP_ANONYMOUS:
+            file = self.file(fd)
+        return sys_mmap(self.mm, (addr or 0) & MASK64, length & MASK64, prot, flags, file, offset & MASK64)
+
+    def munmap(self, addr: int, length: int) -> None:
+        """munmap(2): unmap every mapping overlapping ``[addr, addr+length)``."""
+        sys_munmap(self.mm, addr & MASK64, length & MASK64)
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        """mprotect(2): change the protection of ``[addr, addr+length)`` (PROT_GROWSDOWN/UP accepted)."""
+        sys_mprotect(self.mm, addr & MASK64, length & MASK64, prot)
+
+    def touch(self, addr: int, length: int, write: bool = True) -> TouchResult:
+        """Access each page of ``[addr, addr+length)`` in order, stopping at the first fault.
+
+        Returns how many pages were accessed and the fault (``"SIGSEGV"``,
+        ``"SIGBUS"`` or None).  A write fault gives a private VMA its anon_vma.
+        """
+        return touch(self.mm, addr & MASK64, length & MASK64, write)

@@ -1,0 +1,193 @@
+"""Page faults as far as the VMA layer sees them: anon_vma acquisition, stack growth, population.
+
+The model does not track pages.  What a fault changes in the VMA tree is
+(1) a private VMA gets an anon_vma on its first write (mm/rmap.c's
+anon_vma_prepare(), reusing a neighbour's when find_mergeable_anon_vma()
+allows), and (2) a VM_GROWSDOWN VMA grows down to a faulting address below
+it (mm/mmap.c's expand_downwards()).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from vmasim.constants import PAGE_SHIFT, PAGE_SIZE, STACK_GUARD_GAP
+from vmasim.core.flags import (
+    VM_ACCESS_FLAGS,
+    VM_GROWSDOWN,
+    VM_IGNORE_MERGE,
+    VM_IO,
+    VM_LOCKONFAULT,
+    VM_PFNMAP,
+    VM_SHARED,
+    VM_WRITE,
+)
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import AnonVma, Vma, mpol_equal
+
+SIGSEGV = "SIGSEGV"
+SIGBUS = "SIGBUS"
+UFFD = "UFFD"
+
+
+def anon_vma_compatible(a: Vma, b: Vma) -> bool:
+    """Like mm/vma.c's anon_vma_compatible(): ``b`` directly follows ``a`` and could have shared its pages."""
+    return (
+        a.end == b.start
+        and mpol_equal(a.policy, b.policy)
+        and a.file is b.file
+        and not (a.vm_flags ^ b.vm_flags) & ~(VM_ACCESS_FLAGS | VM_IGNORE_MERGE)
+        and b.pgoff == a.pgoff + ((b.start - a.start) >> PAGE_SHIFT)
+    )
+
+
+def find_mergeable_anon_vma(mm: MmStruct, vma: Vma) -> AnonVma | None:
+    """Like find_mergeable_anon_vma(): a neighbour's anon_vma to reuse, trying next first, then prev."""
+    nxt = mm.vma_next(vma)
+    if nxt is not None and nxt.start == vma.end and anon_vma_compatible(vma, nxt):
+        if nxt.anon_vma is not None and not nxt.fork_child:
+            return nxt.anon_vma
+    prev = mm.vma_prev(vma)
+    if prev is not None and anon_vma_compatible(prev, vma) and prev.anon_vma is not None and not prev.fork_child:
+        return prev.anon_vma
+    return None
+
+
+def anon_vma_prepare(mm: MmStruct, vma: Vma) -> None:
+    """Like anon_vma_prepare(): make sure ``vma`` has an anon_vma, reusing a neighbour's when allowed."""
+    if vma.anon_vma is not None:
+        return
+    vma.anon_vma = find_mergeable_anon_vma(mm, vma) or AnonVma()
+    vma.fork_child = False
+
+
+def vma_is_accessible(vma: Vma) -> bool:
+    """Like vma_is_accessible(): any of read, write or exec."""
+    return bool(vma.vm_flags & VM_ACCESS_FLAGS)
+
+
+def vm_start_gap(vma: Vma) -> int:
+    """Like vm_start_gap(): a VM_GROWSDOWN VMA keeps stack_guard_gap free below it."""
+    if vma.vm_flags & VM_GROWSDOWN:
+        return max(vma.start - STACK_GUARD_GAP, 0)
+    return vma.start
+
+
+def expand_downwards(mm: MmStruct, vma: Vma, address: int) -> bool:
+    """Like expand_downwards(): grow a VM_GROWSDOWN VMA down to ``address``; False when refused."""
+    if not vma.vm_flags & VM_GROWSDOWN:
+        return False
+    address &= ~(PAGE_SIZE - 1)
+    if address < mm.mmap_min_addr:
+        return False
+    prev = mm.vma_prev(vma)
+    if (
+        prev is not None
+        and not prev.vm_flags & VM_GROWSDOWN
+        and vma_is_accessible(prev)
+        and address - prev.end < STACK_GUARD_GAP
+    ):
+        return False
+    anon_vma_prepare(mm, vma)
+    if address < vma.start:
+        grow = (vma.start - address) >> PAGE_SHIFT
+        if grow > vma.pgoff:
+            return False
+        # acct_stack_growth(): the whole stack VMA must stay within RLIMIT_STACK.
+        if vma.end - address > mm.stack_rlimit:
+            return False
+        mm.set_range(vma, address, vma.end, vma.pgoff - grow)
+    return True
+
+
+def file_page_beyond_eof(vma: Vma, addr: int) -> bool:
+    """True when ``addr`` in a file-backed VMA lies past the end of the file (a fault there is SIGBUS)."""
+    if vma.file is None:
+        return False
+    pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+    size = vma.file.inode.size
+    return pgoff >= (size + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+
+@dataclass(slots=True)
+class TouchResult:
+    """What a ``touch`` did: pages accessed, and the fault that stopped it (None, SIGSEGV, SIGBUS or UFFD)."""
+
+    pages: int
+    fault: str | None
+
+
+def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
+    """One user access at ``addr``, like handle_mm_fault() after lock_mm_and_find_vma(); the signal or None."""
+    vma = mm.find_vma(addr)
+    if vma is None:
+        return SIGSEGV
+    if vma.start > addr and not expand_downwards(mm, vma, addr):
+        return SIGSEGV
+    if write:
+        if not vma.vm_flags & VM_WRITE:
+            return SIGSEGV
+    elif not vma_is_accessible(vma):
+        return SIGSEGV
+    private_write = write and not vma.vm_flags & VM_SHARED
+    if private_write:
+        # do_anonymous_page() and do_cow_fault() prepare the anon_vma before reading the file.
+        anon_vma_prepare(mm, vma)
+    if file_page_beyond_eof(vma, addr):
+        return SIGBUS
+    return None
+
+
+def touch(mm: MmStruct, addr: int, length: int, write: bool = True) -> TouchResult:
+    """Access the start of every page overlapping ``[addr, addr+length)`` in order, stopping at the first fault."""
+    if length == 0:
+        return TouchResult(0, None)
+    first = addr & ~(PAGE_SIZE - 1)
+    last = min(addr + length - 1, (1 << 64) - 1)
+    pages = 0
+    page = first
+    while page <= last:
+        fault = handle_fault(mm, page, write)
+        if fault is not None:
+            return TouchResult(pages, fault)
+        pages += 1
+        page += PAGE_SIZE
+    return TouchResult(pages, None)
+
+
+def populate_range(mm: MmStruct, start: int, end: int) -> int:
+    """Like __mm_populate(): fault in ``[start, end)`` VMA by VMA; the first errno met (0 if none).
+
+    Private writable VMAs are populated with write faults (so they get an
+    anon_vma); others with read faults, which change nothing here.  Every VMA
+    is visited even after an error, as mmap's ignore_errors populate does;
+    mlock uses the returned errno.
+    """
+    first_error = 0
+    cursor = start
+    while cursor < end:
+        vma = mm.find_vma(cursor)
+        if vma is None or vma.start >= end:
+            break
+        cursor = max(cursor, vma.start)
+        stop = min(end, vma.end)
+        err = _populate_vma(mm, vma, cursor, stop)
+        if err and not first_error:
+            first_error = err
+        cursor = stop
+    return first_error
+
+
+def _populate_vma(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+    if vma.vm_flags & (VM_IO | VM_PFNMAP):
+        return 0
+    if vma.vm_flags & VM_LOCKONFAULT:
+        return 0
+    if not vma_is_accessible(vma):
+        return errno.EFAULT
+    if vma.vm_flags & (VM_WRITE | VM_SHARED) == VM_WRITE:
+        anon_vma_prepare(mm, vma)
+    if file_page_beyond_eof(vma, end - PAGE_SIZE):
+        return errno.EFAULT
+    return 0

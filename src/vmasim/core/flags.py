@@ -1,0 +1,176 @@
+"""vm_flags bits of x86_64 Linux 6.18 (include/linux/mm.h) and their smaps ``VmFlags`` mnemonics.
+
+The model stores ``vm_flags`` as a plain ``int`` for speed (an address space
+may hold 65,530 VMAs); :class:`VmFlag` is the same set of bits as an
+``enum.IntFlag`` for users who want names.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class VmFlag(enum.IntFlag):
+    """One vm_flags bit, named as in include/linux/mm.h without the ``VM_`` prefix."""
+
+    NONE = 0
+    READ = 1 << 0
+    WRITE = 1 << 1
+    EXEC = 1 << 2
+    SHARED = 1 << 3
+    MAYREAD = 1 << 4
+    MAYWRITE = 1 << 5
+    MAYEXEC = 1 << 6
+    MAYSHARE = 1 << 7
+    GROWSDOWN = 1 << 8
+    UFFD_MISSING = 1 << 9
+    PFNMAP = 1 << 10
+    MAYBE_GUARD = 1 << 11
+    UFFD_WP = 1 << 12
+    LOCKED = 1 << 13
+    IO = 1 << 14
+    SEQ_READ = 1 << 15
+    RAND_READ = 1 << 16
+    DONTCOPY = 1 << 17
+    DONTEXPAND = 1 << 18
+    LOCKONFAULT = 1 << 19
+    ACCOUNT = 1 << 20
+    NORESERVE = 1 << 21
+    HUGETLB = 1 << 22
+    SYNC = 1 << 23
+    ARCH_1 = 1 << 24
+    WIPEONFORK = 1 << 25
+    DONTDUMP = 1 << 26
+    MIXEDMAP = 1 << 28
+    HUGEPAGE = 1 << 29
+    NOHUGEPAGE = 1 << 30
+    MERGEABLE = 1 << 31
+    DROPPABLE = 1 << 40
+    UFFD_MINOR = 1 << 41
+    SEALED = 1 << 42
+
+
+VM_NONE = 0
+VM_READ = int(VmFlag.READ)
+VM_WRITE = int(VmFlag.WRITE)
+VM_EXEC = int(VmFlag.EXEC)
+VM_SHARED = int(VmFlag.SHARED)
+VM_MAYREAD = int(VmFlag.MAYREAD)
+VM_MAYWRITE = int(VmFlag.MAYWRITE)
+VM_MAYEXEC = int(VmFlag.MAYEXEC)
+VM_MAYSHARE = int(VmFlag.MAYSHARE)
+VM_GROWSDOWN = int(VmFlag.GROWSDOWN)
+VM_UFFD_MISSING = int(VmFlag.UFFD_MISSING)
+VM_PFNMAP = int(VmFlag.PFNMAP)
+VM_MAYBE_GUARD = int(VmFlag.MAYBE_GUARD)
+VM_UFFD_WP = int(VmFlag.UFFD_WP)
+VM_LOCKED = int(VmFlag.LOCKED)
+VM_IO = int(VmFlag.IO)
+VM_SEQ_READ = int(VmFlag.SEQ_READ)
+VM_RAND_READ = int(VmFlag.RAND_READ)
+VM_DONTCOPY = int(VmFlag.DONTCOPY)
+VM_DONTEXPAND = int(VmFlag.DONTEXPAND)
+VM_LOCKONFAULT = int(VmFlag.LOCKONFAULT)
+VM_ACCOUNT = int(VmFlag.ACCOUNT)
+VM_NORESERVE = int(VmFlag.NORESERVE)
+VM_HUGETLB = int(VmFlag.HUGETLB)
+VM_SYNC = int(VmFlag.SYNC)
+VM_ARCH_1 = int(VmFlag.ARCH_1)
+VM_WIPEONFORK = int(VmFlag.WIPEONFORK)
+VM_DONTDUMP = int(VmFlag.DONTDUMP)
+VM_SOFTDIRTY = 0  # CONFIG_MEM_SOFT_DIRTY is off on the modelled kernel
+VM_MIXEDMAP = int(VmFlag.MIXEDMAP)
+VM_HUGEPAGE = int(VmFlag.HUGEPAGE)
+VM_NOHUGEPAGE = int(VmFlag.NOHUGEPAGE)
+VM_MERGEABLE = int(VmFlag.MERGEABLE)
+VM_DROPPABLE = int(VmFlag.DROPPABLE)
+VM_UFFD_MINOR = int(VmFlag.UFFD_MINOR)
+VM_SEALED = int(VmFlag.SEALED)
+
+VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
+VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
+VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
+VM_UFFD_FLAGS = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR
+VM_STACK = VM_GROWSDOWN  # x86 stacks grow down
+VM_STARTGAP_FLAGS = VM_GROWSDOWN
+# Sticky flags survive merges (OR-ed into the result) and never block one:
+# the 6.19 VM_MAYBE_GUARD behaviour that this vendor 6.18 kernel carries.
+VM_STICKY = VM_SOFTDIRTY | VM_MAYBE_GUARD
+VM_IGNORE_MERGE = VM_SOFTDIRTY | VM_STICKY
+# x86's VM_DATA_DEFAULT_FLAGS, used for brk.
+VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+
+# The smaps VmFlags mnemonics in bit order, like fs/proc/task_mmu.c's show_smap_vma_flags().
+MNEMONICS: tuple[tuple[int, str], ...] = (
+    (VM_READ, "rd"),
+    (VM_WRITE, "wr"),
+    (VM_EXEC, "ex"),
+    (VM_SHARED, "sh"),
+    (VM_MAYREAD, "mr"),
+    (VM_MAYWRITE, "mw"),
+    (VM_MAYEXEC, "me"),
+    (VM_MAYSHARE, "ms"),
+    (VM_GROWSDOWN, "gd"),
+    (VM_UFFD_MISSING, "um"),
+    (VM_PFNMAP, "pf"),
+    (VM_MAYBE_GUARD, "gu"),
+    (VM_UFFD_WP, "uw"),
+    (VM_LOCKED, "lo"),
+    (VM_IO, "io"),
+    (VM_SEQ_READ, "sr"),
+    (VM_RAND_READ, "rr"),
+    (VM_DONTCOPY, "dc"),
+    (VM_DONTEXPAND, "de"),
+    (VM_LOCKONFAULT, "lf"),
+    (VM_ACCOUNT, "ac"),
+    (VM_NORESERVE, "nr"),
+    (VM_HUGETLB, "ht"),
+    (VM_SYNC, "sf"),
+    (VM_ARCH_1, "ar"),
+    (VM_WIPEONFORK, "wf"),
+    (VM_DONTDUMP, "dd"),
+    (VM_MIXEDMAP, "mm"),
+    (VM_HUGEPAGE, "hg"),
+    (VM_NOHUGEPAGE, "nh"),
+    (VM_MERGEABLE, "mg"),
+    (VM_DROPPABLE, "dp"),
+    (VM_UFFD_MINOR, "ui"),
+    (VM_SEALED, "sl"),
+)
+_BY_MNEMONIC = {name: bit for bit, name in MNEMONICS}
+
+
+def mnemonics(vm_flags: int) -> list[str]:
+    """The VmFlags mnemonics of ``vm_flags`` in the order smaps prints them."""
+    return [name for bit, name in MNEMONICS if vm_flags & bit]
+
+
+def from_mnemonics(names: list[str] | str) -> int:
+    """The vm_flags bits named by smaps mnemonics (a list or a space-separated string)."""
+    if isinstance(names, str):
+        names = names.split()
+    bits = 0
+    for name in names:
+        bits |= _BY_MNEMONIC[name]
+    return bits
+
+
+def describe(vm_flags: int) -> str:
+    """The flags as ``VM_`` names joined with ``|`` (``VM_NONE`` for none)."""
+    names = [f"VM_{flag.name}" for flag in VmFlag if flag and vm_flags & flag]
+    return "|".join(names) or "VM_NONE"
+
+
+def is_exec_mapping(vm_flags: int) -> bool:
+    """Like include/linux/mm.h's is_exec_mapping(): executable, not writable, not a stack."""
+    return vm_flags & (VM_EXEC | VM_WRITE | VM_STACK) == VM_EXEC
+
+
+def is_stack_mapping(vm_flags: int) -> bool:
+    """Like is_stack_mapping(): a VM_GROWSDOWN area."""
+    return vm_flags & VM_STACK == VM_STACK
+
+
+def is_data_mapping(vm_flags: int) -> bool:
+    """Like is_data_mapping(): private and writable, not a stack."""
+    return vm_flags & (VM_WRITE | VM_SHARED | VM_STACK) == VM_WRITE

@@ -1,0 +1,451 @@
+"""Merging, splitting and modifying VMAs: the model of mm/vma.c.
+
+The idea fits in a few lines.  A VMA is never changed in place by a system
+call.  Instead the call describes the range it wants changed and the new
+attributes in a :class:`VmaMergeStruct` and hands it to :func:`vma_modify`,
+which first tries to fold the range into a neighbour
+(:func:`vma_merge_existing_range`) and otherwise splits the VMA once or
+twice so that one VMA covers exactly the range.  Either way it returns that
+VMA, so callers never care which happened.  New ranges (mmap, brk) go
+through :func:`vma_merge_new_range`, which may expand a neighbour instead of
+creating a VMA.
+
+Every refused merge records why on the merge struct (``refusals``), which
+is what ``vmasim explain`` shows.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from vmasim.constants import PAGE_SHIFT
+from vmasim.core.errors import SplitRefused
+from vmasim.core.flags import VM_IGNORE_MERGE, VM_SPECIAL, VM_STICKY, describe
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import AnonVma, File, Mempolicy, UffdCtx, Vma, mpol_equal
+
+
+class MergeState(enum.Enum):
+    """Outcome of a merge attempt (enum vma_merge_state)."""
+
+    NOMERGE = "nomerge"
+    SUCCESS = "success"
+
+
+@dataclass(slots=True, eq=False)
+class VmaMergeStruct:
+    """One merge attempt (struct vma_merge_struct): the candidates, the proposed attributes, the outcome.
+
+    For an existing range ``middle`` is the VMA being modified and ``prev``
+    is the VMA before it, or ``middle`` itself when the range starts inside
+    it.  For a new range ``middle`` is None and ``prev``/``next`` are the
+    VMAs around the gap.
+    """
+
+    mm: MmStruct
+    start: int
+    end: int
+    pgoff: int
+    vm_flags: int
+    file: File | None = None
+    anon_vma: AnonVma | None = None
+    policy: Mempolicy | None = None
+    uffd_ctx: UffdCtx | None = None
+    anon_name: str | None = None
+    prev: Vma | None = None
+    middle: Vma | None = None
+    next: Vma | None = None
+    copied_from: Vma | None = None
+    just_expand: bool = False
+    target: Vma | None = None
+    state: MergeState = MergeState.NOMERGE
+    refusals: list[str] = field(default_factory=list)
+
+    @classmethod
+    def for_vma(cls, mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int) -> VmaMergeStruct:
+        """Like VMG_VMA_STATE(): propose ``[start, end)`` of ``vma`` with all of ``vma``'s attributes."""
+        return cls(
+            mm=mm,
+            start=start,
+            end=end,
+            pgoff=vma.pgoff + ((start - vma.start) >> PAGE_SHIFT),
+            vm_flags=vma.vm_flags,
+            file=vma.file,
+            anon_vma=vma.anon_vma,
+            policy=vma.policy,
+            uffd_ctx=vma.uffd_ctx,
+            anon_name=vma.anon_name,
+            prev=prev,
+            middle=vma,
+        )
+
+    def refuse(self, why: str) -> bool:
+        """Record why a merge was refused; always False so predicates can ``return vmg.refuse(...)``."""
+        self.refusals.append(why)
+        return False
+
+
+# --- predicates ---------------------------------------------------------------------
+
+
+def vma_is_fork_child(vma: Vma | None) -> bool:
+    """Like vma_is_fork_child(): the VMA's anon_vma chain came through fork."""
+    return vma is not None and vma.anon_vma is not None and vma.fork_child
+
+
+def _side(merge_next: bool) -> str:
+    return "next" if merge_next else "prev"
+
+
+def attributes_mismatch(
+    vma: Vma,
+    vm_flags: int,
+    file: File | None,
+    policy: Mempolicy | None,
+    uffd_ctx: UffdCtx | None,
+    anon_name: str | None,
+) -> str | None:
+    """Why ``vma`` cannot merge with a range of these attributes (is_mergeable_vma()), or None."""
+    if not mpol_equal(policy, vma.policy):
+        return f"mempolicy differs ({vma.policy} vs {policy})"
+    diff = (vma.vm_flags ^ vm_flags) & ~VM_IGNORE_MERGE
+    if diff:
+        return f"vm_flags differ in {describe(diff)}"
+    if vma.file is not file:
+        return "different files (struct file)"
+    if vma.uffd_ctx is not uffd_ctx:
+        return "different userfaultfd contexts"
+    if vma.anon_name != anon_name:
+        return "different anonymous names"
+    return None
+
+
+def is_mergeable_vma(vmg: VmaMergeStruct, merge_next: bool) -> bool:
+    """Like is_mergeable_vma(): the proposed attributes match the neighbour's."""
+    vma = vmg.next if merge_next else vmg.prev
+    assert vma is not None
+    why = attributes_mismatch(vma, vmg.vm_flags, vmg.file, vmg.policy, vmg.uffd_ctx, vmg.anon_name)
+    if why is not None:
+        return vmg.refuse(f"{_side(merge_next)}: {why}")
+    return True
+
+
+def is_mergeable_anon_vma(vmg: VmaMergeStruct, merge_next: bool) -> bool:
+    """Like is_mergeable_anon_vma() with the 6.16 relaxation and the fork-child rule."""
+    tgt = vmg.next if merge_next else vmg.prev
+    assert tgt is not None
+    src = vmg.middle
+    tgt_anon = tgt.anon_vma
+    src_anon = vmg.anon_vma
+    side = _side(merge_next)
+    if tgt_anon is None and src_anon is not None:
+        # The target would take our anon_vma; a fork child's chain cannot be shared that way.
+        if vma_is_fork_child(src) or vma_is_fork_child(vmg.copied_from):
+            return vmg.refuse(f"{side}: has no anon_vma and the range's anon_vma came through fork")
+        return True
+    if tgt_anon is not None and src_anon is None:
+        if vma_is_fork_child(tgt):
+            return vmg.refuse(f"{side}: its anon_vma came through fork and the range has none")
+        return True
+    if src_anon is not tgt_anon:
+        pair = " and ".join(sorted(str(a) for a in (tgt_anon, src_anon)))
+        return vmg.refuse(f"{side}: different anon_vmas ({pair}): each side was written to separately")
+    return True
+
+
+def can_vma_merge_before(vmg: VmaMergeStruct) -> bool:
+    """Like can_vma_merge_before(): the range can be prepended to ``next``."""
+    nxt = vmg.next
+    assert nxt is not None
+    if not (is_mergeable_vma(vmg, True) and is_mergeable_anon_vma(vmg, True)):
+        return False
+    pglen = (vmg.end - vmg.start) >> PAGE_SHIFT
+    if nxt.pgoff != vmg.pgoff + pglen:
+        return vmg.refuse(f"next: pgoff not contiguous ({nxt.pgoff:#x} != {vmg.pgoff + pglen:#x})")
+    return True
+
+
+def can_vma_merge_after(vmg: VmaMergeStruct) -> bool:
+    """Like can_vma_merge_after(): the range can be appended to ``prev``."""
+    prev = vmg.prev
+    assert prev is not None
+    if not (is_mergeable_vma(vmg, False) and is_mergeable_anon_vma(vmg, False)):
+        return False
+    if prev.pgoff + prev.pages != vmg.pgoff:
+        return vmg.refuse(f"prev: pgoff not contiguous ({prev.pgoff + prev.pages:#x} != {vmg.pgoff:#x})")
+    return True
+
+
+def can_vma_merge_left(vmg: VmaMergeStruct) -> bool:
+    """Like can_vma_merge_left(): ``prev`` ends where the range starts and is compatible."""
+    prev = vmg.prev
+    if prev is None or prev.end != vmg.start:
+        return False
+    return can_vma_merge_after(vmg)
+
+
+def can_vma_merge_right(vmg: VmaMergeStruct, can_merge_left: bool) -> bool:
+    """Like can_vma_merge_right(), including the check that prev and next agree on anon_vma."""
+    nxt = vmg.next
+    if nxt is None or vmg.end != nxt.start or not can_vma_merge_before(vmg):
+        return False
+    if not can_merge_left:
+        return True
+    prev = vmg.prev
+    assert prev is not None
+    # Each neighbour may accept the range while disagreeing with the other.
+    if prev.anon_vma is None or nxt.anon_vma is None or prev.anon_vma is nxt.anon_vma:
+        return True
+    return vmg.refuse("prev and next have different anon_vmas; merging with prev only")
+
+
+def can_merge_remove_vma(vma: Vma) -> bool:
+    """Like can_merge_remove_vma(): a VMA whose vm_ops has a close hook may not be deleted by a merge."""
+    return not vma.has_close
+
+
+def dup_anon_vma(dst: Vma, src: Vma | None) -> None:
+    """Like dup_anon_vma(): a target without an anon_vma takes (and clones the chain of) the source's."""
+    if src is not None and src.anon_vma is not None and dst.anon_vma is None:
+        dst.anon_vma = src.anon_vma
+        dst.fork_child = src.fork_child
+
+
+# --- merging an existing range --------------------------------------------------------
+
+
+def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
+    """Like vma_merge_existing_range(): fold ``[start, end)`` of ``middle`` into prev and/or next.
+
+    Returns the VMA that now covers the range, or None (and ``vmg.refusals``
+    says why) when nothing merges.
+    """
+    mm = vmg.mm
+    middle = vmg.middle
+    prev = vmg.prev
+    assert middle is not None
+    start, end = vmg.start, vmg.end
+    left_side = start == middle.start
+    right_side = end == middle.end
+    vmg.state = MergeState.NOMERGE
+    sticky = vmg.vm_flags & VM_STICKY
+
+    if vmg.vm_flags & VM_SPECIAL:
+        vmg.refuse("the flags include VM_SPECIAL (IO, DONTEXPAND, PFNMAP or MIXEDMAP)")
+        return None
+    if not left_side and not right_side:
+        vmg.refuse("the range is strictly inside one VMA")
+        return None
+
+    merge_left = left_side and can_vma_merge_left(vmg)
+    nxt: Vma | None = None
+    merge_right = False
+    if right_side:
+        nxt = vmg.next = mm.vma_next(middle)
+        merge_right = can_vma_merge_right(vmg, merge_left)
+    if not merge_left and not merge_right:
+        return None
+
+    remove_middle = left_side and right_side
+    if remove_middle and not can_merge_remove_vma(middle):
+        vmg.refuse("the VMA would be deleted but its vm_ops has a close hook")
+        return None
+    merge_both = merge_left and merge_right
+    if merge_both:
+        assert nxt is not None
+        if not can_merge_remove_vma(nxt):
+            vmg.refuse("next would be deleted but its vm_ops has a close hook; merging with prev only")
+            merge_right = merge_both = False
+
+    if merge_right:
+        assert nxt is not None
+        vmg.target = nxt
+        sticky |= nxt.vm_flags & VM_STICKY
+    if merge_left:
+        assert prev is not None
+        vmg.target = prev
+        sticky |= prev.vm_flags & VM_STICKY
+
+    if merge_both:
+        #  prev      middle    next
+        #  extend    delete    delete
+        assert prev is not None and nxt is not None
+        dup_anon_vma(prev, nxt if nxt.anon_vma is not None else middle)
+        new_end = nxt.end
+        mm.unlink(middle)
+        mm.unlink(nxt)
+        mm.set_range(prev, prev.start, new_end, prev.pgoff)
+        target = prev
+    elif merge_left:
+        #  prev      middle
+        #  extend    shrink or delete
+        assert prev is not None
+        dup_anon_vma(prev, middle)
+        if remove_middle:
+            mm.unlink(middle)
+        else:
+            mm.set_range(middle, end, middle.end, middle.pgoff + ((end - middle.start) >> PAGE_SHIFT))
+        mm.set_range(prev, prev.start, end, prev.pgoff)
+        target = prev
+    else:
+        #  middle            next
+        #  shrink or delete  extend
+        assert nxt is not None
+        dup_anon_vma(nxt, middle)
+        new_pgoff = nxt.pgoff - ((nxt.start - start) >> PAGE_SHIFT)
+        if remove_middle:
+            mm.unlink(middle)
+        else:
+            mm.set_range(middle, middle.start, start, middle.pgoff)
+        mm.set_range(nxt, start, nxt.end, new_pgoff)
+        target = nxt
+
+    mm.set_flags(target, target.vm_flags | sticky)
+    vmg.target = target
+    vmg.state = MergeState.SUCCESS
+    return target
+
+
+# --- merging a new range ------------------------------------------------------------------
+
+
+def vma_expand(vmg: VmaMergeStruct) -> Vma:
+    """Like vma_expand(): grow ``target`` over ``[start, end)``, deleting ``next`` when fully covered."""
+    mm = vmg.mm
+    target = vmg.target
+    assert target is not None
+    nxt = vmg.next
+    sticky = (vmg.vm_flags | target.vm_flags) & VM_STICKY
+    if nxt is not None and nxt is not target and vmg.end == nxt.end:
+        sticky |= nxt.vm_flags & VM_STICKY
+        dup_anon_vma(target, nxt)
+        mm.unlink(nxt)
+    if vmg.copied_from is not None:
+        dup_anon_vma(target, vmg.copied_from)
+    mm.set_range(target, vmg.start, vmg.end, vmg.pgoff)
+    mm.set_flags(target, target.vm_flags | sticky)
+    return target
+
+
+def vma_merge_new_range(vmg: VmaMergeStruct) -> Vma | None:
+    """Like vma_merge_new_range(): expand prev and/or next over a new ``[start, end)`` instead of adding a VMA.
+
+    In ``just_expand`` mode (brk) only prev is considered.  Returns the
+    expanded VMA or None.
+    """
+    prev, nxt = vmg.prev, vmg.next
+    end = vmg.end
+    vmg.state = MergeState.NOMERGE
+    if vmg.vm_flags & VM_SPECIAL:
+        vmg.refuse("the flags include VM_SPECIAL (IO, DONTEXPAND, PFNMAP or MIXEDMAP)")
+        return None
+    if prev is None and nxt is None:
+        return None
+
+    merge_left = can_vma_merge_left(vmg)
+    merge_right = not vmg.just_expand and can_vma_merge_right(vmg, merge_left)
+    if merge_right:
+        assert nxt is not None
+        vmg.end = nxt.end
+        vmg.target = nxt
+    if merge_left:
+        assert prev is not None
+        vmg.start = prev.start
+        vmg.target = prev
+        vmg.pgoff = prev.pgoff
+        if merge_right:
+            assert nxt is not None
+            if not can_merge_remove_vma(nxt):
+                vmg.refuse("next has a close hook and cannot be deleted; expanding prev only")
+                vmg.end = end
+    if vmg.target is None:
+        return None
+    target = vma_expand(vmg)
+    vmg.state = MergeState.SUCCESS
+    return target
+
+
+# --- splitting --------------------------------------------------------------------------------
+
+
+def split_vma(mm: MmStruct, vma: Vma, addr: int, new_below: bool, *, checked: bool = True) -> Vma:
+    """Like split_vma() (``checked``) or __split_vma(): cut ``vma`` at ``addr``, returning the new piece.
+
+    With ``new_below`` the new VMA is the lower part and ``vma`` keeps the
+    upper part; otherwise the new VMA is the upper part.  The checked form
+    refuses with ENOMEM when map_count is already at max_map_count.
+    """
+    assert vma.start < addr < vma.end, f"split at {addr:#x} outside {vma}"
+    if checked and mm.map_count >= mm.max_map_count:
+        raise SplitRefused()
+    new = vma.copy()
+    offset = (addr - vma.start) >> PAGE_SHIFT
+    if new_below:
+        new.end = addr
+        mm.set_range(vma, addr, vma.end, vma.pgoff + offset)
+    else:
+        new.start = addr
+        new.pgoff = vma.pgoff + offset
+        mm.set_range(vma, vma.start, addr, vma.pgoff)
+    mm.link(new)
+    return new
+
+
+# --- the one modify path --------------------------------------------------------------------------
+
+
+def vma_modify(vmg: VmaMergeStruct) -> Vma:
+    """Like vma_modify(): return the VMA that now covers exactly ``[start, end)``, merged or split.
+
+    Raises ``OSError(ENOMEM)`` when a needed split is refused; a first split
+    that succeeded before a second one failed stays, as in the kernel.
+    """
+    merged = vma_merge_existing_range(vmg)
+    if merged is not None:
+        return merged
+    vma = vmg.middle
+    assert vma is not None
+    if vma.start < vmg.start:
+        split_vma(vmg.mm, vma, vmg.start, True)
+    if vma.end > vmg.end:
+        split_vma(vmg.mm, vma, vmg.end, False)
+    return vma
+
+
+def vma_modify_flags(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, vm_flags: int) -> Vma:
+    """Like vma_modify_flags(): ``[start, end)`` of ``vma`` with new vm_flags (set by the caller afterwards)."""
+    vmg = VmaMergeStruct.for_vma(mm, prev, vma, start, end)
+    vmg.vm_flags = vm_flags
+    return vma_modify(vmg)
+
+
+def vma_modify_name(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, name: str | None) -> Vma:
+    """Like vma_modify_name(): ``[start, end)`` of ``vma`` with a new anonymous name."""
+    vmg = VmaMergeStruct.for_vma(mm, prev, vma, start, end)
+    vmg.anon_name = name
+    return vma_modify(vmg)
+
+
+def vma_modify_policy(
+    mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, policy: Mempolicy | None
+) -> Vma:
+    """Like vma_modify_policy(): ``[start, end)`` of ``vma`` with a new mempolicy."""
+    vmg = VmaMergeStruct.for_vma(mm, prev, vma, start, end)
+    vmg.policy = policy
+    return vma_modify(vmg)
+
+
+def vma_modify_flags_uffd(
+    mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, vm_flags: int, ctx: UffdCtx | None
+) -> Vma:
+    """Like vma_modify_flags_uffd(): ``[start, end)`` of ``vma`` with new flags and userfaultfd context."""
+    vmg = VmaMergeStruct.for_vma(mm, prev, vma, start, end)
+    vmg.vm_flags = vm_flags
+    vmg.uffd_ctx = ctx
+    return vma_modify(vmg)
+
+
+def modify_prev(mm: MmStruct, vma: Vma, start: int) -> Vma | None:
+    """The ``prev`` that callers pass to the modify path: the VMA before ``vma``, or ``vma`` when starting inside it."""
+    return vma if start > vma.start else mm.vma_prev(vma)

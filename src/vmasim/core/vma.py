@@ -1,0 +1,265 @@
+"""The VMA record and the objects it points to (struct vm_area_struct and friends).
+
+Identity matters more than value for most of these: two ``open()`` calls of
+one file are different ``struct file``s and their mappings never merge, two
+anon_vmas are never "equal", two userfaultfd contexts with the same flags are
+different.  So :class:`File`, :class:`AnonVma` and :class:`UffdCtx` compare by
+identity, while :class:`Mempolicy` has the kernel's value equality
+(mm/mempolicy.c's __mpol_equal()).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import count
+
+from vmasim.constants import (
+    MPOL_BIND,
+    MPOL_F_RELATIVE_NODES,
+    MPOL_F_STATIC_NODES,
+    MPOL_INTERLEAVE,
+    MPOL_PREFERRED,
+    MPOL_PREFERRED_MANY,
+    MPOL_WEIGHTED_INTERLEAVE,
+    PAGE_SHIFT,
+)
+from vmasim.core.flags import VM_MAYSHARE, mnemonics
+
+
+class Inode:
+    """A file's inode: what /proc shows as the mapped object.  ``kind`` is "memfd", "file" or "shmem"."""
+
+    __slots__ = ("kind", "label", "size")
+
+    def __init__(self, kind: str, label: str, size: int = 0) -> None:
+        self.kind = kind
+        self.label = label
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"Inode({self.kind}, {self.label!r}, size={self.size:#x})"
+
+
+class File:
+    """An open file description (struct file): an inode plus the access mode it was opened with."""
+
+    __slots__ = ("inode", "readable", "writable")
+
+    def __init__(self, inode: Inode, *, readable: bool = True, writable: bool = True) -> None:
+        self.inode = inode
+        self.readable = readable
+        self.writable = writable
+
+    def __repr__(self) -> str:
+        mode = ("r" if self.readable else "") + ("w" if self.writable else "")
+        return f"File({self.inode.label!r}, {mode})"
+
+
+_anon_vma_ids = count(1)
+
+
+class AnonVma:
+    """An anon_vma: only its identity matters for merging, so it is a numbered token."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id = next(_anon_vma_ids)
+
+    def __repr__(self) -> str:
+        return f"AnonVma#{self.id}"
+
+
+class UffdCtx:
+    """A userfaultfd context; VMAs registered with different contexts never merge."""
+
+    __slots__ = ("features", "id", "released")
+
+    _ids = count(1)
+
+    def __init__(self, features: int = 0) -> None:
+        self.id = next(UffdCtx._ids)
+        self.features = features
+        self.released = False
+
+    def __repr__(self) -> str:
+        return f"UffdCtx#{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Mempolicy:
+    """A NUMA memory policy.  MPOL_DEFAULT is never stored: a VMA without a policy has ``None``."""
+
+    mode: int
+    flags: int = 0
+    nodes: int = 0
+    user_nodes: int = 0
+
+    def __eq__(self, other: object) -> bool:
+        # Like mm/mempolicy.c's __mpol_equal().
+        if not isinstance(other, Mempolicy):
+            return NotImplemented
+        if self.mode != other.mode or self.flags != other.flags:
+            return False
+        if self.flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES) and self.user_nodes != other.user_nodes:
+            return False
+        if self.mode in (MPOL_BIND, MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFERRED_MANY):
+            return self.nodes == other.nodes
+        return True  # MPOL_LOCAL: no nodes to compare
+
+    def __hash__(self) -> int:
+        return hash((self.mode, self.flags))
+
+
+def mpol_equal(a: Mempolicy | None, b: Mempolicy | None) -> bool:
+    """Like mpol_equal(): the same object, both default, or equal by value."""
+    if a is b:
+        return True
+    if a is None or b is None:
+        return False
+    return a == b
+
+
+class Vma:
+    """One VMA (struct vm_area_struct): ``[start, end)`` with its attributes.
+
+    Mutable, and mutated only by the core (the address space and the
+    merge/split/modify path); users see :class:`VmaView`.
+
+    ``fork_child`` says that the anon_vma chain is not singular, i.e. the
+    anon_vma came through fork (mm/vma.c's vma_is_fork_child()).  ``has_close``
+    says that the backing vm_ops has a close hook, which forbids deleting the
+    VMA in a merge.
+    """
+
+    __slots__ = (
+        "anon_name",
+        "anon_vma",
+        "end",
+        "file",
+        "fork_child",
+        "has_close",
+        "pgoff",
+        "policy",
+        "start",
+        "uffd_ctx",
+        "vm_flags",
+    )
+
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        pgoff: int,
+        vm_flags: int,
+        *,
+        file: File | None = None,
+        anon_vma: AnonVma | None = None,
+        fork_child: bool = False,
+        policy: Mempolicy | None = None,
+        uffd_ctx: UffdCtx | None = None,
+        anon_name: str | None = None,
+        has_close: bool = False,
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.pgoff = pgoff
+        self.vm_flags = vm_flags
+        self.file = file
+        self.anon_vma = anon_vma
+        self.fork_child = fork_child
+        self.policy = policy
+        self.uffd_ctx = uffd_ctx
+        self.anon_name = anon_name
+        self.has_close = has_close
+
+    @property
+    def pages(self) -> int:
+        """Like vma_pages(): the length in pages."""
+        return (self.end - self.start) >> PAGE_SHIFT
+
+    @property
+    def is_anonymous(self) -> bool:
+        """Like vma_is_anonymous(): no backing object (private anonymous memory)."""
+        return self.file is None
+
+    def copy(self) -> Vma:
+        """Like vm_area_dup(): a full copy sharing file, anon_vma, policy and uffd context."""
+        return Vma(
+            self.start,
+            self.end,
+            self.pgoff,
+            self.vm_flags,
+            file=self.file,
+            anon_vma=self.anon_vma,
+            fork_child=self.fork_child,
+            policy=self.policy,
+            uffd_ctx=self.uffd_ctx,
+            anon_name=self.anon_name,
+            has_close=self.has_close,
+        )
+
+    def __repr__(self) -> str:
+        extra = []
+        if self.file is not None:
+            extra.append(repr(self.file))
+        if self.anon_vma is not None:
+            extra.append(repr(self.anon_vma) + ("(fork)" if self.fork_child else ""))
+        if self.policy is not None:
+            extra.append(repr(self.policy))
+        if self.uffd_ctx is not None:
+            extra.append(repr(self.uffd_ctx))
+        if self.has_close:
+            extra.append("close")
+        tail = (" " + " ".join(extra)) if extra else ""
+        return f"Vma({self.start:#x}-{self.end:#x} pgoff={self.pgoff:#x} {' '.join(mnemonics(self.vm_flags))}{tail})"
+
+
+class VmaView:
+    """A read-only view of a VMA, as users of :class:`vmasim.AddressSpace` see it."""
+
+    __slots__ = ("_vma",)
+
+    def __init__(self, vma: Vma) -> None:
+        self._vma = vma
+
+    start = property(lambda self: self._vma.start, doc="First address of the VMA.")
+    end = property(lambda self: self._vma.end, doc="First address after the VMA.")
+    pgoff = property(lambda self: self._vma.pgoff, doc="Page offset (vm_pgoff); for private anonymous memory a virtual page number.")
+    vm_flags = property(lambda self: self._vma.vm_flags, doc="The vm_flags bits as an int.")
+    file = property(lambda self: self._vma.file, doc="The struct file mapped, or None for anonymous memory.")
+    anon_vma = property(lambda self: self._vma.anon_vma, doc="The anon_vma token, or None before the first write fault.")
+    fork_child = property(lambda self: self._vma.fork_child, doc="True when the anon_vma came through fork.")
+    policy = property(lambda self: self._vma.policy, doc="The VMA's own mempolicy, or None for the default.")
+    uffd_ctx = property(lambda self: self._vma.uffd_ctx, doc="The userfaultfd context, or None.")
+    anon_name = property(lambda self: self._vma.anon_name, doc="The anonymous VMA name, or None.")
+
+    @property
+    def size(self) -> int:
+        """Length in bytes."""
+        return self._vma.end - self._vma.start
+
+    @property
+    def flags(self) -> list[str]:
+        """The VmFlags mnemonics, in smaps order."""
+        return mnemonics(self._vma.vm_flags)
+
+    @property
+    def perms(self) -> str:
+        """The perms column of /proc/PID/maps, e.g. ``rw-p``."""
+        f = self._vma.vm_flags
+        return (
+            ("r" if f & 1 else "-")
+            + ("w" if f & 2 else "-")
+            + ("x" if f & 4 else "-")
+            + ("s" if f & VM_MAYSHARE else "p")
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VmaView) and other._vma is self._vma
+
+    def __hash__(self) -> int:
+        return id(self._vma)
+
+    def __repr__(self) -> str:
+        return f"<VMA {self.start:#x}-{self.end:#x} {self.perms} {' '.join(self.flags)}>"

@@ -1,0 +1,178 @@
+"""Run a :class:`~vmasim.program.Program` on the model and produce the contract's layout report."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import Any
+
+from vmasim.api import AddressSpace
+from vmasim.program.parse import MASK64, Op, Program
+from vmasim.report import layout
+
+# Model address-space geometry for programs: the initial break sits far below
+# any window, with nothing mergeable under it.
+INITIAL_BREAK = 0x10000000
+
+
+class NotImplementedOp(Exception):
+    """A program uses an op whose system-call family the model does not implement yet."""
+
+    def __init__(self, op: Op) -> None:
+        self.op = op
+        super().__init__(f"op {op.path} ({op.op}): not implemented yet in the model")
+
+
+class _Run:
+    """One process running a program's ops: the address space plus name bindings."""
+
+    def __init__(self, program: Program, space: AddressSpace, addrs: dict[str, int], fds: dict[str, int]) -> None:
+        self.program = program
+        self.space = space
+        self.addrs = addrs
+        self.fds = fds
+
+    def addr(self, op: Op, key: str = "addr") -> int:
+        ref = op[key]
+        return 0 if ref is None else int(ref.resolve(self.addrs))
+
+    def fd(self, name: str) -> int:
+        return self.fds.get(name, -1)
+
+    def run(self, ops: tuple[Op, ...]) -> dict[str, Any]:
+        results: list[dict[str, Any]] = []
+        children: dict[str, Any] = {}
+        for op in ops:
+            results.append(self.step(op, children))
+        return layout(
+            self.space.mm,
+            self.program.window_start,
+            self.program.window_end,
+            INITIAL_BREAK,
+            results,
+            children,
+        )
+
+    def step(self, op: Op, children: dict[str, Any]) -> dict[str, Any]:
+        handler = _HANDLERS.get(op.op)
+        if handler is None:
+            raise NotImplementedOp(op)
+        if op.op == "touch":
+            res = self.space.touch(self.addr(op), op["length"], op["write"])
+            return {"op": "touch", "pages": res.pages, "fault": res.fault}
+        try:
+            ret = handler(self, op)
+        except OSError as exc:
+            if op.get("as"):
+                self.addrs[op["as"]] = MASK64
+            code = exc.errno if exc.errno is not None else errno.EINVAL
+            return {"op": op.op, "ret": -1, "errno": errno.errorcode.get(code, str(code))}
+        if op.op in ("mmap", "mremap"):
+            if op.get("as"):
+                self.addrs[op["as"]] = int(ret)
+            return {"op": op.op, "ret": hex(int(ret)), "errno": None}
+        return {"op": op.op, "ret": ret if isinstance(ret, (int, str)) else 0, "errno": None}
+
+
+def _mmap(run: _Run, op: Op) -> int:
+    fd = run.fd(op["fd"]) if op["fd"] is not None else -1
+    return run.space.mmap(run.addr(op), op["length"], op["prot"], op["flags"], fd, op["offset"])
+
+
+def _munmap(run: _Run, op: Op) -> int:
+    run.space.munmap(run.addr(op), op["length"])
+    return 0
+
+
+def _mprotect(run: _Run, op: Op) -> int:
+    run.space.mprotect(run.addr(op), op["length"], op["prot"])
+    return 0
+
+
+def _memfd(run: _Run, op: Op) -> int:
+    run.fds[op["name"]] = run.space.memfd_create(op["name"], op["size"])
+    return 0
+
+
+def _file(run: _Run, op: Op) -> int:
+    run.fds[op["name"]] = run.space.create_file(op["name"], op["size"])
+    return 0
+
+
+def _open(run: _Run, op: Op) -> int:
+    run.fds[op["name"]] = run.space.reopen(run.fd(op["of"]), writable=op["mode"] == "rw")
+    return 0
+
+
+def _dup(run: _Run, op: Op) -> int:
+    run.fds[op["name"]] = run.space.dup(run.fd(op["of"]))
+    return 0
+
+
+def _ftruncate(run: _Run, op: Op) -> int:
+    run.space.ftruncate(run.fd(op["fd"]), op["size"])
+    return 0
+
+
+def _close(run: _Run, op: Op) -> int:
+    run.space.close(run.fd(op["fd"]))
+    return 0
+
+
+def _pad(run: _Run, op: Op) -> int:
+    mm = run.space.mm
+    # The kernel runner fills the process with unrelated VMAs far from the window.
+    want = mm.max_map_count - op["headroom"]
+    mm.hidden_map_count += max(0, want - mm.map_count)
+    return 0
+
+
+_HANDLERS: dict[str, Callable[[_Run, Op], Any]] = {
+    "mmap": _mmap,
+    "munmap": _munmap,
+    "mprotect": _mprotect,
+    "touch": lambda run, op: 0,
+    "memfd": _memfd,
+    "file": _file,
+    "open": _open,
+    "dup": _dup,
+    "ftruncate": _ftruncate,
+    "close": _close,
+    "pad": _pad,
+}
+
+SUPPORTED_OPS = frozenset(_HANDLERS)
+
+
+def unsupported_ops(program: Program) -> list[Op]:
+    """The ops (fork children included) that the model cannot run yet."""
+    out: list[Op] = []
+
+    def walk(ops: tuple[Op, ...]) -> None:
+        for op in ops:
+            if op.op not in SUPPORTED_OPS:
+                out.append(op)
+            walk(op.child)
+
+    walk(program.ops)
+    return out
+
+
+def new_address_space(program: Program) -> AddressSpace:
+    """An empty model address space laid out for ``program``: walls above the window when asked for."""
+    space = AddressSpace(mmap_limit=program.window_end if program.walls else None)
+    space.mm.start_brk = space.mm.brk = INITIAL_BREAK
+    return space
+
+
+def run_model(program: Program) -> dict[str, Any]:
+    """Run ``program`` on a fresh model address space and return its layout report.
+
+    Raises :class:`NotImplementedOp` before running anything if an op is not
+    modelled yet.
+    """
+    missing = unsupported_ops(program)
+    if missing:
+        raise NotImplementedOp(missing[0])
+    run = _Run(program, new_address_space(program), {"W": program.window_start}, {})
+    return run.run(program.ops)

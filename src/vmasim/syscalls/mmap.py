@@ -1,0 +1,207 @@
+"""mmap(2): mm/mmap.c's do_mmap() and mm/vma.c's mmap_region()."""
+
+from __future__ import annotations
+
+import errno
+
+from vmasim import constants as C
+from vmasim.core.errors import kernel_error
+from vmasim.core.fault import populate_range
+from vmasim.core.flags import (
+    VM_ACCOUNT,
+    VM_DONTDUMP,
+    VM_DROPPABLE,
+    VM_GROWSDOWN,
+    VM_HUGETLB,
+    VM_LOCKED,
+    VM_LOCKED_MASK,
+    VM_MAYEXEC,
+    VM_MAYREAD,
+    VM_MAYSHARE,
+    VM_MAYWRITE,
+    VM_MERGEABLE,
+    VM_NOHUGEPAGE,
+    VM_NORESERVE,
+    VM_SHARED,
+    VM_SPECIAL,
+    VM_WIPEONFORK,
+    VM_WRITE,
+)
+from vmasim.core.merge import VmaMergeStruct, vma_merge_new_range
+from vmasim.core.mm import MmStruct
+from vmasim.core.placement import get_unmapped_area
+from vmasim.core.vma import File, Inode, Vma
+from vmasim.syscalls.munmap import (
+    accounted_pages,
+    complete_munmap,
+    gather_munmap_vmas,
+    page_align,
+)
+
+CALL = "mmap"
+
+
+def calc_vm_prot_bits(prot: int) -> int:
+    """Like calc_vm_prot_bits(): PROT_READ/WRITE/EXEC to VM_READ/WRITE/EXEC (the same bit values)."""
+    return prot & (C.PROT_READ | C.PROT_WRITE | C.PROT_EXEC)
+
+
+def calc_vm_flag_bits(flags: int) -> int:
+    """Like calc_vm_flag_bits(): MAP_GROWSDOWN, MAP_LOCKED and MAP_STACK (which asks for VM_NOHUGEPAGE)."""
+    vm_flags = 0
+    if flags & C.MAP_GROWSDOWN:
+        vm_flags |= VM_GROWSDOWN
+    if flags & C.MAP_LOCKED:
+        vm_flags |= VM_LOCKED
+    if flags & C.MAP_STACK:
+        vm_flags |= VM_NOHUGEPAGE
+    return vm_flags
+
+
+def ksm_compatible(file: File | None, vm_flags: int) -> bool:
+    """Like mm/ksm.c's vma_ksm_compatible() for a mapping about to be made."""
+    if vm_flags & (VM_SHARED | VM_MAYSHARE | VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
+        return False
+    return True
+
+
+def round_hint_to_min(mm: MmStruct, hint: int) -> int:
+    """Like round_hint_to_min(): a non-zero hint below mmap_min_addr is raised to it."""
+    hint &= ~(C.PAGE_SIZE - 1)
+    if hint and hint < mm.mmap_min_addr:
+        return page_align(mm.mmap_min_addr)
+    return hint
+
+
+def do_mmap(
+    mm: MmStruct,
+    file: File | None,
+    addr: int,
+    length: int,
+    prot: int,
+    flags: int,
+    pgoff: int,
+) -> tuple[int, bool]:
+    """Like do_mmap(): validate, pick the address, build vm_flags and map.  Returns (address, populate)."""
+    if not length:
+        raise kernel_error(errno.EINVAL, CALL, "zero length")
+    if flags & C.MAP_FIXED_NOREPLACE:
+        flags |= C.MAP_FIXED
+    if not flags & C.MAP_FIXED:
+        addr = round_hint_to_min(mm, addr)
+    length = page_align(length)
+    if not length:
+        raise kernel_error(errno.ENOMEM, CALL, "length overflows")
+    if pgoff + (length >> C.PAGE_SHIFT) >= 1 << 64:
+        raise kernel_error(errno.EOVERFLOW, CALL, "offset + length overflows")
+    if mm.map_count > mm.max_map_count:
+        raise kernel_error(errno.ENOMEM, CALL, "map_count above max_map_count")
+
+    vm_flags = calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+
+    addr = get_unmapped_area(mm, file, addr, length, pgoff, flags)
+
+    if flags & C.MAP_FIXED_NOREPLACE and mm.vmas.find_intersection(addr, addr + length) is not None:
+        raise kernel_error(errno.EEXIST, CALL, "MAP_FIXED_NOREPLACE over an existing mapping")
+
+    map_type = flags & C.MAP_TYPE
+    if file is not None:
+        max_size = (1 << 63) - 1 if file.inode.kind == "file" else (1 << 64) - 1
+        if length > max_size or pgoff > (max_size - length) >> C.PAGE_SHIFT:
+            raise kernel_error(errno.EOVERFLOW, CALL, "beyond the largest file offset")
+        if map_type in (C.MAP_SHARED, C.MAP_SHARED_VALIDATE):
+            if map_type == C.MAP_SHARED:
+                flags &= C.LEGACY_MAP_MASK
+            if flags & ~C.LEGACY_MAP_MASK:
+                raise kernel_error(errno.EOPNOTSUPP, CALL, "flags MAP_SHARED_VALIDATE does not know")
+            if prot & C.PROT_WRITE and not file.writable:
+                raise kernel_error(errno.EACCES, CALL, "shared writable mapping of a file not open for writing")
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+            if not file.writable:
+                vm_flags &= ~(VM_MAYWRITE | VM_SHARED)
+        elif map_type != C.MAP_PRIVATE:
+            raise kernel_error(errno.EINVAL, CALL, "no valid mapping type")
+        if not file.readable:
+            raise kernel_error(errno.EACCES, CALL, "file not open for reading")
+        if file.inode.kind == "uffd":
+            raise kernel_error(errno.ENODEV, CALL, "this file cannot be mapped")
+        if vm_flags & VM_GROWSDOWN:
+            raise kernel_error(errno.EINVAL, CALL, "MAP_GROWSDOWN on a file")
+    else:
+        if map_type == C.MAP_SHARED:
+            if vm_flags & VM_GROWSDOWN:
+                raise kernel_error(errno.EINVAL, CALL, "MAP_GROWSDOWN on shared memory")
+            pgoff = 0
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+        elif map_type in (C.MAP_PRIVATE, C.MAP_DROPPABLE):
+            if map_type == C.MAP_DROPPABLE:
+                if flags & (C.MAP_LOCKED | C.MAP_HUGETLB):
+                    raise kernel_error(errno.EINVAL, CALL, "MAP_DROPPABLE cannot be locked or huge")
+                if vm_flags & VM_GROWSDOWN:
+                    raise kernel_error(errno.EINVAL, CALL, "MAP_DROPPABLE cannot grow down")
+                vm_flags |= VM_DROPPABLE | VM_NORESERVE | VM_WIPEONFORK | VM_DONTDUMP
+            pgoff = addr >> C.PAGE_SHIFT
+        else:
+            raise kernel_error(errno.EINVAL, CALL, "no valid mapping type")
+
+    if flags & C.MAP_NORESERVE:
+        vm_flags |= VM_NORESERVE
+    if flags & C.MAP_HUGETLB:
+        # No huge pages are reserved on the modelled host.
+        raise kernel_error(errno.ENOMEM, CALL, "no huge pages available")
+
+    addr = mmap_region(mm, file, addr, length, vm_flags, pgoff)
+    populate = bool(vm_flags & VM_LOCKED) or flags & (C.MAP_POPULATE | C.MAP_NONBLOCK) == C.MAP_POPULATE
+    return addr, populate
+
+
+def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flags: int, pgoff: int) -> int:
+    """Like mm/vma.c's __mmap_region(): unmap what is there, then merge with a neighbour or add a VMA."""
+    end = addr + length
+    first = mm.vmas.find_intersection(addr, end)
+    detached = gather_munmap_vmas(mm, first, addr, end, CALL) if first is not None else []
+    prev = mm.vmas.prev_of_addr(addr)
+    nxt = mm.find_vma(end)
+
+    # accountable_mapping(): private writable memory is charged, unless NORESERVE.
+    if vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE) == VM_WRITE:
+        charged = (length >> C.PAGE_SHIFT) - accounted_pages(detached)
+        if charged > mm.commit_limit_pages:
+            raise kernel_error(errno.ENOMEM, CALL, "not enough memory to commit")
+        vm_flags |= VM_ACCOUNT
+    if mm.ksm_merge_any and ksm_compatible(file, vm_flags):
+        # check_ksm_early: anonymous and shmem mappings get VM_MERGEABLE before the merge attempt.
+        vm_flags |= VM_MERGEABLE
+
+    complete_munmap(mm, detached)
+    vma: Vma | None = None
+    if prev is not None or nxt is not None:
+        vmg = VmaMergeStruct(mm=mm, start=addr, end=end, pgoff=pgoff, vm_flags=vm_flags, file=file, prev=prev, next=nxt)
+        vma = vma_merge_new_range(vmg)
+    if vma is None:
+        if file is None and vm_flags & VM_SHARED:
+            # shmem_zero_setup(): shared anonymous memory is a hidden shmem file of its own.
+            file = File(Inode("shmem", "/dev/zero (deleted)", length))
+        vma = Vma(addr, end, pgoff, vm_flags, file=file)
+        mm.link(vma)
+    if vma.vm_flags & VM_LOCKED and vma.vm_flags & (VM_SPECIAL | VM_HUGETLB):
+        mm.set_flags(vma, vma.vm_flags & ~VM_LOCKED_MASK)
+    return addr
+
+
+def sys_mmap(
+    mm: MmStruct, addr: int, length: int, prot: int, flags: int, file: File | None, offset: int
+) -> int:
+    """mmap(2) as x86_64's sys_mmap(): the offset must be page aligned; anonymous mappings ignore ``file``."""
+    if offset & (C.PAGE_SIZE - 1):
+        raise kernel_error(errno.EINVAL, CALL, "offset not page aligned")
+    if flags & C.MAP_ANONYMOUS:
+        file = None
+    elif file is None:
+        raise kernel_error(errno.EBADF, CALL, "not anonymous and no file descriptor")
+    elif flags & C.MAP_HUGETLB:
+        raise kernel_error(errno.EINVAL, CALL, "MAP_HUGETLB on a file that is not on hugetlbfs")
+    ret, populate = do_mmap(mm, file, addr, length, prot, flags, offset >> C.PAGE_SHIFT)
+    if populate:
+        populate_range(mm, ret, ret + page_align(length))
+    return ret

@@ -1,0 +1,100 @@
+"""mprotect(2): mm/mprotect.c's do_mprotect_pkey() and mprotect_fixup()."""
+
+from __future__ import annotations
+
+import errno
+
+from vmasim import constants as C
+from vmasim.core.errors import kernel_error
+from vmasim.core.flags import (
+    VM_ACCESS_FLAGS,
+    VM_ACCOUNT,
+    VM_DROPPABLE,
+    VM_GROWSDOWN,
+    VM_HUGETLB,
+    VM_NORESERVE,
+    VM_SEALED,
+    VM_SHARED,
+    VM_STICKY,
+    VM_WRITE,
+)
+from vmasim.core.merge import modify_prev, vma_modify_flags
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import Vma
+from vmasim.syscalls.munmap import page_align
+
+CALL = "mprotect"
+
+
+def mprotect_fixup(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, newflags: int) -> Vma:
+    """Like mprotect_fixup(): apply ``newflags`` to ``[start, end)`` of ``vma``; returns the VMA covering it."""
+    if vma.vm_flags & VM_SEALED:
+        raise kernel_error(errno.EPERM, CALL, "the VMA is sealed")
+    oldflags = vma.vm_flags
+    if newflags == oldflags:
+        return vma
+    if newflags & VM_WRITE:
+        # Becoming writable private memory: charge it and mark it VM_ACCOUNT.
+        if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE | VM_DROPPABLE):
+            if (end - start) >> C.PAGE_SHIFT > mm.commit_limit_pages:
+                raise kernel_error(errno.ENOMEM, CALL, "not enough memory to commit")
+            newflags |= VM_ACCOUNT
+    elif oldflags & VM_ACCOUNT and vma.is_anonymous and vma.anon_vma is None:
+        # Nothing was ever written, so the charge can be given back.
+        newflags &= ~VM_ACCOUNT
+    vma = vma_modify_flags(mm, prev, vma, start, end, newflags)
+    # Sticky flags picked up by a merge survive the flag update.
+    mm.set_flags(vma, newflags | (vma.vm_flags & VM_STICKY))
+    return vma
+
+
+def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
+    """mprotect(2), with the kernel's partial application on errors."""
+    grows = prot & (C.PROT_GROWSDOWN | C.PROT_GROWSUP)
+    prot &= ~(C.PROT_GROWSDOWN | C.PROT_GROWSUP)
+    if grows == C.PROT_GROWSDOWN | C.PROT_GROWSUP:
+        raise kernel_error(errno.EINVAL, CALL, "PROT_GROWSDOWN and PROT_GROWSUP together")
+    if start & (C.PAGE_SIZE - 1):
+        raise kernel_error(errno.EINVAL, CALL, "start not page aligned")
+    if not length:
+        return 0
+    length = page_align(length)
+    end = (start + length) & ((1 << 64) - 1)
+    if end <= start:
+        raise kernel_error(errno.ENOMEM, CALL, "range wraps around")
+    if prot & ~(C.PROT_READ | C.PROT_WRITE | C.PROT_EXEC | C.PROT_SEM):
+        raise kernel_error(errno.EINVAL, CALL, "unknown protection bits")
+
+    vma = mm.vmas.find_intersection(start, end)
+    if vma is None:
+        raise kernel_error(errno.ENOMEM, CALL, "no mapping in the range")
+    if grows & C.PROT_GROWSDOWN:
+        start = vma.start
+        if not vma.vm_flags & VM_GROWSDOWN:
+            raise kernel_error(errno.EINVAL, CALL, "PROT_GROWSDOWN on a VMA that does not grow down")
+    else:
+        if vma.start > start:
+            raise kernel_error(errno.ENOMEM, CALL, "the range starts in a hole")
+        if grows & C.PROT_GROWSUP:
+            raise kernel_error(errno.EINVAL, CALL, "PROT_GROWSUP on a VMA that does not grow up")
+
+    prev = modify_prev(mm, vma, start)
+    nstart = start
+    tmp = vma.start
+    cur: Vma | None = vma
+    while cur is not None and cur.start < end:
+        if cur.start != tmp:
+            raise kernel_error(errno.ENOMEM, CALL, "hole in the range")
+        newflags = prot | (cur.vm_flags & ~VM_ACCESS_FLAGS)
+        # A VM_MAY* bit gates each access bit (VM_MAY* is VM_* shifted left by 4).
+        if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
+            raise kernel_error(errno.EACCES, CALL, "protection not allowed by the mapping")
+        stop = min(cur.end, end)
+        done = mprotect_fixup(mm, prev, cur, nstart, stop, newflags)
+        tmp = done.end
+        nstart = tmp
+        prev = done
+        cur = mm.vma_next(done)
+    if tmp < end:
+        raise kernel_error(errno.ENOMEM, CALL, "hole at the end of the range")
+    return 0
