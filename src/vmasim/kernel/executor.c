@@ -458,7 +458,7 @@ static void op_touch(const struct op *o)
 {
 	u64 addr = arg(o, 0), len = arg(o, 1);
 	int write = arg(o, 2) != 0;
-	u64 npages = 0;
+	volatile u64 npages = 0; /* volatile: live across siglongjmp */
 	if (len) {
 		u64 last = addr + len - 1;
 		if (last < addr)
@@ -466,7 +466,7 @@ static void op_touch(const struct op *o)
 		npages = (last >> 12) - (addr >> 12) + 1;
 	}
 	u64 base = addr & ~(PAGE - 1);
-	pid_t w = nuffd > 0 ? watcher_start() : 0;
+	volatile pid_t w = nuffd > 0 ? watcher_start() : 0;
 	touch_pages = 0;
 	int sig = sigsetjmp(touch_env, 1);
 	if (sig == 0) {

@@ -1,0 +1,68 @@
+"""The kernel runner: run vmasim programs on the host's real kernel.
+
+Architecture (one concern per module):
+
+* ``executor.c`` -- a static C program with no malloc and no stdio, so that
+  nothing maps memory behind a program's back.  One exec is a *driver* that
+  forks a fresh child per program; the child runs the ops as raw syscalls and
+  prints its results and its smaps/numa_maps, filtered in C to the window and
+  the heap.  Package data, compiled on first use.
+* :mod:`~vmasim.kernel.build` -- compiles the executor into the per-user cache.
+* :mod:`~vmasim.kernel.protocol` -- compiles a :class:`~vmasim.program.Program`
+  into the executor's line protocol (names become slots resolved at run time).
+* :mod:`~vmasim.kernel.decode` -- rebuilds the contract's layout report from
+  the executor's output.
+* :mod:`~vmasim.kernel.runner` -- process management, batching and timeouts.
+
+The process a program runs in is set up as the contract describes: ASLR off
+and an 8 MiB soft stack limit (so the layout is the standard top-down one),
+walls from the window end up to the stack (hint-less mmaps land top-down from
+the window end), and an empty heap (a one-page hole below the initial break).
+"""
+
+from __future__ import annotations
+
+import platform
+
+from vmasim.kernel.build import cache_dir, executor_path
+from vmasim.kernel.decode import Report, errno_name, numa_policy
+from vmasim.kernel.errors import BuildError, KernelRunError
+from vmasim.kernel.protocol import encode_program
+from vmasim.kernel.runner import default_jobs, run_program, run_programs
+
+
+def kernel_available() -> tuple[bool, str]:
+    """Whether programs can run on this host's kernel: ``(True, "")`` or ``(False, reason)``.
+
+    False on anything but Linux x86_64, without a C compiler, or when the
+    executor does not compile.  Compiles the executor on first call.
+    """
+    try:
+        executor_path()
+    except BuildError as exc:
+        return False, str(exc)
+    except OSError as exc:
+        return False, f"cannot prepare the executor: {exc}"
+    return True, ""
+
+
+def host_kernel_release() -> str:
+    """The host kernel's release string, as ``uname -r`` prints it."""
+    return platform.release()
+
+
+__all__ = [
+    "BuildError",
+    "KernelRunError",
+    "Report",
+    "cache_dir",
+    "default_jobs",
+    "encode_program",
+    "errno_name",
+    "executor_path",
+    "host_kernel_release",
+    "kernel_available",
+    "numa_policy",
+    "run_program",
+    "run_programs",
+]
