@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from vmasim.core.flags import VM_SPECIAL, describe
 from vmasim.core.merge import VmaMergeStruct, can_vma_merge_left, can_vma_merge_right
 from vmasim.core.mm import MmStruct
@@ -49,4 +51,4 @@ def why_separate(mm: MmStruct, left: Vma, right: Vma) -> list[str]:
 def explain(mm: MmStruct, start: int = 0, end: int = (1 << 64) - 1) -> list[tuple[Vma, Vma, list[str]]]:
     """For each pair of neighbouring VMAs overlapping ``[start, end)``, the reasons they are separate."""
     vmas = list(mm.vmas.range(start, end))
-    return [(a, b, why_separate(mm, a, b)) for a, b in zip(vmas, vmas[1:], strict=False)]
+    return [(a, b, why_separate(mm, a, b)) for a, b in itertools.pairwise(vmas)]

@@ -10,7 +10,6 @@ from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
 from vmasim.render import file_offset, mpol_to_str, perms
 
-
 HEAP_SPAN = 1 << 30
 
 

@@ -45,9 +45,13 @@ def anon_vma_compatible(a: Vma, b: Vma) -> bool:
 def find_mergeable_anon_vma(mm: MmStruct, vma: Vma) -> AnonVma | None:
     """Like find_mergeable_anon_vma(): a neighbour's anon_vma to reuse, trying next first, then prev."""
     nxt = mm.vma_next(vma)
-    if nxt is not None and nxt.start == vma.end and anon_vma_compatible(vma, nxt):
-        if nxt.anon_vma is not None and not nxt.fork_child:
-            return nxt.anon_vma
+    if (
+        nxt is not None
+        and anon_vma_compatible(vma, nxt)
+        and nxt.anon_vma is not None
+        and not nxt.fork_child
+    ):
+        return nxt.anon_vma
     prev = mm.vma_prev(vma)
     if prev is not None and anon_vma_compatible(prev, vma) and prev.anon_vma is not None and not prev.fork_child:
         return prev.anon_vma

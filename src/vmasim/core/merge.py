@@ -366,6 +366,24 @@ def vma_merge_new_range(vmg: VmaMergeStruct) -> Vma | None:
     return target
 
 
+def vma_merge_extend(mm: MmStruct, vma: Vma, delta: int) -> Vma | None:
+    """Like vma_merge_extend(): grow ``vma`` by ``delta`` bytes in place, absorbing a compatible next.
+
+    The proposal carries ``vma``'s own attributes and anon_vma, with ``vma``
+    as prev; None when even ``vma`` itself cannot take the range.
+    """
+    vmg = VmaMergeStruct.for_vma(mm, vma, vma, vma.end, vma.end + delta)
+    vmg.middle = None
+    vmg.next = mm.find_vma(vma.end)
+    return vma_merge_new_range(vmg)
+
+
+def vma_shrink(mm: MmStruct, vma: Vma, start: int, end: int, pgoff: int) -> None:
+    """Like vma_shrink(): narrow ``vma`` to ``[start, end)`` (inside its current range) with ``pgoff``."""
+    assert vma.start <= start < end <= vma.end
+    mm.set_range(vma, start, end, pgoff)
+
+
 # --- splitting --------------------------------------------------------------------------------
 
 

@@ -35,10 +35,7 @@ def _highest_gap(mm: MmStruct, low: int, high: int, length: int) -> tuple[int, i
     above = keys[i] if i < len(keys) else mm.mmap_limit
     upper = min(high, above)
     while True:
-        if i == 0:
-            lower = low
-        else:
-            lower = max(low, tree[keys[i - 1]].end)
+        lower = low if i == 0 else max(low, tree[keys[i - 1]].end)
         if upper - lower >= length and upper > lower:
             return upper, above
         if i == 0:

@@ -225,10 +225,10 @@ class VmaView:
 
     start = property(lambda self: self._vma.start, doc="First address of the VMA.")
     end = property(lambda self: self._vma.end, doc="First address after the VMA.")
-    pgoff = property(lambda self: self._vma.pgoff, doc="Page offset (vm_pgoff); for private anonymous memory a virtual page number.")
+    pgoff = property(lambda self: self._vma.pgoff, doc="vm_pgoff; for private anonymous memory a virtual page number.")
     vm_flags = property(lambda self: self._vma.vm_flags, doc="The vm_flags bits as an int.")
     file = property(lambda self: self._vma.file, doc="The struct file mapped, or None for anonymous memory.")
-    anon_vma = property(lambda self: self._vma.anon_vma, doc="The anon_vma token, or None before the first write fault.")
+    anon_vma = property(lambda self: self._vma.anon_vma, doc="The anon_vma token; None before the first write fault.")
     fork_child = property(lambda self: self._vma.fork_child, doc="True when the anon_vma came through fork.")
     policy = property(lambda self: self._vma.policy, doc="The VMA's own mempolicy, or None for the default.")
     uffd_ctx = property(lambda self: self._vma.uffd_ctx, doc="The userfaultfd context, or None.")

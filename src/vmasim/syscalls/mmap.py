@@ -60,9 +60,7 @@ def calc_vm_flag_bits(flags: int) -> int:
 
 def ksm_compatible(file: File | None, vm_flags: int) -> bool:
     """Like mm/ksm.c's vma_ksm_compatible() for a mapping about to be made."""
-    if vm_flags & (VM_SHARED | VM_MAYSHARE | VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
-        return False
-    return True
+    return not vm_flags & (VM_SHARED | VM_MAYSHARE | VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE)
 
 
 def round_hint_to_min(mm: MmStruct, hint: int) -> int:

@@ -1,0 +1,58 @@
+"""The vmasim command: run, run --json, explain, and program validation errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from vmasim.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_run_seed_example_prints_calls_and_layout() -> None:
+    res = CliRunner().invoke(main, ["run", str(EXAMPLES / "01-seed-split-and-merge.json")])
+    assert res.exit_code == 0, res.output
+    assert "[1] mprotect(addr=a+0x2000, length=8K, prot=r) = 0" in res.output
+    assert "7e0000000000-7e0000008000 rw-p" in res.output
+
+
+def test_run_json_is_the_layout_report() -> None:
+    res = CliRunner().invoke(main, ["run", "--json", str(EXAMPLES / "01-seed-split-and-merge.json")])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert set(report) == {"results", "vmas", "heap", "children"}
+    assert report["results"][0] == {"op": "mmap", "ret": "0x7e0000000000", "errno": None}
+    assert report["results"][4] == {"op": "touch", "pages": 8, "fault": None}
+    assert [(v["start"], v["end"]) for v in report["vmas"]] == [
+        ("0x7e0000000000", "0x7e0000008000"),
+        ("0x7e0000100000", "0x7e0000108000"),
+    ]
+    assert report["vmas"][0]["flags"] == ["rd", "wr", "mr", "mw", "me", "ac"]
+
+
+def test_invalid_program_names_op_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"ops": [{"op": "mmap", "addr": None, "length": "4K", "prot": "rw",
+                                        "flags": ["private", "anonymous"]},
+                                       {"op": "mprotect", "addr": "b", "length": "4K", "prot": "r"}]}))
+    res = CliRunner().invoke(main, ["run", str(bad)])
+    assert res.exit_code != 0
+    assert "op 1 (mprotect), field 'addr'" in res.output
+    assert "used before it is bound" in res.output
+
+
+def test_not_implemented_op_is_named(tmp_path: Path) -> None:
+    prog = tmp_path / "p.json"
+    prog.write_text(json.dumps({"ops": [{"op": "munlockall"}]}))
+    res = CliRunner().invoke(main, ["run", str(prog)])
+    assert res.exit_code != 0
+    assert "op 0 (munlockall): not implemented yet" in res.output
+
+
+def test_explain_says_why() -> None:
+    res = CliRunner().invoke(main, ["explain", str(EXAMPLES / "06-vm-account.json")])
+    assert res.exit_code == 0, res.output
+    assert "vm_flags differ in VM_ACCOUNT" in res.output
