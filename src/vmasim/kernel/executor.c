@@ -626,17 +626,20 @@ static void op_close(const struct op *o)
 
 static void op_userfaultfd(const struct op *o)
 {
-	long fd = sys1(SYS_userfaultfd, O_CLOEXEC);
+	/* O_NONBLOCK: poll() on a blocking userfaultfd always reports POLLERR, and the
+	 * watcher needs poll.  The program never reads the fd, so it cannot tell. */
+	const long flags = O_CLOEXEC | O_NONBLOCK;
+	long fd = sys1(SYS_userfaultfd, flags);
 	if (fd == -EPERM) {
 		/* vm.unprivileged_userfaultfd=0 without CAP_SYS_PTRACE: try the device,
 		 * then user-mode-only (we never make the kernel fault on our pages). */
 		long dev = sys4(SYS_openat, AT_FDCWD, "/dev/userfaultfd", O_RDWR | O_CLOEXEC, 0);
 		if (!is_err(dev)) {
-			fd = sys3(SYS_ioctl, dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+			fd = sys3(SYS_ioctl, dev, USERFAULTFD_IOC_NEW, flags);
 			sys1(SYS_close, dev);
 		}
 		if (is_err(fd))
-			fd = sys1(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+			fd = sys1(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
 	}
 	if (is_err(fd)) {
 		bind(o, (u64)-1);
@@ -707,6 +710,14 @@ static int keep_vma(u64 start, u64 end, const char *line, size_t len)
 	return start >= init_brk && ends_with(line, len, "[heap]");
 }
 
+/* Nothing we report lies at or above s: the window ends below it and the heap
+ * (which starts at the initial break) lies below the window.  Walls, large pads,
+ * vdso and stack are all up there, so the dump stops reading early. */
+static int past_interest(u64 s)
+{
+	return s >= win_end && win_start >= init_brk;
+}
+
 /* Dump the window's and the heap's VMAs: smaps headers and VmFlags, then numa_maps. */
 static void dump(void)
 {
@@ -720,6 +731,8 @@ static void dump(void)
 	if (r.fd >= 0) {
 		while ((line = rd_line(&r, &len))) {
 			if (vma_header(line, &s, &e)) {
+				if (past_interest(s))
+					break;
 				keep = keep_vma(s, e, line, len);
 				if (keep) {
 					if (s < win_start)
@@ -742,6 +755,8 @@ static void dump(void)
 		while ((line = rd_line(&r, &len))) {
 			const char *p = line;
 			s = parse_hex(&p);
+			if (past_interest(s))
+				break;
 			int heap = s >= init_brk && strstr(line, " heap") != NULL;
 			if ((s >= win_start && s < win_end) || s == straddle || heap) {
 				ostr("Y ");
@@ -784,8 +799,30 @@ static long read_sysctl(const char *path)
 	return (long)parse_dec(&p);
 }
 
-/* Fill the process with 1-page PROT_NONE VMAs, every other page, far from the window,
- * until map_count == max_map_count - headroom.  The sysctl itself is global: never touched. */
+/* Walls built for this program (see build_walls), so that pad can carve one. */
+#define MAX_WALLS 64
+static u64 wall_start[MAX_WALLS], wall_end[MAX_WALLS];
+static int nwalls;
+
+/* Below this many VMAs, pads go below the window; above it, into a wall. */
+#define PAD_IN_WALL_MIN 1024
+
+static long pad_map(u64 a, int prot)
+{
+	return sys6(SYS_mmap, (long)a, PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+}
+
+/*
+ * Fill the process with unrelated VMAs until map_count == max_map_count - headroom.
+ * The sysctl is global (it applies to every process on the host): never touched.
+ *
+ * Few pads: 1-page PROT_NONE anonymous VMAs at every other page, 64 GiB below the
+ * window.  Many pads: a hole is cut in the middle of the largest wall and filled
+ * exactly with contiguous 1-page anonymous VMAs of alternating PROT_NONE and
+ * PROT_READ, so that no two merge and no gap is left for hint-less mmaps.  Being
+ * above the window, they are never read by dump(), which stops at the window end:
+ * smaps of 65k VMAs would otherwise cost ~0.3 s per dump.
+ */
 static void op_pad(const struct op *o)
 {
 	long maxc = read_sysctl("/proc/sys/vm/max_map_count");
@@ -799,23 +836,51 @@ static void op_pad(const struct op *o)
 		result(o->idx, 0, EINVAL); /* cannot remove VMAs we do not own */
 		return;
 	}
-	/* 64 GiB below the window if there is room, else 64 GiB above the window end
-	 * (walls only start there for programs that place the window low). */
-	u64 span = (u64)(target - count + 1) * 2 * PAGE;
-	u64 base = win_start > (65ULL << 30) + span ? win_start - (64ULL << 30) - span : win_end + (64ULL << 30);
-	u64 a = base;
-	while (count < target) {
-		long r = sys6(SYS_mmap, (long)a, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-			      -1, 0);
-		a += 2 * PAGE;
-		if (r == -EEXIST)
-			continue;
+	int big = -1;
+	for (int i = 0; i < nwalls; i++)
+		if (big < 0 || wall_end[i] - wall_start[i] > wall_end[big] - wall_start[big])
+			big = i;
+	u64 need = (u64)(target - count);
+	if (need >= PAD_IN_WALL_MIN && big >= 0 && wall_end[big] - wall_start[big] > (need + 16) * PAGE) {
+		/* the hole splits the wall in two (+1), the pads give the rest */
+		u64 k = need - 1;
+		u64 mid = wall_start[big] + ((wall_end[big] - wall_start[big]) / 2 & ~(PAGE - 1));
+		u64 hole = mid - (k / 2) * PAGE;
+		long r = sys2(SYS_munmap, hole, k * PAGE);
 		if (is_err(r)) {
 			result_sys(o->idx, r);
 			return;
 		}
-		count++;
+		for (u64 i = 0; i < k; i++) {
+			r = pad_map(hole + i * PAGE, (i & 1) ? PROT_READ : PROT_NONE);
+			if (is_err(r)) {
+				result_sys(o->idx, r);
+				return;
+			}
+		}
+		/* the two halves are walls now; the hole is no longer one */
+		if (nwalls < MAX_WALLS) {
+			wall_start[nwalls] = hole + k * PAGE;
+			wall_end[nwalls++] = wall_end[big];
+		}
+		wall_end[big] = hole;
+	} else {
+		u64 span = (need + 1) * 2 * PAGE;
+		u64 base = win_start > (65ULL << 30) + span ? win_start - (64ULL << 30) - span : win_end + (64ULL << 30);
+		u64 a = base;
+		while (count < target) {
+			long r = pad_map(a, PROT_NONE);
+			a += 2 * PAGE;
+			if (r == -EEXIST)
+				continue;
+			if (is_err(r)) {
+				result_sys(o->idx, r);
+				return;
+			}
+			count++;
+		}
 	}
+	/* recount: the contract promises exactly max - headroom */
 	result(o->idx, 0, map_count() == target ? 0 : EAGAIN);
 }
 
@@ -825,7 +890,11 @@ static u64 boot_start[MAX_BOOT_VMAS], boot_end[MAX_BOOT_VMAS];
 
 static void wall(int fd, u64 from, u64 to)
 {
-	sys6(SYS_mmap, (long)from, (long)(to - from), PROT_NONE, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+	long r = sys6(SYS_mmap, (long)from, (long)(to - from), PROT_NONE, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+	if (!is_err(r) && nwalls < MAX_WALLS) {
+		wall_start[nwalls] = from;
+		wall_end[nwalls++] = to;
+	}
 }
 
 /* Take every gap between the window end and (stack - 2 MiB) with PROT_NONE shared
@@ -1044,6 +1113,7 @@ static void program_child(void)
 	setpgid(0, 0); /* one group per program: a timeout kills all of it */
 	set_handler(SIGALRM, SIG_DFL, 0);
 	nuffd = 0;
+	nwalls = 0;
 	file_counter = 0;
 	if (walls)
 		build_walls();
