@@ -1,0 +1,288 @@
+"""The kernel runner against the host kernel: report shape, placement, fork, touch, pad, heap, hygiene."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kernelhelpers import Run, executor_processes
+
+from vmasim.kernel import KernelRunError, host_kernel_release, run_program, run_programs
+from vmasim.program import parse_program
+
+pytestmark = pytest.mark.kernel
+
+ANON = ["private", "anonymous"]
+W = 0x7E0000000000
+WEND = W + (4 << 30)
+
+
+def mmap(
+    addr: str | None, length: str, prot: str = "rw", flags: list[str] | None = None, **kw: object
+) -> dict[str, object]:
+    """An mmap op; fixed_noreplace private anonymous by default when an address is given."""
+    if flags is None:
+        flags = [*ANON, "fixed_noreplace"] if addr is not None else ANON
+    return {"op": "mmap", "addr": addr, "length": length, "prot": prot, "flags": flags, **kw}
+
+
+def spans(report: dict[str, Any]) -> list[tuple[int, int, str]]:
+    """VMAs as (start page, end page, perms) relative to the default window."""
+    return [((int(v["start"], 16) - W) >> 12, (int(v["end"], 16) - W) >> 12, v["perms"]) for v in report["vmas"]]
+
+
+def test_contract_example(run: Run) -> None:
+    doc = {
+        "format": "vmasim-program/1",
+        "window": {"start": "0x7e0000000000", "length": "4G"},
+        "walls": True,
+        "ops": [
+            mmap("W", "16K") | {"as": "a"},
+            {"op": "touch", "addr": "a", "length": "4K"},
+            {"op": "mprotect", "addr": "a+0x1000", "length": "4K", "prot": "r"},
+            {"op": "mprotect", "addr": "a+0x1000", "length": "4K", "prot": "rw"},
+        ],
+    }
+    expected = {
+        "results": [
+            {"op": "mmap", "ret": "0x7e0000000000", "errno": None},
+            {"op": "touch", "pages": 1, "fault": None},
+            {"op": "mprotect", "ret": 0, "errno": None},
+            {"op": "mprotect", "ret": 0, "errno": None},
+        ],
+        "vmas": [
+            {
+                "start": "0x7e0000000000",
+                "end": "0x7e0000004000",
+                "perms": "rw-p",
+                "offset": "0x0",
+                "file": None,
+                "flags": ["rd", "wr", "mr", "mw", "me", "ac"],
+                "policy": "default",
+            }
+        ],
+        "heap": [],
+        "children": {},
+    }
+    report = run_program(parse_program(doc))
+    assert json.dumps(report, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_walls_place_hintless_maps_top_down_from_window_end(run: Run) -> None:
+    r = run([mmap(None, "4K"), mmap(None, "4K", prot="r"), mmap(None, "2M")])
+    assert [x["ret"] for x in r["results"]] == [hex(WEND - 0x1000), hex(WEND - 0x2000), hex(WEND - (4 << 20))]
+
+
+def test_walls_follow_a_custom_window(run: Run) -> None:
+    r = run([mmap(None, "4K")], window={"start": "0x500000000000", "length": "1G"})
+    assert r["results"][0]["ret"] == hex(0x500000000000 + (1 << 30) - 0x1000)
+    assert r["vmas"][0]["start"] == hex(0x500000000000 + (1 << 30) - 0x1000)
+
+
+def test_failed_mmap_binds_map_failed(run: Run) -> None:
+    r = run([mmap("W", "0") | {"as": "x"}, {"op": "munmap", "addr": "x+1", "length": "4K"}], walls=False)
+    assert r["results"][0] == {"op": "mmap", "ret": -1, "errno": "EINVAL"}
+    # x is MAP_FAILED (2**64-1); x+1 wraps to 0, a page-aligned address with nothing mapped
+    assert r["results"][1] == {"op": "munmap", "ret": 0, "errno": None}
+
+
+def test_fork_child_reports_nested(run: Run) -> None:
+    r = run(
+        [
+            mmap("W", "16K") | {"as": "a"},
+            {"op": "madvise", "addr": "a+0x3000", "length": "4K", "advice": "dontfork"},
+            {
+                "op": "fork",
+                "child": [
+                    {"op": "munmap", "addr": "a", "length": "4K"},
+                    {"op": "fork", "child": [{"op": "munmap", "addr": "a+0x1000", "length": "4K"}]},
+                ],
+            },
+            {"op": "mprotect", "addr": "a", "length": "4K", "prot": "r"},
+        ]
+    )
+    assert [x["op"] for x in r["results"]] == ["mmap", "madvise", "fork", "mprotect"]
+    assert spans(r) == [(0, 1, "r--p"), (1, 3, "rw-p"), (3, 4, "rw-p")]
+    child = r["children"]["2"]
+    assert spans(child) == [(1, 3, "rw-p")]  # dontfork range absent in the child
+    assert spans(child["children"]["1"]) == [(2, 3, "rw-p")]
+    assert child["children"]["1"]["children"] == {}
+
+
+def test_touch_faults(run: Run) -> None:
+    r = run(
+        [
+            mmap("W", "8K") | {"as": "a"},
+            {"op": "touch", "addr": "a", "length": "16K"},
+            {"op": "memfd", "name": "m", "size": "4K"},
+            mmap("W+0x10000", "12K", flags=["shared", "fixed"], fd="m"),
+            {"op": "touch", "addr": "W+0x10000", "length": "12K", "write": False},
+            mmap("W+0x20000", "8K") | {"as": "b"},
+            {"op": "touch", "addr": "b", "length": "4K"},
+            {"op": "userfaultfd", "name": "u"},
+            {"op": "uffd_register", "uffd": "u", "addr": "b+0x1000", "length": "4K", "mode": "missing"},
+            {"op": "touch", "addr": "b", "length": "8K"},
+            {"op": "touch", "addr": "b+0x800", "length": "0"},
+            {"op": "touch", "addr": "b+0xfff", "length": "2"},
+        ]
+    )
+    touches = [x for x in r["results"] if x["op"] == "touch"]
+    assert touches[0] == {"op": "touch", "pages": 2, "fault": "SIGSEGV"}
+    assert touches[1] == {"op": "touch", "pages": 1, "fault": "SIGBUS"}  # beyond the memfd's EOF
+    assert touches[2] == {"op": "touch", "pages": 1, "fault": None}
+    # page 0 is populated; page 1 is a uffd MISSING page and would block forever
+    assert touches[3] == {"op": "touch", "pages": 1, "fault": "UFFD"}
+    assert touches[4] == {"op": "touch", "pages": 0, "fault": None}
+    # two bytes straddling a page boundary touch two pages; the second is the uffd page again
+    assert touches[5] == {"op": "touch", "pages": 1, "fault": "UFFD"}
+    flags = {v["start"]: v["flags"] for v in r["vmas"]}
+    assert "um" in flags[hex(W + 0x21000)]
+
+
+def test_uffd_fork_event_times_out_cleanly(run: Run) -> None:
+    ops = [
+        mmap("W", "4K") | {"as": "a"},
+        {"op": "userfaultfd", "name": "u", "features": ["event_fork"]},
+        {"op": "uffd_register", "uffd": "u", "addr": "a", "length": "4K", "mode": "missing"},
+        {"op": "fork", "child": []},
+    ]
+    with pytest.raises(KernelRunError, match="timed out"):
+        run(ops, timeout=0.3)
+    assert executor_processes() == []
+
+
+def test_pad_to_headroom_then_split_fails(run: Run) -> None:
+    r = run(
+        [
+            mmap("W", "12K") | {"as": "a"},
+            {"op": "pad", "headroom": 0},
+            {"op": "mprotect", "addr": "a+0x1000", "length": "4K", "prot": "r"},
+            {"op": "munmap", "addr": "a+0x1000", "length": "4K"},
+            {"op": "munmap", "addr": "a", "length": "4K"},
+            mmap(None, "4K"),
+            mmap(None, "4K", prot="r"),
+        ]
+    )
+    res = r["results"]
+    assert res[1] == {"op": "pad", "ret": 0, "errno": None}
+    assert res[2] == {"op": "mprotect", "ret": -1, "errno": "ENOMEM"}
+    assert res[3] == {"op": "munmap", "ret": -1, "errno": "ENOMEM"}  # strictly inside one VMA at the limit
+    assert res[4] == {"op": "munmap", "ret": 0, "errno": None}  # an edge unmap needs no split
+    assert res[5]["errno"] is None  # at max, one more still fits (the check is count > max)
+    assert res[6] == {"op": "mmap", "ret": -1, "errno": "ENOMEM"}
+    assert spans(r)[0] == (1, 3, "rw-p")
+
+
+def test_small_pad(run: Run) -> None:
+    r = run([{"op": "pad", "headroom": 65000}, {"op": "pad", "headroom": 65000}, {"op": "pad", "headroom": 65530}])
+    assert [x["errno"] for x in r["results"]] == [None, None, "EINVAL"]
+
+
+def test_sbrk(run: Run) -> None:
+    r = run(
+        [
+            {"op": "sbrk", "increment": "8K"},
+            {"op": "sbrk", "increment": 0},
+            {"op": "sbrk", "increment": "-4K"},
+            {"op": "sbrk", "increment": "-8K"},
+            {"op": "sbrk", "increment": "100"},
+        ]
+    )
+    assert [x["ret"] for x in r["results"]] == ["+0x0", "+0x2000", "+0x2000", -1, "+0x1000"]
+    assert r["results"][3]["errno"] == "ENOMEM"
+    # the break is at +0x1064: the kernel's heap VMA ends at the page boundary above it
+    assert [(h["start"], h["end"], h["perms"]) for h in r["heap"]] == [("+0x0", "+0x2000", "rw-p")]
+    assert r["heap"][0]["file"] is None
+
+
+def test_heap_starts_empty_and_unmerged(run: Run) -> None:
+    r = run([{"op": "sbrk", "increment": "4K"}])
+    assert [(h["start"], h["end"]) for h in r["heap"]] == [("+0x0", "+0x1000")]
+
+
+def test_files_are_labelled_by_their_creator(run: Run) -> None:
+    r = run(
+        [
+            {"op": "memfd", "name": "m", "size": "16K"},
+            {"op": "file", "name": "f", "size": "16K"},
+            {"op": "open", "name": "f_ro", "of": "f", "mode": "r"},
+            {"op": "dup", "name": "m2", "of": "m"},
+            mmap("W", "8K", flags=["shared", "fixed"], fd="m2"),
+            mmap("W+0x4000", "4K", prot="r", flags=["shared", "fixed"], fd="f_ro", offset="8K"),
+            mmap("W+0x8000", "4K", flags=["shared", "fixed"], fd="f_ro"),
+            mmap("W+0xc000", "4K", flags=["shared", "anonymous", "fixed"]),
+            mmap("W+0xd000", "4K", flags=["shared", "anonymous", "fixed"]),
+            {"op": "close", "fd": "m2"},
+            mmap(None, "4K", flags=["shared"], fd="m2"),
+        ]
+    )
+    assert r["results"][6] == {"op": "mmap", "ret": -1, "errno": "EACCES"}
+    assert r["results"][10] == {"op": "mmap", "ret": -1, "errno": "EBADF"}
+    got = [(v["start"], v["file"], v["offset"], v["perms"]) for v in r["vmas"]]
+    assert got == [
+        (hex(W), "m", "0x0", "rw-s"),
+        (hex(W + 0x4000), "f", "0x2000", "r--s"),
+        (hex(W + 0xC000), "shmem#1", "0x0", "rw-s"),
+        (hex(W + 0xD000), "shmem#2", "0x0", "rw-s"),
+    ]
+
+
+def test_files_stay_in_a_private_temp_dir(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cwd_before = set(os.listdir("."))
+    r = run([{"op": "file", "name": "passwd", "size": "4K"}, {"op": "file", "name": "passwd", "size": "4K"}])
+    assert [x["errno"] for x in r["results"]] == [None, None]
+    assert list(tmp_path.iterdir()) == []  # the run's directory is gone
+    assert set(os.listdir(".")) == cwd_before
+
+
+def test_mempolicy_strings(run: Run) -> None:
+    r = run(
+        [
+            mmap("W", "12K") | {"as": "a"},
+            {"op": "mbind", "addr": "a", "length": "4K", "mode": "preferred_many", "nodes": [0]},
+            {"op": "mbind", "addr": "a+0x1000", "length": "4K", "mode": "bind", "nodes": [0], "mode_flags": "static"},
+            {"op": "mbind", "addr": "a+0x2000", "length": "4K", "mode": "bind", "nodes": [1]},
+        ]
+    )
+    assert [v["policy"] for v in r["vmas"]] == ["prefer (many):0", "bind=static:0", "default"]
+    assert r["results"][3]["errno"] == "EINVAL"  # one NUMA node on this kind of host
+
+
+def test_batch_keeps_order_and_isolates_failures() -> None:
+    good = parse_program({"ops": [mmap(None, "4K")]})
+    crash = parse_program({"ops": [{"op": "munmap", "addr": "0x10000", "length": hex(0x7FFF00000000)}]})
+    results = run_programs([good, crash, good] * 3, jobs=2, timeout=5)
+    assert len(results) == 9
+    for i, res in enumerate(results):
+        if i % 3 == 1:
+            assert isinstance(res, KernelRunError)
+            assert "SIGSEGV" in str(res)
+        else:
+            assert isinstance(res, dict)
+            assert res["results"][0]["ret"] == hex(WEND - 0x1000)
+
+
+def test_batch_is_deterministic() -> None:
+    prog = parse_program(
+        {"ops": [mmap(None, "8K"), {"op": "touch", "addr": "W", "length": "4K"}, {"op": "sbrk", "increment": "4K"}]}
+    )
+    results = run_programs([prog] * 20)
+    first = json.dumps(results[0], sort_keys=True)
+    assert all(json.dumps(r, sort_keys=True) == first for r in results)
+
+
+def test_no_stray_processes_or_temp_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    progs = [parse_program({"ops": [{"op": "fork", "child": [{"op": "file", "name": "x", "size": "4K"}]}]})] * 10
+    assert all(isinstance(r, dict) for r in run_programs(progs, jobs=2))
+    assert executor_processes() == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_host_kernel_release() -> None:
+    assert host_kernel_release() == os.uname().release
