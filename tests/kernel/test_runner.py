@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,15 +144,37 @@ def test_touch_faults(run: Run) -> None:
     assert "um" in flags[hex(W + 0x21000)]
 
 
-def test_uffd_fork_event_times_out_cleanly(run: Run) -> None:
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "fork", "child": []},  # blocks until the event_fork message is read
+        {"op": "mlock", "addr": "a", "length": "4K"},  # populating a MISSING page waits killably
+        {"op": "madvise", "addr": "a", "length": "4K", "advice": "populate_write"},
+    ],
+    ids=["event_fork", "mlock", "populate_write"],
+)
+def test_uffd_blocking_ops_fail_fast(run: Run, op: dict[str, Any]) -> None:
     ops = [
         mmap("W", "4K") | {"as": "a"},
         {"op": "userfaultfd", "name": "u", "features": ["event_fork"]},
         {"op": "uffd_register", "uffd": "u", "addr": "a", "length": "4K", "mode": "missing"},
-        {"op": "fork", "child": []},
+        op,
     ]
-    with pytest.raises(KernelRunError, match="timed out"):
-        run(ops, timeout=0.3)
+    t = time.monotonic()
+    with pytest.raises(KernelRunError, match=r"op 3 .* userfaultfd"):
+        run(ops, timeout=30)
+    assert time.monotonic() - t < 10  # detected, not timed out
+    assert executor_processes() == []
+
+
+def test_timeout_kills_the_program() -> None:
+    pad = {"op": "pad", "headroom": 0}
+    slow = parse_program({"ops": [pad, {"op": "fork", "child": [pad]}]})
+    fast = parse_program({"ops": [mmap(None, "4K")]})
+    results = run_programs([slow, fast], jobs=1, timeout=0.05)
+    assert isinstance(results[0], KernelRunError)
+    assert "timed out" in str(results[0])
+    assert isinstance(results[1], dict)
     assert executor_processes() == []
 
 

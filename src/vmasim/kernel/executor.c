@@ -32,6 +32,7 @@
  *   N <idx dec> <major hex> <minor hex> <inode dec>   object created by op idx
  *   C <idx dec> ... Z <wait status dec>   a fork child's report, nested
  *   V <smaps header line>  F <VmFlags values>  Y <numa_maps line>
+ *   U <idx dec>                  op idx blocked forever on a userfaultfd; the program was killed
  *   D <wait status dec> <O|T|B>    driver: program done (ok, timeout, bad input)
  */
 #define _GNU_SOURCE
@@ -389,27 +390,50 @@ static void on_signal(int sig)
 	signal(sig, SIG_DFL);
 }
 
+static char *put_dec(char *p, unsigned long v)
+{
+	char t[24];
+	int i = 0;
+	do {
+		t[i++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (i)
+		*p++ = t[--i];
+	return p;
+}
+
 /*
  * The uffd watcher.  A fault on a userfaultfd-registered page blocks until a
  * handler resolves it; we have none, so we must tell "blocked on uffd" apart
  * from "slow".  The pending fault message is only visible while the faulting
  * thread waits (when a signal interrupts the wait, the kernel withdraws the
- * message), so a timer plus a later poll cannot see it.  Instead, while a
- * touch runs and some userfaultfd is open, a helper sharing our memory and fd
- * table (clone CLONE_VM|CLONE_FILES, own static stack, raw syscalls only)
- * polls the userfaultfds; a PAGEFAULT message means the touch is blocked, so
- * it signals us (SIGUSR1) and we record "UFFD".  The helper maps nothing.
+ * message), so a timer plus a later poll cannot see it.  Instead, while an op
+ * runs and some userfaultfd is open, a helper sharing our memory and fd table
+ * (clone CLONE_VM|CLONE_FILES, own static stack, raw syscalls only, maps
+ * nothing) polls the userfaultfds.  Every message is synchronous (pagefaults
+ * and fork/remap/remove/unmap events all wait until a handler reads them), so
+ * a readable uffd means we are blocked:
+ *  - during touch, it signals us (SIGUSR1) and the touch records "UFFD": a
+ *    user-mode fault waits interruptibly, so the signal gets us out;
+ *  - during any other op (mlock, MADV_POPULATE_*, a fork with EVENT_FORK, ...)
+ *    the kernel waits killably, so nothing but SIGKILL ends it: the helper
+ *    prints "U <op index>" and kills us, and the run fails fast and precisely
+ *    instead of at the timeout.
+ * It never reads the messages: reading a fork event would complete the fork.
  */
 static char watcher_stack[1 << 16] __attribute__((aligned(64)));
 static int watcher_fds[MAX_UFFD];
 static int watcher_n;
 static pid_t watcher_target;
+static int watcher_touch;
+static char watcher_note[32];
+static size_t watcher_note_len;
 
 static int watcher_main(void *unused)
 {
 	(void)unused;
 	struct pollfd pf[MAX_UFFD];
-	struct uffd_msg msg;
 	sys2(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
 	for (int i = 0; i < watcher_n; i++) {
 		pf[i].fd = watcher_fds[i];
@@ -422,12 +446,14 @@ static int watcher_main(void *unused)
 			continue;
 		for (int i = 0; i < watcher_n; i++) {
 			if (pf[i].revents & POLLIN) {
-				long n = sys3(SYS_read, pf[i].fd, &msg, sizeof msg);
-				if (n == (long)sizeof msg && msg.event == UFFD_EVENT_PAGEFAULT) {
+				if (watcher_touch) {
 					sys2(SYS_kill, watcher_target, SIGUSR1);
-					for (;;)
-						sys0(SYS_pause);
+				} else {
+					sys3(SYS_write, 1, watcher_note, watcher_note_len);
+					sys2(SYS_kill, watcher_target, SIGKILL);
 				}
+				for (;;)
+					sys0(SYS_pause);
 			} else if (pf[i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
 				pf[i].fd = -1; /* not (or no longer) a usable uffd */
 			}
@@ -436,12 +462,21 @@ static int watcher_main(void *unused)
 	return 0;
 }
 
-static pid_t watcher_start(void)
+static pid_t watcher_start(const struct op *o)
 {
 	watcher_n = nuffd;
 	for (int i = 0; i < nuffd; i++)
 		watcher_fds[i] = uffds[i];
 	watcher_target = getpid();
+	watcher_touch = o->code == 't';
+	/* our own output buffer dies with us; the note goes straight to stdout */
+	char *p = watcher_note;
+	*p++ = '\n';
+	*p++ = 'U';
+	*p++ = ' ';
+	p = put_dec(p, (unsigned long)o->idx);
+	*p++ = '\n';
+	watcher_note_len = (size_t)(p - watcher_note);
 	pid_t pid = clone(watcher_main, watcher_stack + sizeof watcher_stack, CLONE_VM | CLONE_FILES | SIGCHLD, NULL);
 	return pid > 0 ? pid : 0;
 }
@@ -466,7 +501,6 @@ static void op_touch(const struct op *o)
 		npages = (last >> 12) - (addr >> 12) + 1;
 	}
 	u64 base = addr & ~(PAGE - 1);
-	volatile pid_t w = nuffd > 0 ? watcher_start() : 0;
 	touch_pages = 0;
 	int sig = sigsetjmp(touch_env, 1);
 	if (sig == 0) {
@@ -481,8 +515,6 @@ static void op_touch(const struct op *o)
 		}
 		touch_active = 0;
 	}
-	if (w)
-		watcher_stop(w);
 	/* fault code: 0 none, SIGSEGV, SIGBUS, or 1 for a userfaultfd block */
 	result(o->idx, touch_pages, sig == SIGUSR1 ? 1 : sig);
 }
@@ -548,19 +580,6 @@ static void finish_object(const struct op *o, long fd, u64 size)
 	bind(o, (u64)fd);
 	result(o->idx, 0, 0);
 	report_inode(o->idx, (int)fd);
-}
-
-static char *put_dec(char *p, unsigned long v)
-{
-	char t[24];
-	int i = 0;
-	do {
-		t[i++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (i)
-		*p++ = t[--i];
-	return p;
 }
 
 static void op_file(const struct op *o)
@@ -1083,7 +1102,10 @@ static void run_ops(int lo, int hi)
 {
 	for (int i = lo; i < hi && i < nops;) {
 		const struct op *o = &ops[i];
+		pid_t w = nuffd > 0 ? watcher_start(o) : 0;
 		run_op(o, i);
+		if (w)
+			watcher_stop(w);
 		i += 1 + (o->code == 'K' ? (int)arg(o, 0) : 0);
 	}
 }

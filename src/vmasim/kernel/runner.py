@@ -66,6 +66,13 @@ def _outcome(program: Program, lines: list[str], trailer: str, timeout: float) -
     if kind == "B":
         return KernelRunError("the executor rejected the encoded program (executor limits exceeded?)")
     if status != 0:
+        blocked = [line.split()[1] for line in lines if line.startswith("U ")]
+        if blocked:
+            # printed by the executor's uffd watcher just before it killed the process
+            return KernelRunError(
+                f"op {blocked[-1]} (an index in its process's op list) would wait forever for a userfaultfd "
+                "handler (a fault inside a syscall, or a uffd event such as event_fork); the program was stopped"
+            )
         return KernelRunError(f"the program's process {_describe_status(status)}")
     try:
         return decode_report(lines, program)
