@@ -22,6 +22,7 @@ the window end), and an empty heap (a one-page hole below the initial break).
 
 from __future__ import annotations
 
+import functools
 import platform
 
 from vmasim.kernel.build import cache_dir, executor_path
@@ -29,20 +30,32 @@ from vmasim.kernel.decode import Report, errno_name, numa_policy
 from vmasim.kernel.errors import BuildError, KernelRunError
 from vmasim.kernel.protocol import encode_program
 from vmasim.kernel.runner import default_jobs, run_program, run_programs
+from vmasim.program import parse_program
 
 
+@functools.lru_cache(maxsize=1)
 def kernel_available() -> tuple[bool, str]:
     """Whether programs can run on this host's kernel: ``(True, "")`` or ``(False, reason)``.
 
-    False on anything but Linux x86_64, without a C compiler, or when the
-    executor does not compile.  Compiles the executor on first call.
+    False on anything but Linux x86_64, without a C compiler, when the
+    executor does not compile, or when a one-op smoke program does not run as
+    expected.  Compiles the executor on first call; the answer is cached.
     """
     try:
         executor_path()
-    except BuildError as exc:
+        # A smoke run: a sandbox (seccomp, no /proc) can break the executor after it builds.
+        report = run_program(
+            parse_program(
+                {"ops": [{"op": "mmap", "addr": None, "length": 4096, "prot": "r", "flags": ["private", "anonymous"]}]}
+            ),
+            timeout=30,
+        )
+    except KernelRunError as exc:
         return False, str(exc)
     except OSError as exc:
-        return False, f"cannot prepare the executor: {exc}"
+        return False, f"cannot run the executor: {exc}"
+    if report["results"][0]["errno"] is not None or len(report["vmas"]) != 1:
+        return False, f"the executor's smoke test gave an unexpected report: {report}"
     return True, ""
 
 

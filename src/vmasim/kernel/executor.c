@@ -823,7 +823,7 @@ static long read_sysctl(const char *path)
 static u64 wall_start[MAX_WALLS], wall_end[MAX_WALLS];
 static int nwalls;
 
-/* Below this many VMAs, pads go below the window; above it, into a wall. */
+/* Below this many VMAs, pads go below the window (if there is room); above it, into a wall. */
 #define PAD_IN_WALL_MIN 1024
 
 static long pad_map(u64 a, int prot)
@@ -836,11 +836,12 @@ static long pad_map(u64 a, int prot)
  * The sysctl is global (it applies to every process on the host): never touched.
  *
  * Few pads: 1-page PROT_NONE anonymous VMAs at every other page, 64 GiB below the
- * window.  Many pads: a hole is cut in the middle of the largest wall and filled
- * exactly with contiguous 1-page anonymous VMAs of alternating PROT_NONE and
- * PROT_READ, so that no two merge and no gap is left for hint-less mmaps.  Being
- * above the window, they are never read by dump(), which stops at the window end:
- * smaps of 65k VMAs would otherwise cost ~0.3 s per dump.
+ * window.  Many pads, or no room below the window: the top end of the largest wall
+ * is unmapped (an edge unmap does not split, so it adds no VMA) and filled exactly
+ * with contiguous 1-page anonymous VMAs of alternating PROT_NONE and PROT_READ, so
+ * that no two merge and no gap is left for hint-less mmaps.  Being above the window,
+ * they are never read by dump(), which stops at the window end: smaps of 65k VMAs
+ * would otherwise cost ~0.3 s per dump (and per fork child).
  */
 static void op_pad(const struct op *o)
 {
@@ -855,39 +856,39 @@ static void op_pad(const struct op *o)
 		result(o->idx, 0, EINVAL); /* cannot remove VMAs we do not own */
 		return;
 	}
+	u64 need = (u64)(target - count);
+	u64 span = (need + 1) * 2 * PAGE;
+	int room_below = win_start > (65ULL << 30) + span;
 	int big = -1;
 	for (int i = 0; i < nwalls; i++)
 		if (big < 0 || wall_end[i] - wall_start[i] > wall_end[big] - wall_start[big])
 			big = i;
-	u64 need = (u64)(target - count);
-	if (need >= PAD_IN_WALL_MIN && big >= 0 && wall_end[big] - wall_start[big] > (need + 16) * PAGE) {
-		/* the hole splits the wall in two (+1), the pads give the rest */
-		u64 k = need - 1;
-		u64 mid = wall_start[big] + ((wall_end[big] - wall_start[big]) / 2 & ~(PAGE - 1));
-		u64 hole = mid - (k / 2) * PAGE;
-		long r = sys2(SYS_munmap, hole, k * PAGE);
+	if (big >= 0 && wall_end[big] - wall_start[big] <= (need + 16) * PAGE)
+		big = -1;
+	if (need > 0 && big >= 0 && (need >= PAD_IN_WALL_MIN || !room_below)) {
+		u64 hole = wall_end[big] - need * PAGE;
+		long r = sys2(SYS_munmap, hole, need * PAGE);
 		if (is_err(r)) {
 			result_sys(o->idx, r);
 			return;
 		}
-		for (u64 i = 0; i < k; i++) {
+		wall_end[big] = hole;
+		for (u64 i = 0; i < need; i++) {
 			r = pad_map(hole + i * PAGE, (i & 1) ? PROT_READ : PROT_NONE);
 			if (is_err(r)) {
 				result_sys(o->idx, r);
 				return;
 			}
 		}
-		/* the two halves are walls now; the hole is no longer one */
-		if (nwalls < MAX_WALLS) {
-			wall_start[nwalls] = hole + k * PAGE;
-			wall_end[nwalls++] = wall_end[big];
-		}
-		wall_end[big] = hole;
-	} else {
-		u64 span = (need + 1) * 2 * PAGE;
-		u64 base = win_start > (65ULL << 30) + span ? win_start - (64ULL << 30) - span : win_end + (64ULL << 30);
-		u64 a = base;
+	} else if (need > 0) {
+		/* without walls (walls=false) the space above the window is free too */
+		u64 a = room_below ? win_start - (64ULL << 30) - span : win_end + (64ULL << 30);
+		u64 tries = 4 * need + 4096; /* bounded: never crawl through something huge */
 		while (count < target) {
+			if (tries-- == 0) {
+				result(o->idx, 0, EAGAIN);
+				return;
+			}
 			long r = pad_map(a, PROT_NONE);
 			a += 2 * PAGE;
 			if (r == -EEXIST)
