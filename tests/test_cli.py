@@ -46,10 +46,10 @@ def test_invalid_program_names_op_and_field(tmp_path: Path) -> None:
 
 def test_not_implemented_op_is_named(tmp_path: Path) -> None:
     prog = tmp_path / "p.json"
-    prog.write_text(json.dumps({"ops": [{"op": "munlockall"}]}))
+    prog.write_text(json.dumps({"ops": [{"op": "userfaultfd", "name": "u"}]}))
     res = CliRunner().invoke(main, ["run", str(prog)])
     assert res.exit_code != 0
-    assert "op 0 (munlockall): not implemented yet" in res.output
+    assert "op 0 (userfaultfd): not implemented yet" in res.output
 
 
 def test_explain_says_why() -> None:

@@ -18,9 +18,16 @@ from vmasim.core.errors import kernel_error
 from vmasim.core.fault import TouchResult, touch
 from vmasim.core.mm import DEFAULT_MMAP_BASE, MmStruct
 from vmasim.core.vma import File, Inode, Vma, VmaView
+from vmasim.syscalls import brk as _brk
+from vmasim.syscalls.fork import dup_mm
+from vmasim.syscalls.madvise import sys_madvise
+from vmasim.syscalls.mempolicy import sys_mbind, sys_set_mempolicy
+from vmasim.syscalls.mlock import sys_mlock, sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmasim.syscalls.mmap import sys_mmap
 from vmasim.syscalls.mprotect import sys_mprotect
+from vmasim.syscalls.mseal import sys_mseal
 from vmasim.syscalls.munmap import sys_munmap
+from vmasim.syscalls.prctl import sys_prctl_set_memory_merge, sys_prctl_set_vma_anon_name
 
 MASK64 = (1 << 64) - 1
 
@@ -49,6 +56,7 @@ class AddressSpace:
         )
         self._files: dict[int, File] = {}
         self._next_fd = 3
+        self.initial_break = self.mm.start_brk
 
     # --- state ---------------------------------------------------------------
 
@@ -175,3 +183,64 @@ class AddressSpace:
         ``"SIGBUS"`` or None).  A write fault gives a private VMA its anon_vma.
         """
         return touch(self.mm, addr & MASK64, length & MASK64, write)
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        """madvise(2): flag-changing advice splits and merges; holes give ENOMEM after the mapped parts."""
+        sys_madvise(self.mm, addr & MASK64, length & MASK64, advice)
+
+    def mlock(self, addr: int, length: int) -> None:
+        """mlock(2): lock and populate; an unaligned start is rounded down."""
+        sys_mlock(self.mm, addr & MASK64, length & MASK64)
+
+    def mlock2(self, addr: int, length: int, flags: int = 0) -> None:
+        """mlock2(2): with MLOCK_ONFAULT pages are locked as they are faulted in."""
+        sys_mlock2(self.mm, addr & MASK64, length & MASK64, flags)
+
+    def munlock(self, addr: int, length: int) -> None:
+        """munlock(2)."""
+        sys_munlock(self.mm, addr & MASK64, length & MASK64)
+
+    def mlockall(self, flags: int) -> None:
+        """mlockall(2): MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT."""
+        sys_mlockall(self.mm, flags)
+
+    def munlockall(self) -> None:
+        """munlockall(2)."""
+        sys_munlockall(self.mm)
+
+    def mbind(self, addr: int, length: int, mode: int, nodes: int = 0, flags: int = 0) -> None:
+        """mbind(2): ``mode`` may carry MPOL_F_STATIC_NODES/RELATIVE_NODES; ``nodes`` is a node bit mask."""
+        sys_mbind(self.mm, addr & MASK64, length & MASK64, mode, nodes, flags)
+
+    def set_mempolicy(self, mode: int, nodes: int = 0) -> None:
+        """set_mempolicy(2): the task policy, shown by numa_maps for VMAs without a policy of their own."""
+        sys_set_mempolicy(self.mm, mode, nodes)
+
+    def mseal(self, addr: int, length: int, flags: int = 0) -> None:
+        """mseal(2): seal a fully mapped range."""
+        sys_mseal(self.mm, addr & MASK64, length & MASK64, flags)
+
+    def brk(self, addr: int) -> int:
+        """brk(2): returns the new break, or the old one when the kernel refuses."""
+        return _brk.sys_brk(self.mm, addr)
+
+    def sbrk(self, increment: int) -> int:
+        """libc's sbrk(): returns the old break; ENOMEM when the heap cannot move."""
+        return _brk.sbrk(self.mm, increment, self.initial_break)
+
+    def prctl_set_memory_merge(self, value: int) -> None:
+        """prctl(PR_SET_MEMORY_MERGE, value): KSM for every compatible VMA, present and future."""
+        sys_prctl_set_memory_merge(self.mm, value)
+
+    def prctl_set_vma_anon_name(self, addr: int, length: int, name: str | None) -> None:
+        """prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, …): EINVAL on the modelled kernel (names not configured)."""
+        sys_prctl_set_vma_anon_name(self.mm, addr, length, name)
+
+    def fork(self) -> AddressSpace:
+        """fork(2): the child's address space (the parent is unchanged); open files are shared."""
+        child = AddressSpace.__new__(AddressSpace)
+        child.mm = dup_mm(self.mm)
+        child._files = dict(self._files)
+        child._next_fd = self._next_fd
+        child.initial_break = self.initial_break
+        return child

@@ -134,8 +134,10 @@ def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
             return SIGSEGV
     elif not vma_is_accessible(vma):
         return SIGSEGV
-    private_write = write and not vma.vm_flags & VM_SHARED
-    if private_write:
+    if mm.guards and mm.guards.first_in(addr, addr + PAGE_SIZE) is not None:
+        # A guard marker in the page table: the fault handler answers SIGSEGV.
+        return SIGSEGV
+    if write and not vma.vm_flags & VM_SHARED:
         # do_anonymous_page() and do_cow_fault() prepare the anon_vma before reading the file.
         anon_vma_prepare(mm, vma)
     if file_page_beyond_eof(vma, addr):
@@ -160,38 +162,48 @@ def touch(mm: MmStruct, addr: int, length: int, write: bool = True) -> TouchResu
     return TouchResult(pages, None)
 
 
-def populate_range(mm: MmStruct, start: int, end: int) -> int:
-    """Like __mm_populate(): fault in ``[start, end)`` VMA by VMA; the first errno met (0 if none).
+def populate_range(mm: MmStruct, start: int, end: int, *, ignore_errors: bool = True) -> int:
+    """Like __mm_populate(): fault in ``[start, end)`` VMA by VMA; the errno that stopped it (0 if none).
 
     Private writable VMAs are populated with write faults (so they get an
-    anon_vma); others with read faults, which change nothing here.  Every VMA
-    is visited even after an error, as mmap's ignore_errors populate does;
-    mlock uses the returned errno.
+    anon_vma); others with read faults, which change nothing here.  With
+    ``ignore_errors`` (mmap, mlockall) a failing VMA is skipped; without it
+    (mlock) population stops there.
     """
-    first_error = 0
     cursor = start
     while cursor < end:
-        vma = mm.find_vma(cursor)
-        if vma is None or vma.start >= end:
+        vma = mm.vmas.find_intersection(cursor, end)
+        if vma is None:
             break
         cursor = max(cursor, vma.start)
         stop = min(end, vma.end)
-        err = _populate_vma(mm, vma, cursor, stop)
-        if err and not first_error:
-            first_error = err
+        if not vma.vm_flags & (VM_IO | VM_PFNMAP):
+            err = _populate_vma(mm, vma, cursor, stop)
+            if err and not ignore_errors:
+                return err
         cursor = stop
-    return first_error
+    return 0
 
 
 def _populate_vma(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
-    if vma.vm_flags & (VM_IO | VM_PFNMAP):
-        return 0
+    """Like populate_vma_page_range() with get_user_pages() faulting page by page."""
     if vma.vm_flags & VM_LOCKONFAULT:
         return 0
     if not vma_is_accessible(vma):
         return errno.EFAULT
-    if vma.vm_flags & (VM_WRITE | VM_SHARED) == VM_WRITE:
+    write = vma.vm_flags & (VM_WRITE | VM_SHARED) == VM_WRITE
+    return fault_in(mm, vma, start, end, write)
+
+
+def fault_in(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> int:
+    """Fault in ``[start, end)`` of ``vma`` as get_user_pages() would; EFAULT where a fault fails."""
+    guard = mm.guards.first_in(start, end) if mm.guards else None
+    if guard == start:
+        return errno.EFAULT
+    if write and not vma.vm_flags & VM_SHARED:
         anon_vma_prepare(mm, vma)
+    if guard is not None:
+        return errno.EFAULT
     if file_page_beyond_eof(vma, end - PAGE_SIZE):
         return errno.EFAULT
     return 0

@@ -97,8 +97,8 @@ VM_STARTGAP_FLAGS = VM_GROWSDOWN
 # the 6.19 VM_MAYBE_GUARD behaviour that this vendor 6.18 kernel carries.
 VM_STICKY = VM_SOFTDIRTY | VM_MAYBE_GUARD
 VM_IGNORE_MERGE = VM_SOFTDIRTY | VM_STICKY
-# x86's VM_DATA_DEFAULT_FLAGS, used for brk.
-VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+# x86's VM_DATA_DEFAULT_FLAGS (without READ_IMPLIES_EXEC), used for brk.
+VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 
 # The smaps VmFlags mnemonics in bit order, like fs/proc/task_mmu.c's show_smap_vma_flags().
 MNEMONICS: tuple[tuple[int, str], ...] = (

@@ -17,6 +17,7 @@ from vmasim.constants import (
     TASK_SIZE,
 )
 from vmasim.core.flags import VM_LOCKED, is_data_mapping, is_exec_mapping, is_stack_mapping
+from vmasim.core.ranges import RangeSet
 from vmasim.core.store import VmaStore
 from vmasim.core.vma import Mempolicy, Vma
 
@@ -71,6 +72,8 @@ class MmStruct:
         self.stack_rlimit = DEFAULT_STACK_RLIMIT
         self.ksm_merge_any = False
         self.task_policy: Mempolicy | None = None
+        # Guard-region markers (MADV_GUARD_INSTALL) live in page tables, not in VMAs.
+        self.guards = RangeSet()
         # Like the OVERCOMMIT_GUESS check in __vm_enough_memory(): one request
         # larger than RAM (+swap, none here) fails.
         self.commit_limit_pages = commit_limit_pages if commit_limit_pages is not None else _physical_pages()

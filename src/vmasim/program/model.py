@@ -13,6 +13,9 @@ from vmasim.report import layout
 # Model address-space geometry for programs: the initial break sits far below
 # any window, with nothing mergeable under it.
 INITIAL_BREAK = 0x10000000
+# Without walls, the kernel runner's process (ASLR off) has its first free
+# page for hint-less mappings just below the vDSO and vvar pages.
+NO_WALLS_MMAP_LIMIT = 0x7FFFF7FF6000
 
 
 class NotImplementedOp(Exception):
@@ -31,6 +34,7 @@ class _Run:
         self.space = space
         self.addrs = addrs
         self.fds = fds
+        self.children: dict[str, Any] = {}
 
     def addr(self, op: Op, key: str = "addr") -> int:
         ref = op[key]
@@ -40,20 +44,17 @@ class _Run:
         return self.fds.get(name, -1)
 
     def run(self, ops: tuple[Op, ...]) -> dict[str, Any]:
-        results: list[dict[str, Any]] = []
-        children: dict[str, Any] = {}
-        for op in ops:
-            results.append(self.step(op, children))
+        results = [self.step(op) for op in ops]
         return layout(
             self.space.mm,
             self.program.window_start,
             self.program.window_end,
             INITIAL_BREAK,
             results,
-            children,
+            self.children,
         )
 
-    def step(self, op: Op, children: dict[str, Any]) -> dict[str, Any]:
+    def step(self, op: Op) -> dict[str, Any]:
         handler = _HANDLERS.get(op.op)
         if handler is None:
             raise NotImplementedOp(op)
@@ -119,11 +120,44 @@ def _close(run: _Run, op: Op) -> int:
     return 0
 
 
+def _simple(method: str, *keys: str) -> Callable[[_Run, Op], int]:
+    """A handler calling ``AddressSpace.<method>`` with the op's fields (``addr`` resolved)."""
+
+    def handler(run: _Run, op: Op) -> int:
+        args = [run.addr(op) if k == "addr" else op[k] for k in keys]
+        getattr(run.space, method)(*args)
+        return 0
+
+    return handler
+
+
+def _sbrk(run: _Run, op: Op) -> str:
+    old = run.space.sbrk(op["increment"])
+    return "+" + hex(old - run.space.initial_break)
+
+
+def _prctl(run: _Run, op: Op) -> int:
+    if op["option"] == "set_memory_merge":
+        run.space.prctl_set_memory_merge(op["value"])
+    else:
+        run.space.prctl_set_vma_anon_name(run.addr(op), op["length"], op["name"])
+    return 0
+
+
+def _fork(run: _Run, op: Op) -> int:
+    child = _Run(run.program, run.space.fork(), dict(run.addrs), dict(run.fds))
+    run.children[op.path.rsplit(".", 1)[-1]] = child.run(op.child)
+    return 0
+
+
 def _pad(run: _Run, op: Op) -> int:
     mm = run.space.mm
-    # The kernel runner fills the process with unrelated VMAs far from the window.
+    # The kernel runner fills the process with unrelated VMAs far from the window; it cannot take
+    # VMAs away, so a target below the current count is an error there too.
     want = mm.max_map_count - op["headroom"]
-    mm.hidden_map_count += max(0, want - mm.map_count)
+    if want < mm.map_count:
+        raise OSError(errno.EINVAL, "pad: the process already has more VMAs than that")
+    mm.hidden_map_count += want - mm.map_count
     return 0
 
 
@@ -139,6 +173,18 @@ _HANDLERS: dict[str, Callable[[_Run, Op], Any]] = {
     "ftruncate": _ftruncate,
     "close": _close,
     "pad": _pad,
+    "madvise": _simple("madvise", "addr", "length", "advice"),
+    "mlock": _simple("mlock", "addr", "length"),
+    "munlock": _simple("munlock", "addr", "length"),
+    "mlock2": _simple("mlock2", "addr", "length", "flags"),
+    "mlockall": _simple("mlockall", "flags"),
+    "munlockall": _simple("munlockall"),
+    "mbind": _simple("mbind", "addr", "length", "mode", "nodes", "flags"),
+    "set_mempolicy": _simple("set_mempolicy", "mode", "nodes"),
+    "mseal": _simple("mseal", "addr", "length", "flags"),
+    "sbrk": _sbrk,
+    "prctl": _prctl,
+    "fork": _fork,
 }
 
 SUPPORTED_OPS = frozenset(_HANDLERS)
@@ -160,8 +206,8 @@ def unsupported_ops(program: Program) -> list[Op]:
 
 def new_address_space(program: Program) -> AddressSpace:
     """An empty model address space laid out for ``program``: walls above the window when asked for."""
-    space = AddressSpace(mmap_limit=program.window_end if program.walls else None)
-    space.mm.start_brk = space.mm.brk = INITIAL_BREAK
+    space = AddressSpace(mmap_limit=program.window_end if program.walls else NO_WALLS_MMAP_LIMIT)
+    space.mm.start_brk = space.mm.brk = space.initial_break = INITIAL_BREAK
     return space
 
 

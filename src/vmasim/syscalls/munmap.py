@@ -46,6 +46,7 @@ def gather_munmap_vmas(mm: MmStruct, first: Vma, start: int, end: int, call: str
 def complete_munmap(mm: MmStruct, detached: list[Vma]) -> None:
     """Like vms_complete_munmap_vmas(): remove the gathered VMAs for good."""
     for vma in detached:
+        mm.guards.remove(vma.start, vma.end)
         mm.unlink(vma)
 
 

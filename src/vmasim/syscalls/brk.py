@@ -1,0 +1,90 @@
+"""brk(2) and a libc-style sbrk(): mm/mmap.c's brk syscall and mm/vma.c's do_brk_flags()."""
+
+from __future__ import annotations
+
+import errno
+
+from vmasim import constants as C
+from vmasim.core.errors import kernel_error
+from vmasim.core.fault import populate_range, vm_start_gap
+from vmasim.core.flags import VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_LOCKED
+from vmasim.core.merge import VmaMergeStruct, vma_merge_new_range
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import Vma
+from vmasim.syscalls.mmap import ksm_compatible
+from vmasim.syscalls.munmap import complete_munmap, gather_munmap_vmas, page_align
+
+
+def do_brk_flags(mm: MmStruct, brkvma: Vma | None, addr: int, length: int) -> None:
+    """Like do_brk_flags(): expand the heap VMA ending at ``addr`` (never merging with what follows) or add one."""
+    vm_flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | mm.def_flags
+    if mm.ksm_merge_any and ksm_compatible(None, vm_flags):
+        from vmasim.core.flags import VM_MERGEABLE
+
+        vm_flags |= VM_MERGEABLE
+    if mm.map_count > mm.max_map_count:
+        raise kernel_error(errno.ENOMEM, "brk", "map_count above max_map_count")
+    if length >> C.PAGE_SHIFT > mm.commit_limit_pages:
+        raise kernel_error(errno.ENOMEM, "brk", "not enough memory to commit")
+    if brkvma is not None and brkvma.end == addr:
+        vmg = VmaMergeStruct(
+            mm=mm, start=addr, end=addr + length, pgoff=addr >> C.PAGE_SHIFT, vm_flags=vm_flags,
+            prev=brkvma, just_expand=True,
+        )
+        if vma_merge_new_range(vmg) is not None:
+            return
+    mm.link(Vma(addr, addr + length, addr >> C.PAGE_SHIFT, vm_flags))
+
+
+def sys_brk(mm: MmStruct, brk: int) -> int:
+    """brk(2): move the break; on any failure the old break is returned (there is no errno)."""
+    origbrk = mm.brk
+    if brk < mm.start_brk:
+        return origbrk
+    newbrk = page_align(brk)
+    oldbrk = page_align(mm.brk)
+    if oldbrk == newbrk:
+        mm.brk = brk
+        return brk
+    if brk <= mm.brk:
+        # Shrinking: whatever lies in [newbrk, oldbrk) is unmapped.
+        first = mm.vmas.find_intersection(newbrk, oldbrk)
+        if first is None:
+            return origbrk
+        try:
+            detached = gather_munmap_vmas(mm, first, newbrk, oldbrk, "brk")
+        except OSError:
+            return origbrk
+        complete_munmap(mm, detached)
+        mm.brk = brk
+        return brk
+    if newbrk > C.TASK_SIZE or newbrk - oldbrk > C.TASK_SIZE:
+        return origbrk
+    # Keep a page (and a stack guard gap below a VM_GROWSDOWN VMA) free above the heap.
+    nxt = mm.vmas.find_intersection(oldbrk, newbrk + C.PAGE_SIZE + C.STACK_GUARD_GAP)
+    if nxt is not None and newbrk + C.PAGE_SIZE > vm_start_gap(nxt):
+        return origbrk
+    brkvma = mm.vmas.prev_of_addr(oldbrk)
+    if brkvma is not None and brkvma.end <= mm.start_brk:
+        brkvma = None
+    try:
+        do_brk_flags(mm, brkvma, oldbrk, newbrk - oldbrk)
+    except OSError:
+        return origbrk
+    mm.brk = brk
+    if mm.def_flags & VM_LOCKED:
+        populate_range(mm, oldbrk, newbrk)
+    return brk
+
+
+def sbrk(mm: MmStruct, increment: int, initial_break: int) -> int:
+    """Like libc's sbrk(): grow or shrink the break; returns the old break, ENOMEM when brk refuses."""
+    old = mm.brk
+    if increment == 0:
+        return old
+    new = old + increment
+    if new < initial_break or new >= 1 << 64:
+        raise kernel_error(errno.ENOMEM, "sbrk", "below the initial break")
+    if sys_brk(mm, new) != new:
+        raise kernel_error(errno.ENOMEM, "sbrk", "brk refused")
+    return old

@@ -1,0 +1,50 @@
+"""fork(2) as far as the address space goes: kernel/fork.c's dup_mmap()."""
+
+from __future__ import annotations
+
+from vmasim.core.flags import VM_DONTCOPY, VM_LOCKED_MASK, VM_NOHUGEPAGE, VM_UFFD_FLAGS, VM_WIPEONFORK
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import AnonVma
+
+
+def dup_mm(parent: MmStruct) -> MmStruct:
+    """The child's address space: a copy of the parent's VMAs, never merged.
+
+    VM_DONTCOPY VMAs are left out; VM_LOCKED/VM_LOCKONFAULT are cleared;
+    userfaultfd registrations are dropped (no UFFD_FEATURE_EVENT_FORK); a
+    VM_WIPEONFORK VMA starts without an anon_vma; every other faulted VMA
+    gets an anon_vma of its own chained to the parent's, which makes it a
+    fork child (anon_vma_fork()).
+    """
+    child = MmStruct(
+        max_map_count=parent.max_map_count,
+        mmap_base=parent.mmap_base,
+        mmap_min_addr=parent.mmap_min_addr,
+        mmap_limit=parent.mmap_limit,
+        start_brk=parent.start_brk,
+        commit_limit_pages=parent.commit_limit_pages,
+    )
+    child.brk = parent.brk
+    child.hidden_map_count = parent.hidden_map_count
+    child.def_flags = parent.def_flags & VM_NOHUGEPAGE
+    child.ksm_merge_any = parent.ksm_merge_any
+    child.task_policy = parent.task_policy
+    child.stack_rlimit = parent.stack_rlimit
+    child.guards = parent.guards.copy()
+    for vma in parent.vmas:
+        if vma.vm_flags & VM_DONTCOPY:
+            child.guards.remove(vma.start, vma.end)
+            continue
+        new = vma.copy()
+        new.vm_flags &= ~VM_LOCKED_MASK
+        if new.uffd_ctx is not None:
+            new.uffd_ctx = None
+            new.vm_flags &= ~VM_UFFD_FLAGS
+        if vma.anon_vma is None or vma.vm_flags & VM_WIPEONFORK:
+            new.anon_vma = None
+            new.fork_child = False
+        else:
+            new.anon_vma = AnonVma()
+            new.fork_child = True
+        child.link(new)
+    return child

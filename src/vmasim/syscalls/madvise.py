@@ -1,0 +1,236 @@
+"""madvise(2): mm/madvise.c's do_madvise(), madvise_walk_vmas() and madvise_vma_behavior()."""
+
+from __future__ import annotations
+
+import errno
+
+from vmasim import constants as C
+from vmasim.core.errors import kernel_error
+from vmasim.core.fault import anon_vma_prepare, fault_in
+from vmasim.core.flags import (
+    VM_DONTCOPY,
+    VM_DONTDUMP,
+    VM_DONTEXPAND,
+    VM_DROPPABLE,
+    VM_HUGEPAGE,
+    VM_HUGETLB,
+    VM_IO,
+    VM_LOCKED,
+    VM_MAYBE_GUARD,
+    VM_MAYSHARE,
+    VM_MAYWRITE,
+    VM_MERGEABLE,
+    VM_MIXEDMAP,
+    VM_NOHUGEPAGE,
+    VM_PFNMAP,
+    VM_RAND_READ,
+    VM_READ,
+    VM_SEALED,
+    VM_SEQ_READ,
+    VM_SHARED,
+    VM_SPECIAL,
+    VM_STICKY,
+    VM_WIPEONFORK,
+    VM_WRITE,
+)
+from vmasim.core.merge import modify_prev, vma_modify_flags
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import Vma
+from vmasim.syscalls.munmap import page_align
+
+CALL = "madvise"
+
+VALID_ADVICE = frozenset(
+    {
+        C.MADV_NORMAL, C.MADV_RANDOM, C.MADV_SEQUENTIAL, C.MADV_WILLNEED, C.MADV_DONTNEED,
+        C.MADV_FREE, C.MADV_REMOVE, C.MADV_DONTFORK, C.MADV_DOFORK, C.MADV_MERGEABLE,
+        C.MADV_UNMERGEABLE, C.MADV_HUGEPAGE, C.MADV_NOHUGEPAGE, C.MADV_DONTDUMP, C.MADV_DODUMP,
+        C.MADV_WIPEONFORK, C.MADV_KEEPONFORK, C.MADV_COLD, C.MADV_PAGEOUT, C.MADV_POPULATE_READ,
+        C.MADV_POPULATE_WRITE, C.MADV_DONTNEED_LOCKED, C.MADV_COLLAPSE, C.MADV_HWPOISON,
+        C.MADV_SOFT_OFFLINE, C.MADV_GUARD_INSTALL, C.MADV_GUARD_REMOVE,
+    }
+)
+# Advice that throws data away, refused on sealed read-only anonymous memory (is_discard()).
+DISCARD_ADVICE = frozenset(
+    {C.MADV_FREE, C.MADV_DONTNEED, C.MADV_DONTNEED_LOCKED, C.MADV_REMOVE, C.MADV_DONTFORK,
+     C.MADV_WIPEONFORK, C.MADV_GUARD_INSTALL}
+)
+
+
+def vma_ksm_compatible(vma: Vma) -> bool:
+    """Like mm/ksm.c's vma_ksm_compatible(): private, ordinary memory only."""
+    bad = VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_HUGETLB | VM_MIXEDMAP | VM_DROPPABLE
+    return not vma.vm_flags & bad
+
+
+def _error(code: int, detail: str) -> OSError:
+    return kernel_error(code, CALL, detail)
+
+
+def _can_madvise_modify(vma: Vma, advice: int) -> bool:
+    # Like can_madvise_modify(): sealed private anonymous memory that cannot be written keeps its data.
+    if not vma.vm_flags & VM_SEALED or advice not in DISCARD_ADVICE:
+        return True
+    if vma.file is not None:
+        return True
+    return bool(vma.vm_flags & VM_WRITE)
+
+
+def _new_flags(vma: Vma, advice: int) -> int | None:
+    """The flags a flag-changing advice asks for (None for advice that does not change flags)."""
+    f = vma.vm_flags
+    if advice == C.MADV_NORMAL:
+        return f & ~(VM_RAND_READ | VM_SEQ_READ)
+    if advice == C.MADV_SEQUENTIAL:
+        return (f & ~VM_RAND_READ) | VM_SEQ_READ
+    if advice == C.MADV_RANDOM:
+        return (f & ~VM_SEQ_READ) | VM_RAND_READ
+    if advice == C.MADV_DONTFORK:
+        return f | VM_DONTCOPY
+    if advice == C.MADV_DOFORK:
+        if f & VM_IO:
+            raise _error(errno.EINVAL, "MADV_DOFORK on a VM_IO mapping")
+        return f & ~VM_DONTCOPY
+    if advice == C.MADV_WIPEONFORK:
+        if vma.file is not None or f & VM_SHARED:
+            raise _error(errno.EINVAL, "MADV_WIPEONFORK works on private anonymous memory only")
+        return f | VM_WIPEONFORK
+    if advice == C.MADV_KEEPONFORK:
+        if f & VM_DROPPABLE:
+            raise _error(errno.EINVAL, "MADV_KEEPONFORK on droppable memory")
+        return f & ~VM_WIPEONFORK
+    if advice == C.MADV_DONTDUMP:
+        return f | VM_DONTDUMP
+    if advice == C.MADV_DODUMP:
+        if (not f & VM_HUGETLB and f & VM_SPECIAL) or f & VM_DROPPABLE:
+            raise _error(errno.EINVAL, "MADV_DODUMP on a special or droppable mapping")
+        return f & ~VM_DONTDUMP
+    if advice == C.MADV_MERGEABLE:
+        # ksm_madvise(): silently ignored where KSM cannot work.
+        if f & VM_MERGEABLE or not vma_ksm_compatible(vma):
+            return f
+        return f | VM_MERGEABLE
+    if advice == C.MADV_UNMERGEABLE:
+        return f & ~VM_MERGEABLE
+    if advice == C.MADV_HUGEPAGE:
+        return (f & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
+    if advice == C.MADV_NOHUGEPAGE:
+        return (f & ~VM_HUGEPAGE) | VM_NOHUGEPAGE
+    return None
+
+
+def _other_behaviour(mm: MmStruct, vma: Vma, start: int, end: int, advice: int) -> None:
+    """Advice that leaves the VMA tree alone (apart from guard install's flag and anon_vma)."""
+    f = vma.vm_flags
+    if advice in (C.MADV_DONTNEED, C.MADV_FREE, C.MADV_DONTNEED_LOCKED):
+        forbidden = VM_PFNMAP | (0 if advice == C.MADV_DONTNEED_LOCKED else VM_LOCKED)
+        if f & forbidden:
+            raise _error(errno.EINVAL, "cannot discard locked or PFN-mapped memory")
+        if advice == C.MADV_FREE and not vma.is_anonymous:
+            raise _error(errno.EINVAL, "MADV_FREE works on private anonymous memory only")
+    elif advice in (C.MADV_COLD, C.MADV_PAGEOUT):
+        if f & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
+            raise _error(errno.EINVAL, "cannot age locked, PFN-mapped or hugetlb memory")
+    elif advice == C.MADV_REMOVE:
+        if f & VM_LOCKED:
+            raise _error(errno.EINVAL, "MADV_REMOVE on locked memory")
+        if vma.file is None:
+            raise _error(errno.EINVAL, "MADV_REMOVE needs a file mapping")
+        if not (f & VM_SHARED and f & VM_MAYWRITE):
+            raise _error(errno.EACCES, "MADV_REMOVE needs a shared writable mapping")
+    elif advice == C.MADV_COLLAPSE:
+        # The modelled host refuses every collapse (THP "madvise" mode, nothing to collapse): EINVAL.
+        raise _error(errno.EINVAL, "collapse refused")
+    elif advice == C.MADV_GUARD_INSTALL:
+        if f & (VM_SPECIAL | VM_HUGETLB | VM_LOCKED):
+            raise _error(errno.EINVAL, "guard regions need an ordinary unlocked mapping")
+        # The sticky flag goes on the whole VMA, without a split.
+        mm.set_flags(vma, f | VM_MAYBE_GUARD)
+        if vma.is_anonymous:
+            anon_vma_prepare(mm, vma)
+        mm.guards.add(start, end)
+    elif advice == C.MADV_GUARD_REMOVE:
+        if f & (VM_SPECIAL | VM_HUGETLB):
+            raise _error(errno.EINVAL, "guard regions need an ordinary mapping")
+        mm.guards.remove(start, end)
+    elif advice in (C.MADV_HWPOISON, C.MADV_SOFT_OFFLINE):
+        raise _error(errno.EINVAL, "memory-failure injection is not modelled")
+
+
+def madvise_vma_behavior(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, advice: int) -> Vma:
+    """Like madvise_vma_behavior(): apply advice to ``[start, end)`` of one VMA; the VMA covering it after."""
+    if not _can_madvise_modify(vma, advice):
+        raise _error(errno.EPERM, "discarding advice on sealed read-only anonymous memory")
+    new_flags = _new_flags(vma, advice)
+    if new_flags is None:
+        _other_behaviour(mm, vma, start, end, advice)
+        return vma
+    if new_flags == vma.vm_flags:
+        return vma
+    try:
+        vma = vma_modify_flags(mm, prev, vma, start, end, new_flags)
+    except OSError as exc:
+        # madvise() reports resource shortage, such as a refused split, as EAGAIN.
+        if exc.errno == errno.ENOMEM:
+            raise _error(errno.EAGAIN, "splitting the VMA was refused") from None
+        raise
+    mm.set_flags(vma, new_flags | (vma.vm_flags & VM_STICKY))
+    return vma
+
+
+def _madvise_populate(mm: MmStruct, start: int, end: int, write: bool) -> None:
+    # Like madvise_populate(): fault in page by page, stopping at holes (ENOMEM) and bad VMAs (EINVAL).
+    cursor = start
+    while cursor < end:
+        vma = mm.vmas.lookup(cursor)
+        if vma is None:
+            raise _error(errno.ENOMEM, "hole in the range")
+        f = vma.vm_flags
+        if f & (VM_IO | VM_PFNMAP) or (write and not f & VM_WRITE) or (not write and not f & VM_READ):
+            raise _error(errno.EINVAL, "mapping does not allow this population")
+        stop = min(end, vma.end)
+        if fault_in(mm, vma, cursor, stop, write):
+            raise _error(errno.EFAULT, "a fault failed while populating")
+        cursor = stop
+
+
+def sys_madvise(mm: MmStruct, start: int, length: int, advice: int) -> int:
+    """madvise(2): holes are skipped (ENOMEM at the end); an error from one VMA stops the walk."""
+    if advice not in VALID_ADVICE or start & (C.PAGE_SIZE - 1):
+        raise _error(errno.EINVAL, "unknown advice or unaligned start")
+    aligned = page_align(length)
+    if length and not aligned:
+        raise _error(errno.EINVAL, "length wraps")
+    end = start + aligned
+    if end >= 1 << 64:
+        raise _error(errno.EINVAL, "range wraps")
+    if end == start:
+        return 0
+    if advice in (C.MADV_POPULATE_READ, C.MADV_POPULATE_WRITE):
+        _madvise_populate(mm, start, end, advice == C.MADV_POPULATE_WRITE)
+        return 0
+    vma = mm.find_vma(start)
+    if vma is None:
+        raise _error(errno.ENOMEM, "no mapping in the range")
+    prev = modify_prev(mm, vma, start)
+    unmapped = False
+    cursor = start
+    cur: Vma | None = vma
+    while True:
+        if cur is None:
+            raise _error(errno.ENOMEM, "hole at the end of the range")
+        if cursor < cur.start:
+            unmapped = True
+            cursor = cur.start
+            if cursor >= end:
+                break
+        stop = min(cur.end, end)
+        done = madvise_vma_behavior(mm, prev, cur, cursor, stop, advice)
+        cursor = max(stop, done.end)
+        if cursor >= end:
+            break
+        prev = done
+        cur = mm.find_vma(done.end)
+    if unmapped:
+        raise _error(errno.ENOMEM, "the range has holes")
+    return 0

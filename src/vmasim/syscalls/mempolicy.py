@@ -1,0 +1,120 @@
+"""mbind(2) and set_mempolicy(2): mm/mempolicy.c's do_mbind(), mbind_range() and do_set_mempolicy().
+
+The modelled host has one NUMA node (node 0): node masks are cut down to the
+nodes that exist, as mpol_set_nodemask() does, and an empty result is EINVAL.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from vmasim import constants as C
+from vmasim.core.errors import kernel_error
+from vmasim.core.merge import modify_prev, vma_modify_policy
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import Mempolicy, Vma, mpol_equal
+from vmasim.syscalls.munmap import page_align
+
+ONLINE_NODES = 0b1
+MPOL_MF_VALID = C.MPOL_MF_STRICT | C.MPOL_MF_MOVE | C.MPOL_MF_MOVE_ALL
+
+
+def _relative(user: int, allowed: int) -> int:
+    # mpol_relative_nodemask(): node i of the request means the (i mod weight)-th allowed node.
+    allowed_nodes = [n for n in range(64) if allowed >> n & 1]
+    out = 0
+    for n in range(64):
+        if user >> n & 1:
+            out |= 1 << allowed_nodes[n % len(allowed_nodes)]
+    return out
+
+
+def sanitize_mode(mode_arg: int, call: str) -> tuple[int, int]:
+    """Like sanitize_mpol_flags(): split the mode argument into (mode, mode flags), EINVAL if invalid."""
+    flags = mode_arg & C.MPOL_MODE_FLAGS
+    mode = mode_arg & ~C.MPOL_MODE_FLAGS
+    if mode >= C.MPOL_MAX:
+        raise kernel_error(errno.EINVAL, call, "unknown mode")
+    if flags & C.MPOL_F_STATIC_NODES and flags & C.MPOL_F_RELATIVE_NODES:
+        raise kernel_error(errno.EINVAL, call, "static and relative nodes together")
+    if flags & C.MPOL_F_NUMA_BALANCING and mode not in (C.MPOL_BIND, C.MPOL_PREFERRED_MANY):
+        raise kernel_error(errno.EINVAL, call, "NUMA balancing only with bind or preferred-many")
+    return mode, flags
+
+
+def mpol_new(mode: int, flags: int, nodes: int, call: str) -> Mempolicy | None:
+    """Like mpol_new() + mpol_set_nodemask(): the policy, or None for MPOL_DEFAULT."""
+    if mode == C.MPOL_DEFAULT:
+        if nodes:
+            raise kernel_error(errno.EINVAL, call, "MPOL_DEFAULT takes no nodes")
+        return None
+    if mode == C.MPOL_PREFERRED and not nodes:
+        if flags & (C.MPOL_F_STATIC_NODES | C.MPOL_F_RELATIVE_NODES):
+            raise kernel_error(errno.EINVAL, call, "local preference with node flags")
+        mode = C.MPOL_LOCAL
+    elif mode == C.MPOL_LOCAL:
+        if nodes or flags & (C.MPOL_F_STATIC_NODES | C.MPOL_F_RELATIVE_NODES):
+            raise kernel_error(errno.EINVAL, call, "MPOL_LOCAL takes no nodes")
+    elif not nodes:
+        raise kernel_error(errno.EINVAL, call, "empty node mask")
+    if mode == C.MPOL_LOCAL:
+        return Mempolicy(mode, flags)
+    effective = _relative(nodes, ONLINE_NODES) if flags & C.MPOL_F_RELATIVE_NODES else nodes & ONLINE_NODES
+    if not effective:
+        raise kernel_error(errno.EINVAL, call, "no online node in the mask")
+    if mode == C.MPOL_PREFERRED:
+        effective &= -effective  # the first node only
+    user = nodes if flags & (C.MPOL_F_STATIC_NODES | C.MPOL_F_RELATIVE_NODES) else 0
+    return Mempolicy(mode, flags, effective, user)
+
+
+def mbind_range(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, policy: Mempolicy | None) -> Vma:
+    """Like mbind_range(): give ``[start, end)`` of ``vma`` the policy; no split when it already has it."""
+    if mpol_equal(vma.policy, policy):
+        return vma
+    vma = vma_modify_policy(mm, prev, vma, start, end, policy)
+    vma.policy = policy
+    return vma
+
+
+def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flags: int) -> int:
+    """mbind(2): a hole fails the whole call with EFAULT before anything changes (except for MPOL_DEFAULT)."""
+    call = "mbind"
+    mode, mode_flags = sanitize_mode(mode, call)
+    if flags & ~MPOL_MF_VALID:
+        raise kernel_error(errno.EINVAL, call, "unknown flags")
+    if start & (C.PAGE_SIZE - 1):
+        raise kernel_error(errno.EINVAL, call, "unaligned start")
+    end = start + page_align(length)
+    if end >= 1 << 64:
+        raise kernel_error(errno.EINVAL, call, "range wraps")
+    if end == start:
+        return 0
+    policy = mpol_new(mode, mode_flags, nodes, call)
+    # queue_pages_range(): the range must be mapped without holes (holes are fine for MPOL_DEFAULT,
+    # but a range with no mapping at all is EFAULT either way).
+    first = mm.vmas.find_intersection(start, end)
+    if first is None:
+        raise kernel_error(errno.EFAULT, call, "nothing mapped in the range")
+    if policy is not None:
+        cursor = start
+        for vma in mm.vmas.range(start, end):
+            if vma.start > cursor:
+                raise kernel_error(errno.EFAULT, call, "hole in the range")
+            cursor = vma.end
+        if cursor < end:
+            raise kernel_error(errno.EFAULT, call, "hole at the end of the range")
+    prev = modify_prev(mm, first, start)
+    cur: Vma | None = first
+    while cur is not None and cur.start < end:
+        done = mbind_range(mm, prev, cur, max(start, cur.start), min(end, cur.end), policy)
+        prev = done
+        cur = mm.vma_next(done)
+    return 0
+
+
+def sys_set_mempolicy(mm: MmStruct, mode: int, nodes: int) -> int:
+    """set_mempolicy(2): the task policy, which numa_maps shows for VMAs without their own."""
+    mode, mode_flags = sanitize_mode(mode, "set_mempolicy")
+    mm.task_policy = mpol_new(mode, mode_flags, nodes, "set_mempolicy")
+    return 0

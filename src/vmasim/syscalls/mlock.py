@@ -1,0 +1,139 @@
+"""mlock(2), mlock2(2), munlock(2), mlockall(2), munlockall(2): mm/mlock.c."""
+
+from __future__ import annotations
+
+import errno
+
+from vmasim import constants as C
+from vmasim.core.errors import kernel_error
+from vmasim.core.fault import populate_range
+from vmasim.core.flags import (
+    VM_DROPPABLE,
+    VM_HUGETLB,
+    VM_LOCKED,
+    VM_LOCKED_MASK,
+    VM_LOCKONFAULT,
+    VM_SPECIAL,
+    VM_STICKY,
+)
+from vmasim.core.merge import modify_prev, vma_modify_flags
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import Vma
+
+MASK64 = (1 << 64) - 1
+
+
+def mlock_fixup(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, newflags: int) -> Vma:
+    """Like mlock_fixup(): lock flags for ``[start, end)``; special, hugetlb and droppable VMAs are left alone."""
+    oldflags = vma.vm_flags
+    if newflags == oldflags or oldflags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
+        return vma
+    vma = vma_modify_flags(mm, prev, vma, start, end, newflags)
+    mm.set_flags(vma, newflags | (vma.vm_flags & VM_STICKY))
+    return vma
+
+
+def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, call: str) -> None:
+    """Like apply_vma_lock_flags(): the range must start in a VMA; a hole stops it with ENOMEM."""
+    end = start + length
+    if end > MASK64:
+        raise kernel_error(errno.EINVAL, call, "range wraps")
+    if end == start:
+        return
+    vma = mm.vmas.lookup(start)
+    if vma is None:
+        raise kernel_error(errno.ENOMEM, call, "the range starts in a hole")
+    prev = modify_prev(mm, vma, start)
+    nstart = start
+    tmp = vma.start
+    cur: Vma | None = vma
+    while cur is not None and cur.start < end:
+        if cur.start != tmp:
+            raise kernel_error(errno.ENOMEM, call, "hole in the range")
+        newflags = (cur.vm_flags & ~VM_LOCKED_MASK) | flags
+        stop = min(cur.end, end)
+        done = mlock_fixup(mm, prev, cur, nstart, stop, newflags)
+        tmp = done.end
+        nstart = tmp
+        prev = done
+        cur = mm.vma_next(done)
+    if tmp < end:
+        raise kernel_error(errno.ENOMEM, call, "hole at the end of the range")
+
+
+def _align(start: int, length: int) -> tuple[int, int]:
+    # mlock and munlock accept an unaligned start: the range is widened to whole pages.
+    length = (length + (start & (C.PAGE_SIZE - 1)) + C.PAGE_SIZE - 1) & ~(C.PAGE_SIZE - 1) & MASK64
+    return start & ~(C.PAGE_SIZE - 1), length
+
+
+def do_mlock(mm: MmStruct, start: int, length: int, flags: int, call: str) -> int:
+    """Like do_mlock(): lock, then populate; population errors become ENOMEM (EFAULT) or EAGAIN."""
+    start, length = _align(start, length)
+    apply_vma_lock_flags(mm, start, length, flags, call)
+    err = populate_range(mm, start, start + length, ignore_errors=False)
+    if err == errno.EFAULT:
+        raise kernel_error(errno.ENOMEM, call, "part of the range could not be faulted in")
+    if err == errno.ENOMEM:
+        raise kernel_error(errno.EAGAIN, call, "out of memory while populating")
+    return 0
+
+
+def sys_mlock(mm: MmStruct, start: int, length: int) -> int:
+    """mlock(2)."""
+    return do_mlock(mm, start, length, VM_LOCKED, "mlock")
+
+
+def sys_mlock2(mm: MmStruct, start: int, length: int, flags: int) -> int:
+    """mlock2(2): MLOCK_ONFAULT locks without populating."""
+    if flags & ~C.MLOCK_ONFAULT:
+        raise kernel_error(errno.EINVAL, "mlock2", "unknown flags")
+    vm_flags = VM_LOCKED | (VM_LOCKONFAULT if flags & C.MLOCK_ONFAULT else 0)
+    return do_mlock(mm, start, length, vm_flags, "mlock2")
+
+
+def sys_munlock(mm: MmStruct, start: int, length: int) -> int:
+    """munlock(2)."""
+    start, length = _align(start, length)
+    apply_vma_lock_flags(mm, start, length, 0, "munlock")
+    return 0
+
+
+def apply_mlockall_flags(mm: MmStruct, flags: int) -> None:
+    """Like apply_mlockall_flags(): set def_flags for MCL_FUTURE and relock every VMA for MCL_CURRENT."""
+    mm.def_flags &= ~VM_LOCKED_MASK
+    if flags & C.MCL_FUTURE:
+        mm.def_flags |= VM_LOCKED
+        if flags & C.MCL_ONFAULT:
+            mm.def_flags |= VM_LOCKONFAULT
+        if not flags & C.MCL_CURRENT:
+            return
+    to_add = 0
+    if flags & C.MCL_CURRENT:
+        to_add = VM_LOCKED | (VM_LOCKONFAULT if flags & C.MCL_ONFAULT else 0)
+    prev: Vma | None = None
+    vma = mm.find_vma(0)
+    while vma is not None:
+        newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | to_add
+        try:
+            done = mlock_fixup(mm, prev, vma, vma.start, vma.end, newflags)
+        except OSError:
+            done = vma  # errors are ignored, but prev must stay right
+        prev = done
+        vma = mm.vma_next(done)
+
+
+def sys_mlockall(mm: MmStruct, flags: int) -> int:
+    """mlockall(2)."""
+    if not flags or flags & ~(C.MCL_CURRENT | C.MCL_FUTURE | C.MCL_ONFAULT) or flags == C.MCL_ONFAULT:
+        raise kernel_error(errno.EINVAL, "mlockall", "bad flags")
+    apply_mlockall_flags(mm, flags)
+    if flags & C.MCL_CURRENT:
+        populate_range(mm, 0, C.TASK_SIZE)
+    return 0
+
+
+def sys_munlockall(mm: MmStruct) -> int:
+    """munlockall(2)."""
+    apply_mlockall_flags(mm, 0)
+    return 0
