@@ -163,9 +163,8 @@ class AddressSpace:
 
     def mmap(self, addr: int | None, length: int, prot: int, flags: int, fd: int | None = None, offset: int = 0) -> int:
         """mmap(2): map ``length`` bytes; returns the address.  ``addr=None`` means no hint."""
-        file = None
-        if fd is not None and fd >= 0 and not flags & C.MAP_ANONYMOUS:
-            file = self.file(fd)
+        # A bad fd is only an error where the kernel looks at it (after the offset check).
+        file = self._files.get(fd) if fd is not None and not flags & C.MAP_ANONYMOUS else None
         return sys_mmap(self.mm, (addr or 0) & MASK64, length & MASK64, prot, flags, file, offset & MASK64)
 
     def munmap(self, addr: int, length: int) -> None:

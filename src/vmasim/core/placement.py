@@ -131,6 +131,10 @@ def get_unmapped_area(mm: MmStruct, file: File | None, addr: int, length: int, p
     else:
         # Generic, or shmem's which is generic when shmem THP is "never".
         ret = arch_get_unmapped_area_topdown(mm, addr, length, flags)
+    if ret >= (1 << 64) - 4095:
+        # IS_ERR_VALUE(): a MAP_FIXED address in the top 4095 bytes reads as an error code.
+        code = (1 << 64) - ret
+        raise kernel_error(code, "get_unmapped_area", "the address is an error value")
     if ret > TASK_SIZE - length:
         raise _no_memory("the range ends above the top of the address space")
     if ret & ~PAGE_MASK:

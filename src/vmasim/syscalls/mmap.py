@@ -30,6 +30,7 @@ from vmasim.core.flags import (
 from vmasim.core.merge import VmaMergeStruct, vma_merge_new_range
 from vmasim.core.mm import MmStruct
 from vmasim.core.placement import get_unmapped_area
+from vmasim.core.prot import calc_vm_prot_bits
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.syscalls.munmap import (
     accounted_pages,
@@ -39,11 +40,6 @@ from vmasim.syscalls.munmap import (
 )
 
 CALL = "mmap"
-
-
-def calc_vm_prot_bits(prot: int) -> int:
-    """Like calc_vm_prot_bits(): PROT_READ/WRITE/EXEC to VM_READ/WRITE/EXEC (the same bit values)."""
-    return prot & (C.PROT_READ | C.PROT_WRITE | C.PROT_EXEC)
 
 
 def calc_vm_flag_bits(flags: int) -> int:

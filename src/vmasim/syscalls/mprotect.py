@@ -20,6 +20,7 @@ from vmasim.core.flags import (
 )
 from vmasim.core.merge import modify_prev, vma_modify_flags
 from vmasim.core.mm import MmStruct
+from vmasim.core.prot import calc_vm_prot_bits
 from vmasim.core.vma import Vma
 from vmasim.syscalls.munmap import page_align
 
@@ -85,7 +86,7 @@ def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
     while cur is not None and cur.start < end:
         if cur.start != tmp:
             raise kernel_error(errno.ENOMEM, CALL, "hole in the range")
-        newflags = prot | (cur.vm_flags & ~VM_ACCESS_FLAGS)
+        newflags = calc_vm_prot_bits(prot) | (cur.vm_flags & ~VM_ACCESS_FLAGS)
         # A VM_MAY* bit gates each access bit (VM_MAY* is VM_* shifted left by 4).
         if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
             raise kernel_error(errno.EACCES, CALL, "protection not allowed by the mapping")
