@@ -313,7 +313,8 @@ def compare_command(programs: tuple[str, ...], *, kernel: KernelRun | None = Non
         try:
             loaded.append((path, load_program(path)))
         except ProgramError as exc:
-            say(f"{path}: invalid program: {exc}")
+            # load_program() already names the file, the op and the field.
+            say(f"invalid program: {exc}")
             status = 2
         except OSError as exc:
             say(f"{path}: cannot read: {exc.strerror or exc}")

@@ -782,7 +782,10 @@ def evaluate(docs: Sequence[Doc], kernel_batch: KernelBatch) -> list[Outcome]:
         programs.append(prog)
         idx.append(i)
     if programs:
-        reports = kernel_batch(programs)
+        try:
+            reports: Sequence[Any] = kernel_batch(programs)
+        except Exception as exc:  # the whole batch failed (runner crash): every program is skipped, not passed
+            reports = [exc] * len(programs)
         for i, rep in zip(idx, reports, strict=True):
             out = outcomes[i]
             if isinstance(rep, BaseException) or not isinstance(rep, dict):
@@ -1085,6 +1088,9 @@ def run_campaign(
                 failures.append((lo + i, outcome))
             else:
                 res.passed += 1
+        if count > chunk:
+            # Progress of long campaigns goes to stderr: stdout ends with the summary line.
+            print(f"... {min(lo + chunk, count)}/{count} run, {res.failed} failed", file=sys.stderr, flush=True)
     spent = 0.0
     per_kind: dict[str, int] = {}
     seen_repros: dict[str, str] = {}
@@ -1109,7 +1115,8 @@ def run_campaign(
         else:
             seen_repros[key] = stem
         # The reproducer says where it came from, in a field the contract ignores.
-        doc = {**doc, "_comment": f"vmasim fuzz --seed {seed} --category {category}: program {index}, shrunk"}
+        how = "as generated" if doc is outcome.doc else "shrunk"
+        doc = {**doc, "_comment": f"vmasim fuzz --seed {seed} --category {category}: program {index}, {how}"}
         path = _save(out, stem, doc, final, outcome.doc)
         res.saved.append(path)
         n_ops = len(_positions(doc["ops"]))
