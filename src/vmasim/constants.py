@@ -131,7 +131,10 @@ PR_SET_MEMORY_MERGE = 67
 
 # Address-space geometry of x86_64 with 4-level (47-bit) user addresses.
 TASK_SIZE = 0x7FFFFFFFF000
-DEFAULT_MMAP_MIN_ADDR = 0x1000
+# The effective mmap_min_addr: the sysctl says 4096, but with an LSM built in the
+# kernel raises it to CONFIG_LSM_MMAP_MIN_ADDR (65536), which is what hints are
+# rounded up to on the host (root may still MAP_FIXED below it).
+DEFAULT_MMAP_MIN_ADDR = 0x10000
 DEFAULT_MAX_MAP_COUNT = 65530
 STACK_GUARD_GAP = 256 * PAGE_SIZE
 PMD_SIZE = 2 * 1024 * 1024

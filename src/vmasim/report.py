@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +12,11 @@ from vmasim.core.vma import Vma
 from vmasim.render import file_offset, mpol_to_str, perms
 
 HEAP_SPAN = 1 << 30
+
+
+def errno_name(code: int) -> str:
+    """The symbolic name of errno ``code`` (``"ENOMEM"``), or ``"E<code>"`` when there is none."""
+    return errno.errorcode.get(code, f"E{code}")
 
 
 def hex_addr(value: int) -> str:

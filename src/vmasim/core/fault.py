@@ -72,6 +72,16 @@ def vma_is_accessible(vma: Vma) -> bool:
     return bool(vma.vm_flags & VM_ACCESS_FLAGS)
 
 
+def vma_is_user_accessible(vma: Vma) -> bool:
+    """Whether user accesses and population can reach the VMA's pages at all.
+
+    The kernel's vma_is_accessible() counts VM_EXEC, but on the host exec-only
+    memory faults on a read and cannot be populated (mlock gives ENOMEM), so
+    only read or write permission counts here.
+    """
+    return bool(vma.vm_flags & (VM_READ | VM_WRITE))
+
+
 def vm_start_gap(vma: Vma) -> int:
     """Like vm_start_gap(): a VM_GROWSDOWN VMA keeps stack_guard_gap free below it."""
     if vma.vm_flags & VM_GROWSDOWN:
@@ -133,8 +143,7 @@ def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
     if write:
         if not vma.vm_flags & VM_WRITE:
             return SIGSEGV
-    elif not vma.vm_flags & (VM_READ | VM_WRITE):
-        # Observed on the host: exec-only memory cannot be read (x86 has no exec-only pages here).
+    elif not vma_is_user_accessible(vma):
         return SIGSEGV
     if mm.guards and mm.guards.first_in(addr, addr + PAGE_SIZE) is not None:
         # A guard marker in the page table: the fault handler answers SIGSEGV.
@@ -191,7 +200,7 @@ def _populate_vma(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
     """Like populate_vma_page_range() with get_user_pages() faulting page by page."""
     if vma.vm_flags & VM_LOCKONFAULT:
         return 0
-    if not vma_is_accessible(vma):
+    if not vma_is_user_accessible(vma):
         return errno.EFAULT
     write = vma.vm_flags & (VM_WRITE | VM_SHARED) == VM_WRITE
     return fault_in(mm, vma, start, end, write)

@@ -10,13 +10,13 @@ executor can stay a dumb syscall pump.
 
 from __future__ import annotations
 
-import errno
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from vmasim.program import Op, Program
+from vmasim.report import errno_name
 
 Report = dict[str, Any]
 
@@ -36,11 +36,6 @@ _ADDRESS_OPS = frozenset({"mmap", "mremap"})
 
 class DecodeError(ValueError):
     """The executor's output does not have the expected structure."""
-
-
-def errno_name(code: int) -> str:
-    """The symbolic name of errno ``code`` (``"ENOMEM"``), or ``"E<code>"`` when Python has none."""
-    return errno.errorcode.get(code, f"E{code}")
 
 
 def numa_policy(line: str) -> tuple[int, str]:

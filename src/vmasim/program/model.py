@@ -8,7 +8,7 @@ from typing import Any
 
 from vmasim.api import AddressSpace
 from vmasim.program.parse import MASK64, Op, Program
-from vmasim.report import layout
+from vmasim.report import errno_name, layout
 
 # Model address-space geometry for programs: the initial break sits far below
 # any window, with nothing mergeable under it.
@@ -67,7 +67,7 @@ class _Run:
             if op.get("as"):
                 self.addrs[op["as"]] = MASK64
             code = exc.errno if exc.errno is not None else errno.EINVAL
-            return {"op": op.op, "ret": -1, "errno": errno.errorcode.get(code, str(code))}
+            return {"op": op.op, "ret": -1, "errno": errno_name(code)}
         if op.op in ("mmap", "mremap"):
             if op.get("as"):
                 self.addrs[op["as"]] = int(ret)

@@ -6,12 +6,14 @@ import errno
 
 from vmasim import constants as C
 from vmasim.core.errors import kernel_error
+from vmasim.core.fault import populate_range
 from vmasim.core.flags import (
     VM_ACCESS_FLAGS,
     VM_ACCOUNT,
     VM_DROPPABLE,
     VM_GROWSDOWN,
     VM_HUGETLB,
+    VM_LOCKED,
     VM_NORESERVE,
     VM_SEALED,
     VM_SHARED,
@@ -46,6 +48,9 @@ def mprotect_fixup(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: in
     vma = vma_modify_flags(mm, prev, vma, start, end, newflags)
     # Sticky flags picked up by a merge survive the flag update.
     mm.set_flags(vma, newflags | (vma.vm_flags & VM_STICKY))
+    if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
+        # A locked private mapping made writable is populated again, now with write faults (COW).
+        populate_range(mm, start, end)
     return vma
 
 
