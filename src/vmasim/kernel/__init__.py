@@ -26,11 +26,12 @@ import functools
 import platform
 
 from vmasim.kernel.build import cache_dir, executor_path
-from vmasim.kernel.decode import Report, errno_name, numa_policy
+from vmasim.kernel.decode import Report, numa_policy
 from vmasim.kernel.errors import BuildError, KernelRunError
 from vmasim.kernel.protocol import encode_program
 from vmasim.kernel.runner import default_jobs, run_program, run_programs
 from vmasim.program import parse_program
+from vmasim.report import errno_name
 
 
 @functools.lru_cache(maxsize=1)
