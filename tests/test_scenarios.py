@@ -26,10 +26,15 @@ def test_scenario_layout(path: Path) -> None:
     doc, expect = load(path)
     program = parse_program(doc)
     report = run_model(program)
-    w = program.window_start
+    check_layout(report, program.window_start, expect)
+    for key, child_expect in doc.get("_expect_children", {}).items():
+        check_layout(report["children"][key], program.window_start, child_expect)
+
+
+def check_layout(report: dict, window_start: int, expect: list) -> None:
     got = []
     for v, exp in zip(report["vmas"], expect, strict=False):
-        entry = [(int(v["start"], 16) - w) // 4096, (int(v["end"], 16) - w) // 4096, v["perms"]]
+        entry = [(int(v["start"], 16) - window_start) // 4096, (int(v["end"], 16) - window_start) // 4096, v["perms"]]
         if len(exp) > 3:
             entry.append(" ".join(v["flags"]))
         got.append(entry)

@@ -24,6 +24,7 @@ from vmasim.syscalls.madvise import sys_madvise
 from vmasim.syscalls.mempolicy import sys_mbind, sys_set_mempolicy
 from vmasim.syscalls.mlock import sys_mlock, sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmasim.syscalls.mmap import sys_mmap
+from vmasim.syscalls.mremap import sys_mremap
 from vmasim.syscalls.mprotect import sys_mprotect
 from vmasim.syscalls.mseal import sys_mseal
 from vmasim.syscalls.munmap import sys_munmap
@@ -218,6 +219,11 @@ class AddressSpace:
     def mseal(self, addr: int, length: int, flags: int = 0) -> None:
         """mseal(2): seal a fully mapped range."""
         sys_mseal(self.mm, addr & MASK64, length & MASK64, flags)
+
+    def mremap(self, addr: int, old_length: int, new_length: int, flags: int = 0, new_addr: int | None = None) -> int:
+        """mremap(2): shrink, grow in place or move (MREMAP_MAYMOVE/FIXED/DONTUNMAP); returns the address."""
+        return sys_mremap(self.mm, addr & MASK64, old_length & MASK64, new_length & MASK64, flags,
+                          (new_addr or 0) & MASK64)
 
     def brk(self, addr: int) -> int:
         """brk(2): returns the new break, or the old one when the kernel refuses."""

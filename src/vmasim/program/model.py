@@ -80,6 +80,11 @@ def _mmap(run: _Run, op: Op) -> int:
     return run.space.mmap(run.addr(op), op["length"], op["prot"], op["flags"], fd, op["offset"])
 
 
+def _mremap(run: _Run, op: Op) -> int:
+    new_addr = run.addr(op, "new_addr") if op["new_addr"] is not None else 0
+    return run.space.mremap(run.addr(op), op["old_length"], op["new_length"], op["flags"], new_addr)
+
+
 def _munmap(run: _Run, op: Op) -> int:
     run.space.munmap(run.addr(op), op["length"])
     return 0
@@ -164,6 +169,7 @@ def _pad(run: _Run, op: Op) -> int:
 _HANDLERS: dict[str, Callable[[_Run, Op], Any]] = {
     "mmap": _mmap,
     "munmap": _munmap,
+    "mremap": _mremap,
     "mprotect": _mprotect,
     "touch": lambda run, op: 0,
     "memfd": _memfd,
