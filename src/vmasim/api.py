@@ -24,8 +24,8 @@ from vmasim.syscalls.madvise import sys_madvise
 from vmasim.syscalls.mempolicy import sys_mbind, sys_set_mempolicy
 from vmasim.syscalls.mlock import sys_mlock, sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmasim.syscalls.mmap import sys_mmap
-from vmasim.syscalls.mremap import sys_mremap
 from vmasim.syscalls.mprotect import sys_mprotect
+from vmasim.syscalls.mremap import sys_mremap
 from vmasim.syscalls.mseal import sys_mseal
 from vmasim.syscalls.munmap import sys_munmap
 from vmasim.syscalls.prctl import sys_prctl_set_memory_merge, sys_prctl_set_vma_anon_name

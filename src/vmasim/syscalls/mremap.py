@@ -274,10 +274,9 @@ def remap_move(mm: MmStruct, r: VmaRemap) -> int:
         offset = vma.start - last_end if seen else 0
         last_end = vma.end
         piece = VmaRemap(addr, length, length, r.flags, target + offset, vma=vma)
-        if vma.uffd_ctx is not None:
+        if vma.uffd_ctx is not None and (seen or vma.end < end):
             # userfaultfd-armed VMAs can only be moved alone.
-            if seen or vma.end < end:
-                raise _err(errno.EFAULT, "a userfaultfd-armed VMA cannot be moved with others")
+            raise _err(errno.EFAULT, "a userfaultfd-armed VMA cannot be moved with others")
         check_prep_vma(mm, piece)
         moved = mremap_to(mm, piece)
         if not seen:
