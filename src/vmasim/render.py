@@ -90,6 +90,8 @@ class _Names:
             return "00:01", number, "/dev/zero (deleted)"
         if inode.kind == "memfd":
             return "00:01", number, f"/memfd:{inode.label} (deleted)"
+        if inode.kind == "wall":
+            return "00:01", number, inode.label
         return "fe:00", number, f"/{inode.label}"
 
 

@@ -7,15 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 from vmasim.api import AddressSpace
+from vmasim.core.flags import VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_SHARED
+from vmasim.core.vma import File, Inode, Vma
 from vmasim.program.parse import MASK64, Op, Program
 from vmasim.report import errno_name, layout
 
 # Model address-space geometry for programs: the initial break sits far below
 # any window, with nothing mergeable under it.
 INITIAL_BREAK = 0x10000000
-# Without walls, the kernel runner's process (ASLR off) has its first free
-# page for hint-less mappings just below the vDSO and vvar pages.
-NO_WALLS_MMAP_LIMIT = 0x7FFFF7FF6000
+# The kernel runner's process (ASLR off) has its first free page for
+# hint-less mappings just below the vDSO and vvar pages.
+MMAP_TOP = 0x7FFFF7FF6000
+# What the runner's walls are shown as when a program reaches into them.
+WALL_LABEL = "/memfd:vmasim-wall (deleted)"
 
 
 class NotImplementedOp(Exception):
@@ -212,8 +216,14 @@ def unsupported_ops(program: Program) -> list[Op]:
 
 def new_address_space(program: Program) -> AddressSpace:
     """An empty model address space laid out for ``program``: walls above the window when asked for."""
-    space = AddressSpace(mmap_limit=program.window_end if program.walls else NO_WALLS_MMAP_LIMIT)
+    space = AddressSpace(mmap_limit=MMAP_TOP)
     space.mm.start_brk = space.mm.brk = space.initial_break = INITIAL_BREAK
+    if program.walls and program.window_end < MMAP_TOP:
+        # Like the runner: everything above the window is one PROT_NONE shared memfd mapping
+        # that never merges, so hint-less mappings land top-down from the window's end.
+        wall = File(Inode("wall", WALL_LABEL))
+        space.mm.link(Vma(program.window_end, MMAP_TOP, 0, VM_SHARED | VM_MAYSHARE | VM_MAYREAD | VM_MAYWRITE
+                          | VM_MAYEXEC, file=wall))
     return space
 
 
