@@ -25,6 +25,7 @@ from vmasim.fuzz import (
     plan_category,
     run_campaign,
     shrink,
+    wall_ops,
 )
 from vmasim.program import Op, Program, parse_program
 from vmasim.program.model import SUPPORTED_OPS, run_model
@@ -289,3 +290,30 @@ def test_core_campaign_on_the_host_kernel(tmp_path: Path, capsys: pytest.Capture
     # Every saved reproducer is a valid program that the model runs.
     for path in tmp_path.glob("divergence-0-*[0-9].json"):
         assert not SUPPORTED_OPS.isdisjoint({op.op for op in parse_program(path.read_text()).ops})
+
+
+def test_wall_guard_rejects_programs_that_reach_above_the_window(tmp_path: Path) -> None:
+    top = "W+0xfffff000"  # the last page of the default 4 GiB window
+    ok = {"ops": [{"op": "mmap", "addr": top, "length": "4K", "prot": "rw",
+                   "flags": ["private", "anonymous", "fixed_noreplace"], "as": "t"},
+                  {"op": "munmap", "addr": "t", "length": "4K"},
+                  # deliberately invalid: ends past the top of the address space, fails before any VMA
+                  {"op": "munmap", "addr": "t", "length": "0x8000000000000000"}]}
+    bad = {"ops": [*ok["ops"][:1], {"op": "mprotect", "addr": "t", "length": "8K", "prot": "r"}]}
+    child = {"ops": [*ok["ops"][:1], {"op": "fork", "child": [{"op": "munmap", "addr": "t+0x1000", "length": "4K"}]}]}
+    for doc, want in ((ok, []), (bad, ["1"]), (child, ["1.0"])):
+        prog = parse_program(doc)
+        assert wall_ops(prog, _model_or_flat(prog)) == want
+    outcome = evaluate([bad], fake_kernel)[0]
+    assert outcome.invalid is not None and "walls" in outcome.invalid and not outcome.diverges
+
+
+def _model_or_flat(prog: Program) -> dict[str, Any]:
+    """The model's report; a fork the model cannot run yet gets an empty stand-in child."""
+    if "fork" in SUPPORTED_OPS:
+        return run_model(prog)
+    parent = Program(prog.window_start, prog.window_length, prog.walls, tuple(o for o in prog.ops if o.op != "fork"))
+    rep = run_model(parent)
+    rep["results"].append({"op": "fork", "ret": 0, "errno": None})
+    rep["children"] = {"1": {"results": [], "vmas": [], "heap": [], "children": {}}}
+    return rep

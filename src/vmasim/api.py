@@ -17,7 +17,7 @@ from vmasim import render
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import TouchResult, touch
 from vmasim.core.mm import DEFAULT_MMAP_BASE, MmStruct
-from vmasim.core.vma import File, Inode, Vma, VmaView
+from vmasim.core.vma import File, Inode, UffdCtx, Vma, VmaView
 from vmasim.syscalls import brk as _brk
 from vmasim.syscalls.fork import dup_mm
 from vmasim.syscalls.madvise import sys_madvise
@@ -29,6 +29,7 @@ from vmasim.syscalls.mremap import sys_mremap
 from vmasim.syscalls.mseal import sys_mseal
 from vmasim.syscalls.munmap import sys_munmap
 from vmasim.syscalls.prctl import sys_prctl_set_memory_merge, sys_prctl_set_vma_anon_name
+from vmasim.syscalls.userfaultfd import uffd_api, uffd_register, uffd_unregister, userfaultfd_release_all
 
 MASK64 = (1 << 64) - 1
 
@@ -123,6 +124,7 @@ class AddressSpace:
         fd = self._next_fd
         self._next_fd += 1
         self._files[fd] = file
+        file.refs += 1
         return fd
 
     def file(self, fd: int) -> File:
@@ -149,16 +151,52 @@ class AddressSpace:
         return self._install(self.file(fd))
 
     def close(self, fd: int) -> None:
-        """Close ``fd``; mappings keep their file."""
-        self.file(fd)
+        """Close ``fd``; mappings keep their file.  Closing a userfaultfd's last descriptor releases its ranges."""
+        file = self.file(fd)
         del self._files[fd]
+        file.refs -= 1
+        if file.refs == 0 and file.uffd is not None and not file.uffd.released:
+            userfaultfd_release_all(file.uffd)
+
+    def exit(self) -> None:
+        """The process exits: every descriptor is closed (a child's exit is what releases its userfaultfds)."""
+        for fd in list(self._files):
+            self.close(fd)
 
     def ftruncate(self, fd: int, size: int) -> None:
         """Set a file's size (EINVAL for negative sizes or a file not open for writing)."""
         file = self.file(fd)
-        if size < 0 or size >= 1 << 63 or not file.writable:
+        if size < 0 or size >= 1 << 63 or not file.writable or file.uffd is not None:
             raise kernel_error(errno.EINVAL, "ftruncate", "bad size or file not open for writing")
-        file.inode.size = size
+        inode = file.inode
+        if size < inode.size:
+            # Truncation drops cached pages past the new end and zaps their PTEs here.
+            first = (size + C.PAGE_SIZE - 1) >> C.PAGE_SHIFT
+            inode.cache.remove(first, 1 << 64)
+            for vma in self.mm.vmas:
+                if vma.file is not None and vma.file.inode is inode and vma.pgoff + vma.pages > first:
+                    cut = vma.start + max(0, first - vma.pgoff) * C.PAGE_SIZE
+                    self.mm.ptes.remove(cut, vma.end)
+        inode.size = size
+
+    def userfaultfd(self, features: int = 0) -> int:
+        """userfaultfd(2) plus the UFFDIO_API handshake; returns the descriptor."""
+        ctx = uffd_api(self.mm, features)
+        return self._install(File(Inode("uffd", "[userfaultfd]"), uffd=ctx))
+
+    def _uffd(self, fd: int) -> UffdCtx:
+        ctx = self.file(fd).uffd
+        if ctx is None:
+            raise kernel_error(errno.ENOTTY, "ioctl", "not a userfaultfd")
+        return ctx
+
+    def uffd_register(self, fd: int, addr: int, length: int, mode: int) -> None:
+        """UFFDIO_REGISTER of ``[addr, addr+length)`` with UFFDIO_REGISTER_MODE_* ``mode``."""
+        uffd_register(self._uffd(fd), addr & MASK64, length & MASK64, mode)
+
+    def uffd_unregister(self, fd: int, addr: int, length: int) -> None:
+        """UFFDIO_UNREGISTER of ``[addr, addr+length)``."""
+        uffd_unregister(self._uffd(fd), addr & MASK64, length & MASK64)
 
     # --- system calls ----------------------------------------------------------
 
@@ -246,6 +284,8 @@ class AddressSpace:
         child = AddressSpace.__new__(AddressSpace)
         child.mm = dup_mm(self.mm)
         child._files = dict(self._files)
+        for file in child._files.values():
+            file.refs += 1
         child._next_fd = self._next_fd
         child.initial_break = self.initial_break
         return child

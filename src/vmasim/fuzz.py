@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from vmasim import constants as C
 from vmasim.compare import diff_reports, format_diff
-from vmasim.program import Program, ProgramError, parse_program
+from vmasim.program import Op, Program, ProgramError, parse_program
 from vmasim.program.parse import DEFAULT_WINDOW_LENGTH, DEFAULT_WINDOW_START
 
 PAGE = C.PAGE_SIZE
@@ -659,13 +659,16 @@ class ProgramGenerator:
         elif r < 0.6:
             op["flags"] = ["maymove"]
         elif r < 0.85:
-            dst, _ = self.pick_range(st, 1)
+            # The whole destination stays in the region: MREMAP_FIXED unmaps whatever it lands on,
+            # and above a region at the window's top that would be the runner's walls.
+            dst = self.rng.randrange(max(1, st.region - max(new_n, 1) + 1))
             op["flags"] = ["maymove", "fixed"]
             op["new_addr"] = self.at(st, dst)
             self.mark(st, dst, max(new_n, 1), True)
         elif r < 0.95:
             op["flags"] = ["maymove", "dontunmap"]
             op["new_length"] = op["old_length"]
+            new_n = n
         else:
             op["flags"] = rng.choice((["fixed"], ["dontunmap"], 8))
             op["new_addr"] = self.at(st, rng.randrange(st.region))
@@ -708,6 +711,73 @@ def generate_programs(
     return [generate_program(seed, start + i, category, supported) for i in range(count)]
 
 
+# --- the walls guard ------------------------------------------------------------------------------
+
+# Ops that change (or, with FIXED_NOREPLACE, look at) the VMAs of a range.
+_RANGE_OPS = frozenset(
+    {"mmap", "munmap", "mprotect", "madvise", "mlock", "munlock", "mlock2", "mbind", "mseal", "mremap",
+     "uffd_register", "uffd_unregister", "prctl"}
+)
+
+
+def _op_ranges(op: Op, names: dict[str, int]) -> list[tuple[int, int]]:
+    """The address ranges ``op`` acts on, with names resolved; empty for ops that act on no range."""
+    if op.op not in _RANGE_OPS or op.get("addr") is None:
+        return []
+    start = int(op["addr"].resolve(names))
+    if op.op in ("mlock", "munlock", "mlock2"):
+        # The mlock family rounds an unaligned range outwards instead of failing.
+        end = -(-(start + op["length"]) // PAGE) * PAGE
+        return [(start - start % PAGE, end)]
+    if start % PAGE:
+        return []  # every other range op fails with EINVAL on an unaligned start, before looking at VMAs
+    if op.op == "mmap":
+        if not op["flags"] & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
+            return []  # a hint never displaces anything
+        return [(start, start + op["length"])]
+    if op.op == "mremap":
+        out = [(start, start + op["old_length"])]
+        # MREMAP_FIXED without MREMAP_MAYMOVE is EINVAL before anything is looked at.
+        fixed = C.MREMAP_FIXED | C.MREMAP_MAYMOVE
+        if op["flags"] & fixed == fixed and op.get("new_addr") is not None:
+            dst = int(op["new_addr"].resolve(names))
+            out.append((dst, dst + op["new_length"]))
+        return out
+    if op.get("length") is None:
+        return []
+    return [(start, start + op["length"])]
+
+
+def wall_ops(program: Program, report: dict[str, Any]) -> list[str]:
+    """The paths of ops that act on the walls above the window (addresses resolved as the model ran them).
+
+    The walls belong to the kernel runner, not to the program: the model has
+    no VMAs there, so an op that unmaps, reprotects or remaps part of them makes
+    the kernel differ for reasons outside the contract.  Ranges that end past
+    the top of the address space are deliberately invalid calls and are not
+    counted (they fail before touching any VMA).
+    """
+    out: list[str] = []
+    lo, hi = program.window_end, C.TASK_SIZE
+
+    def walk(ops: Sequence[Op], rep: dict[str, Any], names: dict[str, int]) -> None:
+        results: list[dict[str, Any]] = rep.get("results", [])
+        for i, op in enumerate(ops):
+            for a, b in _op_ranges(op, names):
+                if a < hi and lo < b <= hi and b > a:
+                    out.append(op.path)
+                    break
+            res = results[i] if i < len(results) else {}
+            if op.get("as"):
+                ret = res.get("ret")
+                names[op["as"]] = int(ret, 16) if isinstance(ret, str) else (1 << 64) - 1
+            if op.op == "fork":
+                walk(op.child, rep.get("children", {}).get(str(i), {}), dict(names))
+
+    walk(program.ops, report, {"W": program.window_start})
+    return out
+
+
 # --- running both sides -------------------------------------------------------------------
 
 
@@ -721,7 +791,7 @@ class Outcome:
     diffs: list[str] = field(default_factory=list)
     model_error: str | None = None  # the model raised (a model bug: counts as a divergence)
     kernel_error: str | None = None  # the runner could not run it (timeout...): skipped
-    invalid: str | None = None  # the program does not parse (only shrinker candidates)
+    invalid: str | None = None  # does not parse, or acts on the walls (see wall_ops): not compared
 
     @property
     def diverges(self) -> bool:
@@ -779,6 +849,12 @@ def evaluate(docs: Sequence[Doc], kernel_batch: KernelBatch) -> list[Outcome]:
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
             out.model_error = tb
             out.diffs = [f"the model raised {tb}"]
+        else:
+            walls = wall_ops(prog, out.model)
+            if walls:
+                # Not a comparison the contract can make (see wall_ops); the shrinker must not get here.
+                out.invalid = f"op {walls[0]} acts on the walls above the window"
+                continue
         programs.append(prog)
         idx.append(i)
     if programs:
@@ -1031,6 +1107,7 @@ class CampaignResult:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    walls: int = 0  # programs that would act on the runner's walls (see wall_ops)
     saved: list[str] = field(default_factory=list)
 
 
@@ -1078,7 +1155,9 @@ def run_campaign(
     for lo in range(0, count, chunk):
         docs = generate_programs(seed, min(chunk, count - lo), category, supported, start=lo)
         for i, outcome in enumerate(evaluate(docs, kernel_batch)):
-            if outcome.invalid is not None:  # a generator bug; never expected
+            if outcome.invalid is not None and "walls" in outcome.invalid:
+                res.walls += 1  # a generator slip the guard caught: not comparable, so not passed
+            elif outcome.invalid is not None:  # a generator bug; never expected
                 say(f"program {lo + i}: generator produced an invalid program: {outcome.invalid}")
                 res.failed += 1
             elif outcome.kernel_error is not None:
@@ -1166,6 +1245,8 @@ def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out:
 
 def finish(res: CampaignResult, say: Callable[[str], None]) -> int:
     """Print the skipped count (if any) and the summary line last; the exit status."""
+    if res.walls:
+        say(f"{res.walls} skipped (the program acts on the walls above the window)")
     if res.skipped:
         say(f"{res.skipped} skipped (kernel runner error)")
     say(f"{res.passed} passed, {res.failed} failed")

@@ -125,11 +125,13 @@ def smaps(vmas: Iterable[Vma], mm: MmStruct | None = None) -> str:
 
 def numa_maps(vmas: Iterable[Vma], mm: MmStruct | None = None) -> str:
     """/proc/PID/numa_maps text for ``vmas``: start address, effective policy and the mapped object."""
+    from vmasim.syscalls.mempolicy import numa_maps_policy
+
     names = _Names()
-    task_policy = mm.task_policy if mm is not None else None
     out: list[str] = []
     for v in vmas:
-        line = f"{v.start:x} {mpol_to_str(v.policy if v.policy is not None else task_policy)}"
+        policy = numa_maps_policy(v, mm) if mm is not None else v.policy
+        line = f"{v.start:x} {mpol_to_str(policy)}"
         _dev, _ino, name = names.columns(v, mm)
         if v.file is not None:
             line += " file=" + name.replace(" ", "\\040")

@@ -10,6 +10,7 @@ from vmasim.core.flags import mnemonics
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
 from vmasim.render import file_offset, mpol_to_str, perms
+from vmasim.syscalls.mempolicy import numa_maps_policy
 
 HEAP_SPAN = 1 << 30
 
@@ -48,7 +49,7 @@ class FileLabels:
 
 def vma_entry(vma: Vma, mm: MmStruct, labels: FileLabels, base: int | None = None) -> dict[str, Any]:
     """One VMA as a report entry; with ``base`` the addresses are relative to it (heap entries)."""
-    policy = vma.policy if vma.policy is not None else mm.task_policy
+    policy = numa_maps_policy(vma, mm)
     return {
         "start": hex_addr(vma.start) if base is None else rel_addr(vma.start, base),
         "end": hex_addr(vma.end) if base is None else rel_addr(vma.end, base),

@@ -37,3 +37,19 @@ def test_model_matches_kernel(path: Path, kernel_reports: dict[Path, dict[str, A
     assert model["vmas"] == kernel["vmas"]
     assert model["heap"] == kernel["heap"]
     assert model["children"] == kernel["children"]
+
+
+def test_model_geometry_matches_the_executor() -> None:
+    """The model reproduces the runner's process layout: image end, initial break, first hint-less address."""
+    from vmasim.kernel import run_program
+    from vmasim.program.model import IMAGE_END, INITIAL_BREAK, MMAP_TOP
+
+    program = parse_program({"walls": False, "window": {"start": "0x10000", "length": "0x7ff000000000"},
+                             "ops": [{"op": "sbrk", "increment": "4K"},
+                                     {"op": "mmap", "addr": None, "length": "4K", "prot": "r",
+                                      "flags": ["private", "anonymous"]}]})
+    report = run_program(program)
+    vmas = [(int(v["start"], 16), int(v["end"], 16)) for v in report["vmas"]]
+    assert (INITIAL_BREAK, INITIAL_BREAK + 4096) in vmas
+    assert max(end for _, end in vmas if end <= INITIAL_BREAK) == IMAGE_END
+    assert report["results"][1]["ret"] == hex(MMAP_TOP - 4096)

@@ -20,3 +20,7 @@ class SplitRefused(OSError):
 
     def __init__(self, detail: str = "map_count would exceed max_map_count") -> None:
         super().__init__(errno.ENOMEM, f"split_vma: {os.strerror(errno.ENOMEM)} ({detail})")
+
+
+class WouldBlock(Exception):
+    """The call would wait forever for a userfaultfd handler (the kernel runner reports these as errors too)."""

@@ -13,6 +13,7 @@ import errno
 from dataclasses import dataclass
 
 from vmasim.constants import PAGE_SHIFT, PAGE_SIZE, STACK_GUARD_GAP
+from vmasim.core.errors import WouldBlock
 from vmasim.core.flags import (
     VM_ACCESS_FLAGS,
     VM_GROWSDOWN,
@@ -22,6 +23,8 @@ from vmasim.core.flags import (
     VM_PFNMAP,
     VM_READ,
     VM_SHARED,
+    VM_UFFD_MINOR,
+    VM_UFFD_MISSING,
     VM_WRITE,
 )
 from vmasim.core.mm import MmStruct
@@ -133,6 +136,44 @@ class TouchResult:
     fault: str | None
 
 
+def _page_present(mm: MmStruct, addr: int) -> bool:
+    return mm.ptes.first_in(addr, addr + PAGE_SIZE) is not None
+
+
+def _page_index(vma: Vma, addr: int) -> int:
+    return vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
+
+
+def uffd_traps(mm: MmStruct, vma: Vma, addr: int) -> bool:
+    """Whether a fault at ``addr`` (no page table entry there) waits for the userfaultfd handler.
+
+    MISSING fires where no page exists yet (anonymous: no PTE; shmem: not in
+    the page cache); MINOR fires on shmem where the page is cached but not
+    mapped.  Write-protect tracking never fires here: nothing is ever
+    write-protected by the model's programs.
+    """
+    f = vma.vm_flags
+    if not f & (VM_UFFD_MISSING | VM_UFFD_MINOR):
+        return False
+    if vma.file is None:
+        return bool(f & VM_UFFD_MISSING)
+    if vma.file.inode.is_shmem:
+        idx = _page_index(vma, addr)
+        if vma.file.inode.cache.first_in(idx, idx + 1) is None:
+            return bool(f & VM_UFFD_MISSING)
+        return bool(f & VM_UFFD_MINOR)
+    return False
+
+
+def _map_pages(mm: MmStruct, vma: Vma, start: int, end: int) -> None:
+    # The pages now have PTEs; shmem pages are in the page cache too.
+    if start >= end:
+        return
+    mm.ptes.add(start, end)
+    if vma.file is not None and vma.file.inode.is_shmem:
+        vma.file.inode.cache.add(_page_index(vma, start), _page_index(vma, end))
+
+
 def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
     """One user access at ``addr``, like handle_mm_fault() after lock_mm_and_find_vma(); the signal or None."""
     vma = mm.find_vma(addr)
@@ -148,11 +189,18 @@ def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
     if mm.guards and mm.guards.first_in(addr, addr + PAGE_SIZE) is not None:
         # A guard marker in the page table: the fault handler answers SIGSEGV.
         return SIGSEGV
+    present = _page_present(mm, addr)
     if write and not vma.vm_flags & VM_SHARED:
-        # do_anonymous_page() and do_cow_fault() prepare the anon_vma before reading the file.
+        # do_anonymous_page(), do_cow_fault() and do_wp_page() prepare the anon_vma before
+        # anything else (reading the file, asking userfaultfd).
         anon_vma_prepare(mm, vma)
+    if present:
+        return None
     if file_page_beyond_eof(vma, addr):
         return SIGBUS
+    if vma.uffd_ctx is not None and uffd_traps(mm, vma, addr):
+        return UFFD
+    _map_pages(mm, vma, addr, addr + PAGE_SIZE)
     return None
 
 
@@ -207,14 +255,31 @@ def _populate_vma(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
 
 
 def fault_in(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> int:
-    """Fault in ``[start, end)`` of ``vma`` as get_user_pages() would; EFAULT where a fault fails."""
+    """Fault in ``[start, end)`` of ``vma`` as get_user_pages() would; EFAULT where a fault fails.
+
+    Raises :class:`WouldBlock` where the kernel would wait for a userfaultfd
+    handler forever.
+    """
+    stop, err = end, 0
     guard = mm.guards.first_in(start, end) if mm.guards else None
-    if guard == start:
-        return errno.EFAULT
-    if write and not vma.vm_flags & VM_SHARED:
-        anon_vma_prepare(mm, vma)
     if guard is not None:
-        return errno.EFAULT
-    if file_page_beyond_eof(vma, end - PAGE_SIZE):
-        return errno.EFAULT
-    return 0
+        stop, err = guard, errno.EFAULT
+    if vma.file is not None:
+        limit = vma.start + max(0, _file_pages(vma) - vma.pgoff) * PAGE_SIZE
+        if limit < stop:
+            stop, err = max(limit, start), errno.EFAULT
+    if vma.uffd_ctx is not None:
+        page = start
+        while page < stop:
+            if not _page_present(mm, page) and uffd_traps(mm, vma, page):
+                raise WouldBlock(f"populating {page:#x} would wait for a userfaultfd handler forever")
+            page += PAGE_SIZE
+    if write and not vma.vm_flags & VM_SHARED and (stop > start or guard != start):
+        anon_vma_prepare(mm, vma)
+    _map_pages(mm, vma, start, stop)
+    return err
+
+
+def _file_pages(vma: Vma) -> int:
+    assert vma.file is not None
+    return (vma.file.inode.size + PAGE_SIZE - 1) >> PAGE_SHIFT

@@ -74,6 +74,8 @@ class MmStruct:
         self.task_policy: Mempolicy | None = None
         # Guard-region markers (MADV_GUARD_INSTALL) live in page tables, not in VMAs.
         self.guards = RangeSet()
+        # Addresses with a page table entry: what a userfaultfd fault depends on.
+        self.ptes = RangeSet()
         # Like the OVERCOMMIT_GUESS check in __vm_enough_memory(): one request
         # larger than RAM (+swap, none here) fails.
         self.commit_limit_pages = commit_limit_pages if commit_limit_pages is not None else _physical_pages()

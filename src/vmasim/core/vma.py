@@ -24,31 +24,72 @@ from vmasim.constants import (
     PAGE_SHIFT,
 )
 from vmasim.core.flags import VM_MAYSHARE, mnemonics
+from vmasim.core.ranges import RangeSet
 
 
 class Inode:
-    """A file's inode: what /proc shows as the mapped object.  ``kind`` is "memfd", "file" or "shmem"."""
+    """A file's inode: what /proc shows as the mapped object.
 
-    __slots__ = ("kind", "label", "size")
+    ``kind`` is "memfd", "file", "shmem" (shared anonymous memory), "wall" or
+    "uffd".  ``cache`` holds the page indexes present in the page cache, which
+    decides whether a userfaultfd MISSING or MINOR fault fires on shmem.
+    """
+
+    __slots__ = ("cache", "kind", "label", "shared_policy", "size")
 
     def __init__(self, kind: str, label: str, size: int = 0) -> None:
         self.kind = kind
         self.label = label
         self.size = size
+        self.cache = RangeSet()
+        # shmem's shared policy tree: (first page, end page, policy), disjoint.
+        self.shared_policy: list[tuple[int, int, Mempolicy]] = []
+
+    def set_shared_policy(self, start: int, end: int, policy: Mempolicy | None) -> None:
+        """Like shared_policy_replace(): pages ``[start, end)`` get ``policy`` (None removes it)."""
+        kept: list[tuple[int, int, Mempolicy]] = []
+        for s, e, p in self.shared_policy:
+            if s < start:
+                kept.append((s, min(e, start), p))
+            if e > end:
+                kept.append((max(s, end), e, p))
+        if policy is not None:
+            kept.append((start, end, policy))
+        self.shared_policy = sorted(kept, key=lambda t: t[0])
+
+    def shared_policy_at(self, index: int) -> Mempolicy | None:
+        """Like mpol_shared_policy_lookup(): the policy of page ``index``, if one was set."""
+        for s, e, p in self.shared_policy:
+            if s <= index < e:
+                return p
+        return None
+
+    @property
+    def is_shmem(self) -> bool:
+        """Backed by shmem (memfd or shared anonymous memory), like vma_is_shmem()."""
+        return self.kind in ("memfd", "shmem", "wall")
 
     def __repr__(self) -> str:
         return f"Inode({self.kind}, {self.label!r}, size={self.size:#x})"
 
 
 class File:
-    """An open file description (struct file): an inode plus the access mode it was opened with."""
+    """An open file description (struct file): an inode plus the access mode it was opened with.
 
-    __slots__ = ("inode", "readable", "writable")
+    ``refs`` counts the descriptors that refer to it (across processes);
+    ``uffd`` is the context of a userfaultfd file.
+    """
 
-    def __init__(self, inode: Inode, *, readable: bool = True, writable: bool = True) -> None:
+    __slots__ = ("inode", "readable", "refs", "uffd", "writable")
+
+    def __init__(
+        self, inode: Inode, *, readable: bool = True, writable: bool = True, uffd: UffdCtx | None = None
+    ) -> None:
         self.inode = inode
         self.readable = readable
         self.writable = writable
+        self.refs = 0
+        self.uffd = uffd
 
     def __repr__(self) -> str:
         mode = ("r" if self.readable else "") + ("w" if self.writable else "")
@@ -71,14 +112,19 @@ class AnonVma:
 
 
 class UffdCtx:
-    """A userfaultfd context; VMAs registered with different contexts never merge."""
+    """A userfaultfd context; VMAs registered with different contexts never merge.
 
-    __slots__ = ("features", "id", "released")
+    ``mm`` is the address space the context was created in: registering
+    through an inherited descriptor acts there, as the kernel's ctx->mm does.
+    """
+
+    __slots__ = ("features", "id", "mm", "released")
 
     _ids = count(1)
 
-    def __init__(self, features: int = 0) -> None:
+    def __init__(self, mm: object, features: int = 0) -> None:
         self.id = next(UffdCtx._ids)
+        self.mm = mm
         self.features = features
         self.released = False
 

@@ -7,17 +7,21 @@ from collections.abc import Callable
 from typing import Any
 
 from vmasim.api import AddressSpace
-from vmasim.core.flags import VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_SHARED
+from vmasim.core.flags import VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.program.parse import MASK64, Op, Program
 from vmasim.report import errno_name, layout
 
-# Model address-space geometry for programs: the initial break sits far below
-# any window, with nothing mergeable under it.
-INITIAL_BREAK = 0x10000000
+# The kernel runner's process, reproduced so that wild hints and heap
+# addresses land where they land there: its static executable and TLS heap
+# occupy [IMAGE_START, IMAGE_END), then one free page, then the initial break
+# (tests/kernel/test_model_vs_kernel.py checks these against the executor).
+IMAGE_START = 0x400000
+IMAGE_END = 0xC08000
+INITIAL_BREAK = 0xC09000
 # The kernel runner's process (ASLR off) has its first free page for
 # hint-less mappings just below the vDSO and vvar pages.
-MMAP_TOP = 0x7FFFF7FF6000
+MMAP_TOP = 0x7FFFF7FF7000
 # What the runner's walls are shown as when a program reaches into them.
 WALL_LABEL = "/memfd:vmasim-wall (deleted)"
 
@@ -125,7 +129,23 @@ def _ftruncate(run: _Run, op: Op) -> int:
 
 
 def _close(run: _Run, op: Op) -> int:
-    run.space.close(run.fd(op["fd"]))
+    # Like the runner: a closed name is unbound, so later uses are EBADF.
+    run.space.close(run.fds.pop(op["fd"], -1))
+    return 0
+
+
+def _userfaultfd(run: _Run, op: Op) -> int:
+    run.fds[op["name"]] = run.space.userfaultfd(op["features"])
+    return 0
+
+
+def _uffd_register(run: _Run, op: Op) -> int:
+    run.space.uffd_register(run.fd(op["uffd"]), run.addr(op), op["length"], op["mode"])
+    return 0
+
+
+def _uffd_unregister(run: _Run, op: Op) -> int:
+    run.space.uffd_unregister(run.fd(op["uffd"]), run.addr(op), op["length"])
     return 0
 
 
@@ -156,6 +176,7 @@ def _prctl(run: _Run, op: Op) -> int:
 def _fork(run: _Run, op: Op) -> int:
     child = _Run(run.program, run.space.fork(), dict(run.addrs), dict(run.fds))
     run.children[op.path.rsplit(".", 1)[-1]] = child.run(op.child)
+    child.space.exit()
     return 0
 
 
@@ -195,6 +216,9 @@ _HANDLERS: dict[str, Callable[[_Run, Op], Any]] = {
     "sbrk": _sbrk,
     "prctl": _prctl,
     "fork": _fork,
+    "userfaultfd": _userfaultfd,
+    "uffd_register": _uffd_register,
+    "uffd_unregister": _uffd_unregister,
 }
 
 SUPPORTED_OPS = frozenset(_HANDLERS)
@@ -206,7 +230,7 @@ def unsupported_ops(program: Program) -> list[Op]:
 
     def walk(ops: tuple[Op, ...]) -> None:
         for op in ops:
-            if op.op not in SUPPORTED_OPS:
+            if op.op not in _HANDLERS:
                 out.append(op)
             walk(op.child)
 
@@ -218,6 +242,8 @@ def new_address_space(program: Program) -> AddressSpace:
     """An empty model address space laid out for ``program``: walls above the window when asked for."""
     space = AddressSpace(mmap_limit=MMAP_TOP)
     space.mm.start_brk = space.mm.brk = space.initial_break = INITIAL_BREAK
+    image = File(Inode("image", "vmasim-executor"), writable=False)
+    space.mm.link(Vma(IMAGE_START, IMAGE_END, 0, VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC, file=image))
     if program.walls and program.window_end < MMAP_TOP:
         # Like the runner: everything above the window is one PROT_NONE shared memfd mapping
         # that never merges, so hint-less mappings land top-down from the window's end.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from vmasim.core.flags import VM_DONTCOPY, VM_LOCKED_MASK, VM_NOHUGEPAGE, VM_UFFD_FLAGS, VM_WIPEONFORK
+from vmasim.core.flags import VM_DONTCOPY, VM_LOCKED_MASK, VM_MAYBE_GUARD, VM_NOHUGEPAGE, VM_WIPEONFORK
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import AnonVma
+from vmasim.syscalls.userfaultfd import dup_userfaultfd
 
 
 def dup_mm(parent: MmStruct) -> MmStruct:
@@ -38,13 +39,17 @@ def dup_mm(parent: MmStruct) -> MmStruct:
         new = vma.copy()
         new.vm_flags &= ~VM_LOCKED_MASK
         if new.uffd_ctx is not None:
-            new.uffd_ctx = None
-            new.vm_flags &= ~VM_UFFD_FLAGS
+            dup_userfaultfd(new)
         if vma.anon_vma is None or vma.vm_flags & VM_WIPEONFORK:
             new.anon_vma = None
             new.fork_child = False
         else:
             new.anon_vma = AnonVma()
             new.fork_child = True
+        # Page tables are copied only where there is private memory (copy_page_range()).
+        if new.anon_vma is not None or (vma.vm_flags & VM_MAYBE_GUARD and not vma.vm_flags & VM_WIPEONFORK):
+            for s, e in list(parent.ptes):
+                if s < vma.end and e > vma.start:
+                    child.ptes.add(max(s, vma.start), min(e, vma.end))
         child.link(new)
     return child

@@ -73,8 +73,19 @@ def mbind_range(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, 
     if mpol_equal(vma.policy, policy):
         return vma
     vma = vma_modify_policy(mm, prev, vma, start, end, policy)
+    if vma.file is not None and vma.file.inode.is_shmem:
+        # shmem_set_policy(): shmem keeps the policy with the object, for the whole VMA's pages.
+        vma.file.inode.set_shared_policy(vma.pgoff, vma.pgoff + vma.pages, policy)
     vma.policy = policy
     return vma
+
+
+def numa_maps_policy(vma: Vma, mm: MmStruct) -> Mempolicy | None:
+    """The policy numa_maps shows for ``vma``: its own (for shmem, the object's at the VMA's first page),
+    else the task's (show_numa_map() with __get_vma_policy())."""
+    shmem = vma.file is not None and vma.file.inode.is_shmem
+    own = vma.file.inode.shared_policy_at(vma.pgoff) if vma.file is not None and shmem else vma.policy
+    return own if own is not None else mm.task_policy
 
 
 def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flags: int) -> int:

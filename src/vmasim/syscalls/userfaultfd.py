@@ -1,0 +1,169 @@
+"""userfaultfd(2) as far as VMAs go: fs/userfaultfd.c's register/unregister and mm/userfaultfd.c's
+userfaultfd_register_range(), userfaultfd_clear_vma() and userfaultfd_release_all()."""
+
+from __future__ import annotations
+
+import errno
+
+from vmasim import constants as C
+from vmasim.core.errors import kernel_error
+from vmasim.core.flags import (
+    VM_DROPPABLE,
+    VM_HUGETLB,
+    VM_MAYWRITE,
+    VM_STICKY,
+    VM_UFFD_FLAGS,
+    VM_UFFD_MINOR,
+    VM_UFFD_MISSING,
+    VM_UFFD_WP,
+)
+from vmasim.core.merge import modify_prev, vma_modify_flags_uffd
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import UffdCtx, Vma
+
+# What UFFDIO_API offers on the host (features=0 answers 0x1ffff).
+UFFD_API_FEATURES = 0x1FFFF
+UFFD_FEATURE_WP_ASYNC = 1 << 15
+UFFD_FEATURE_EVENT_REMAP = 1 << 2
+REGISTER_MODES = C.UFFDIO_REGISTER_MODE_MISSING | C.UFFDIO_REGISTER_MODE_WP | C.UFFDIO_REGISTER_MODE_MINOR
+
+
+def uffd_api(mm: MmStruct, features: int) -> UffdCtx:
+    """userfaultfd() plus the UFFDIO_API handshake: a new context, EINVAL for features the host lacks."""
+    if features & ~UFFD_API_FEATURES:
+        raise kernel_error(errno.EINVAL, "UFFDIO_API", "unsupported features")
+    return UffdCtx(mm, features)
+
+
+def vma_can_userfault(vma: Vma, vm_flags: int, wp_async: bool) -> bool:
+    """Like vma_can_userfault(): anonymous or shmem memory; MINOR on shmem only; never droppable."""
+    vm_flags &= VM_UFFD_FLAGS
+    if vma.vm_flags & VM_DROPPABLE:
+        return False
+    shmem = vma.file is not None and vma.file.inode.is_shmem
+    hugetlb = bool(vma.vm_flags & VM_HUGETLB)
+    if vm_flags & VM_UFFD_MINOR and not (hugetlb or shmem):
+        return False
+    if wp_async and vm_flags == VM_UFFD_WP:
+        return True
+    return vma.is_anonymous or hugetlb or shmem
+
+
+def _validate_range(mm: MmStruct, start: int, length: int, call: str) -> int:
+    # validate_range(): page-aligned, non-empty, above mmap_min_addr, inside the address space.
+    if start & (C.PAGE_SIZE - 1) or length & (C.PAGE_SIZE - 1) or not length:
+        raise kernel_error(errno.EINVAL, call, "unaligned or empty range")
+    if start < mm.mmap_min_addr or start >= C.TASK_SIZE or length > C.TASK_SIZE - start:
+        raise kernel_error(errno.EINVAL, call, "range outside the user address space")
+    return start + length
+
+
+def _set_ctx(mm: MmStruct, vma: Vma, ctx: UffdCtx | None, flags: int) -> None:
+    # userfaultfd_set_ctx() / userfaultfd_reset_ctx(): in place, no merge.
+    vma.uffd_ctx = ctx
+    mm.set_flags(vma, (vma.vm_flags & ~VM_UFFD_FLAGS) | flags)
+
+
+def uffd_register(ctx: UffdCtx, start: int, length: int, mode: int) -> int:
+    """UFFDIO_REGISTER: all VMAs in the range are checked first, then registered (holes are fine)."""
+    call = "UFFDIO_REGISTER"
+    if not mode or mode & ~REGISTER_MODES:
+        raise kernel_error(errno.EINVAL, call, "bad mode")
+    vm_flags = (
+        (VM_UFFD_MISSING if mode & C.UFFDIO_REGISTER_MODE_MISSING else 0)
+        | (VM_UFFD_WP if mode & C.UFFDIO_REGISTER_MODE_WP else 0)
+        | (VM_UFFD_MINOR if mode & C.UFFDIO_REGISTER_MODE_MINOR else 0)
+    )
+    mm = ctx.mm
+    assert isinstance(mm, MmStruct)
+    end = _validate_range(mm, start, length, call)
+    wp_async = bool(ctx.features & UFFD_FEATURE_WP_ASYNC)
+    vmas = list(mm.vmas.range(start, end))
+    if not vmas:
+        raise kernel_error(errno.EINVAL, call, "nothing mapped in the range")
+    for vma in vmas:
+        if not vma_can_userfault(vma, vm_flags, wp_async):
+            raise kernel_error(errno.EINVAL, call, "memory of this kind cannot be registered")
+        if not vma.vm_flags & VM_MAYWRITE:
+            raise kernel_error(errno.EPERM, call, "mapping can never be writable")
+        if vma.uffd_ctx is not None and vma.uffd_ctx is not ctx:
+            raise kernel_error(errno.EBUSY, call, "already registered with another userfaultfd")
+    vma = vmas[0]
+    prev = modify_prev(mm, vma, start)
+    cur: Vma | None = vma
+    while cur is not None and cur.start < end:
+        if not (cur.uffd_ctx is ctx and cur.vm_flags & vm_flags == vm_flags):
+            new_flags = (cur.vm_flags & ~VM_UFFD_FLAGS) | vm_flags
+            done = vma_modify_flags_uffd(mm, prev, cur, max(start, cur.start), min(end, cur.end), new_flags, ctx)
+            mm.set_flags(done, new_flags | (done.vm_flags & VM_STICKY))
+            _set_ctx(mm, done, ctx, vm_flags)
+            cur = done
+        prev = cur
+        cur = mm.vma_next(cur)
+    return 0
+
+
+def userfaultfd_clear_vma(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int) -> Vma:
+    """Like userfaultfd_clear_vma(): drop the registration of ``[start, end)``, merging where possible."""
+    whole = start == vma.start and end == vma.end
+    try:
+        done = vma_modify_flags_uffd(mm, prev, vma, start, end, vma.vm_flags & ~VM_UFFD_FLAGS, None)
+    except OSError:
+        if not whole:
+            raise
+        done = vma  # give_up_on_oom: just clear the flags without merging
+    _set_ctx(mm, done, None, 0)
+    return done
+
+
+def uffd_unregister(ctx: UffdCtx, start: int, length: int) -> int:
+    """UFFDIO_UNREGISTER: EINVAL if any VMA belongs to another context or cannot userfault."""
+    call = "UFFDIO_UNREGISTER"
+    mm = ctx.mm
+    assert isinstance(mm, MmStruct)
+    end = _validate_range(mm, start, length, call)
+    wp_async = bool(ctx.features & UFFD_FEATURE_WP_ASYNC)
+    vmas = list(mm.vmas.range(start, end))
+    if not vmas:
+        raise kernel_error(errno.EINVAL, call, "nothing mapped in the range")
+    for vma in vmas:
+        if vma.uffd_ctx is not None and vma.uffd_ctx is not ctx:
+            raise kernel_error(errno.EINVAL, call, "registered with another userfaultfd")
+        if not vma_can_userfault(vma, vma.vm_flags, wp_async):
+            raise kernel_error(errno.EINVAL, call, "memory of this kind cannot be registered")
+    vma = vmas[0]
+    prev = modify_prev(mm, vma, start)
+    cur: Vma | None = vma
+    while cur is not None and cur.start < end:
+        if cur.uffd_ctx is not None:
+            cur = userfaultfd_clear_vma(mm, prev, cur, max(start, cur.start), min(end, cur.end))
+        prev = cur
+        cur = mm.vma_next(cur)
+    return 0
+
+
+def userfaultfd_release_all(ctx: UffdCtx) -> None:
+    """Like userfaultfd_release_all(): the last descriptor closed; every VMA of the context is cleared."""
+    mm = ctx.mm
+    assert isinstance(mm, MmStruct)
+    ctx.released = True
+    prev: Vma | None = None
+    vma = mm.find_vma(0)
+    while vma is not None:
+        if vma.uffd_ctx is ctx:
+            vma = userfaultfd_clear_vma(mm, prev, vma, vma.start, vma.end)
+        prev = vma
+        vma = mm.vma_next(vma)
+
+
+def dup_userfaultfd(vma: Vma) -> None:
+    """Like dup_userfaultfd() without UFFD_FEATURE_EVENT_FORK: the child's copy forgets the registration."""
+    vma.uffd_ctx = None
+    vma.vm_flags &= ~VM_UFFD_FLAGS
+
+
+def mremap_userfaultfd_prep(mm: MmStruct, new_vma: Vma) -> None:
+    """Like mremap_userfaultfd_prep(): without UFFD_FEATURE_EVENT_REMAP the moved VMA is unregistered in place."""
+    ctx = new_vma.uffd_ctx
+    if ctx is not None and not ctx.features & UFFD_FEATURE_EVENT_REMAP:
+        _set_ctx(mm, new_vma, None, 0)
