@@ -176,7 +176,7 @@ class AddressSpace:
             for vma in self.mm.vmas:
                 if vma.file is not None and vma.file.inode is inode and vma.pgoff + vma.pages > first:
                     cut = vma.start + max(0, first - vma.pgoff) * C.PAGE_SIZE
-                    self.mm.ptes.remove(cut, vma.end)
+                    self.mm.zap_range(cut, vma.end)
         inode.size = size
 
     def userfaultfd(self, features: int = 0) -> int:

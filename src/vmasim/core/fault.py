@@ -165,11 +165,12 @@ def uffd_traps(mm: MmStruct, vma: Vma, addr: int) -> bool:
     return False
 
 
-def _map_pages(mm: MmStruct, vma: Vma, start: int, end: int) -> None:
-    # The pages now have PTEs; shmem pages are in the page cache too.
+def _map_pages(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> None:
+    # The pages now have PTEs (a read of private anonymous memory maps the zero page);
+    # shmem pages are in the page cache too.
     if start >= end:
         return
-    mm.ptes.add(start, end)
+    mm.map_pages(start, end, write or vma.file is not None)
     if vma.file is not None and vma.file.inode.is_shmem:
         vma.file.inode.cache.add(_page_index(vma, start), _page_index(vma, end))
 
@@ -200,7 +201,7 @@ def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
         return SIGBUS
     if vma.uffd_ctx is not None and uffd_traps(mm, vma, addr):
         return UFFD
-    _map_pages(mm, vma, addr, addr + PAGE_SIZE)
+    _map_pages(mm, vma, addr, addr + PAGE_SIZE, write)
     return None
 
 
@@ -221,13 +222,17 @@ def touch(mm: MmStruct, addr: int, length: int, write: bool = True) -> TouchResu
     return TouchResult(pages, None)
 
 
-def populate_range(mm: MmStruct, start: int, end: int, *, ignore_errors: bool = True) -> int:
+def populate_range(
+    mm: MmStruct, start: int, end: int, *, ignore_errors: bool = True, can_block: bool = True
+) -> int:
     """Like __mm_populate(): fault in ``[start, end)`` VMA by VMA; the errno that stopped it (0 if none).
 
     Private writable VMAs are populated with write faults (so they get an
     anon_vma); others with read faults, which change nothing here.  With
     ``ignore_errors`` (mmap, mlockall) a failing VMA is skipped; without it
-    (mlock) population stops there.
+    (mlock) population stops there.  Without ``can_block`` (mprotect's
+    populate_vma_page_range() without a lock to drop) a userfaultfd fault
+    fails instead of waiting.
     """
     cursor = start
     while cursor < end:
@@ -237,24 +242,24 @@ def populate_range(mm: MmStruct, start: int, end: int, *, ignore_errors: bool = 
         cursor = max(cursor, vma.start)
         stop = min(end, vma.end)
         if not vma.vm_flags & (VM_IO | VM_PFNMAP):
-            err = _populate_vma(mm, vma, cursor, stop)
+            err = _populate_vma(mm, vma, cursor, stop, can_block)
             if err and not ignore_errors:
                 return err
         cursor = stop
     return 0
 
 
-def _populate_vma(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+def _populate_vma(mm: MmStruct, vma: Vma, start: int, end: int, can_block: bool = True) -> int:
     """Like populate_vma_page_range() with get_user_pages() faulting page by page."""
     if vma.vm_flags & VM_LOCKONFAULT:
         return 0
     if not vma_is_user_accessible(vma):
         return errno.EFAULT
     write = vma.vm_flags & (VM_WRITE | VM_SHARED) == VM_WRITE
-    return fault_in(mm, vma, start, end, write)
+    return fault_in(mm, vma, start, end, write, can_block=can_block)
 
 
-def fault_in(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> int:
+def fault_in(mm: MmStruct, vma: Vma, start: int, end: int, write: bool, *, can_block: bool = True) -> int:
     """Fault in ``[start, end)`` of ``vma`` as get_user_pages() would; EFAULT where a fault fails.
 
     Raises :class:`WouldBlock` where the kernel would wait for a userfaultfd
@@ -272,11 +277,14 @@ def fault_in(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> int:
         page = start
         while page < stop:
             if not _page_present(mm, page) and uffd_traps(mm, vma, page):
-                raise WouldBlock(f"populating {page:#x} would wait for a userfaultfd handler forever")
+                if can_block:
+                    raise WouldBlock(f"populating {page:#x} would wait for a userfaultfd handler forever")
+                stop, err = page, errno.EFAULT  # handle_userfault() answers SIGBUS when it cannot wait
+                break
             page += PAGE_SIZE
     if write and not vma.vm_flags & VM_SHARED and (stop > start or guard != start):
         anon_vma_prepare(mm, vma)
-    _map_pages(mm, vma, start, stop)
+    _map_pages(mm, vma, start, stop, write)
     return err
 
 

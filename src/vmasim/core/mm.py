@@ -74,8 +74,11 @@ class MmStruct:
         self.task_policy: Mempolicy | None = None
         # Guard-region markers (MADV_GUARD_INSTALL) live in page tables, not in VMAs.
         self.guards = RangeSet()
-        # Addresses with a page table entry: what a userfaultfd fault depends on.
+        # Addresses with a page table entry (what a userfaultfd fault depends on), and the
+        # subset that maps a real page rather than the shared zero page (what mbind's
+        # MPOL_MF_STRICT checks).
         self.ptes = RangeSet()
+        self.pages = RangeSet()
         # Like the OVERCOMMIT_GUESS check in __vm_enough_memory(): one request
         # larger than RAM (+swap, none here) fails.
         self.commit_limit_pages = commit_limit_pages if commit_limit_pages is not None else _physical_pages()
@@ -129,6 +132,27 @@ class MmStruct:
         self._account(vma, -1)
         vma.vm_flags = vm_flags
         self._account(vma, +1)
+
+    # --- page tables ---------------------------------------------------------
+
+    def map_pages(self, start: int, end: int, real: bool) -> None:
+        """``[start, end)`` now has PTEs; ``real`` when they map pages, not the zero page."""
+        self.ptes.add(start, end)
+        if real:
+            self.pages.add(start, end)
+
+    def zap_range(self, start: int, end: int) -> None:
+        """Like zap_page_range_single(): no PTEs left in ``[start, end)``."""
+        self.ptes.remove(start, end)
+        self.pages.remove(start, end)
+
+    def move_page_tables(self, old: int, length: int, new: int) -> None:
+        """Like move_page_tables(): PTEs and guard markers of ``[old, old+length)`` move to ``new``."""
+        for table in (self.ptes, self.pages, self.guards):
+            moved = [(max(s, old), min(e, old + length)) for s, e in table if s < old + length and e > old]
+            table.remove(old, old + length)
+            for s, e in moved:
+                table.add(s - old + new, e - old + new)
 
     # --- lookups -------------------------------------------------------------
 

@@ -129,7 +129,7 @@ def _other_behaviour(mm: MmStruct, vma: Vma, start: int, end: int, advice: int) 
         if advice == C.MADV_FREE and not vma.is_anonymous:
             raise _error(errno.EINVAL, "MADV_FREE works on private anonymous memory only")
         if advice != C.MADV_FREE:
-            mm.ptes.remove(start, end)  # zapped; MADV_FREE pages stay until reclaimed
+            mm.zap_range(start, end)  # MADV_FREE pages stay until reclaimed
     elif advice in (C.MADV_COLD, C.MADV_PAGEOUT):
         if f & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
             raise _error(errno.EINVAL, "cannot age locked, PFN-mapped or hugetlb memory")
@@ -140,7 +140,7 @@ def _other_behaviour(mm: MmStruct, vma: Vma, start: int, end: int, advice: int) 
             raise _error(errno.EINVAL, "MADV_REMOVE needs a file mapping")
         if not (f & VM_SHARED and f & VM_MAYWRITE):
             raise _error(errno.EACCES, "MADV_REMOVE needs a shared writable mapping")
-        mm.ptes.remove(start, end)
+        mm.zap_range(start, end)
         first = vma.pgoff + ((start - vma.start) >> C.PAGE_SHIFT)
         vma.file.inode.cache.remove(first, first + ((end - start) >> C.PAGE_SHIFT))
     elif advice == C.MADV_COLLAPSE:
@@ -153,7 +153,7 @@ def _other_behaviour(mm: MmStruct, vma: Vma, start: int, end: int, advice: int) 
         mm.set_flags(vma, f | VM_MAYBE_GUARD)
         if vma.is_anonymous:
             anon_vma_prepare(mm, vma)
-        mm.ptes.remove(start, end)
+        mm.zap_range(start, end)
         mm.guards.add(start, end)
     elif advice == C.MADV_GUARD_REMOVE:
         if f & (VM_SPECIAL | VM_HUGETLB):

@@ -115,6 +115,11 @@ def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flag
             cursor = vma.end
         if cursor < end:
             raise kernel_error(errno.EFAULT, call, "hole at the end of the range")
+    # queue_pages_range(): a page on a node outside the requested ones (every page is on node 0
+    # here) cannot stay with MPOL_MF_STRICT and no move: EIO, and nothing changes.
+    strict = flags & C.MPOL_MF_STRICT and not flags & (C.MPOL_MF_MOVE | C.MPOL_MF_MOVE_ALL)
+    if strict and policy is not None and not nodes & ONLINE_NODES and mm.pages.first_in(start, end) is not None:
+        raise kernel_error(errno.EIO, call, "pages on other nodes and MPOL_MF_STRICT")
     prev = modify_prev(mm, first, start)
     cur: Vma | None = first
     while cur is not None and cur.start < end:

@@ -178,7 +178,8 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
             file = File(Inode("shmem", "/dev/zero (deleted)", length))
         vma = Vma(addr, end, pgoff, vm_flags, file=file)
         mm.link(vma)
-    if vma.vm_flags & VM_LOCKED and vma.vm_flags & (VM_SPECIAL | VM_HUGETLB):
+    if vma.vm_flags & VM_LOCKED and vma.vm_flags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
+        # __mmap_complete(): memory that cannot be locked drops the lock flags (droppable too, on the host).
         mm.set_flags(vma, vma.vm_flags & ~VM_LOCKED_MASK)
     return addr
 

@@ -50,7 +50,7 @@ def mprotect_fixup(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: in
     mm.set_flags(vma, newflags | (vma.vm_flags & VM_STICKY))
     if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
         # A locked private mapping made writable is populated again, now with write faults (COW).
-        populate_range(mm, start, end)
+        populate_range(mm, start, end, can_block=False)
     return vma
 
 

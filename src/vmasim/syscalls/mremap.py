@@ -172,17 +172,10 @@ def move_vma(mm: MmStruct, r: VmaRemap) -> int:
     new_vma = copy_vma(mm, vma, r.new_addr, r.new_len, pgoff)
     if vma_start >= new_vma.start and vma_start < new_vma.end:
         vma = new_vma  # an unfaulted source merged with its own copy
-    # move_page_tables(): PTEs and guard markers travel with the pages.
-    for table in (mm.guards, mm.ptes):
-        moved = [(max(s, r.addr), min(e, r.addr + r.old_len)) for s, e in table
-                 if s < r.addr + r.old_len and e > r.addr]
-        for s, e in moved:
-            table.add(s - r.addr + r.new_addr, e - r.addr + r.new_addr)
+    mm.move_page_tables(r.addr, r.old_len, r.new_addr)
     mremap_userfaultfd_prep(mm, new_vma)
     if r.flags & C.MREMAP_DONTUNMAP:
         # The source stays mapped but empty; on the host it keeps VM_ACCOUNT.
-        mm.guards.remove(r.addr, r.addr + r.old_len)
-        mm.ptes.remove(r.addr, r.addr + r.old_len)
         mm.set_flags(vma, vma.vm_flags & ~VM_LOCKED_MASK)
         if new_vma is not vma and r.addr == vma.start and r.addr + r.old_len == vma.end:
             vma.anon_vma = None

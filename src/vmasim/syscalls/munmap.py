@@ -47,7 +47,7 @@ def complete_munmap(mm: MmStruct, detached: list[Vma]) -> None:
     """Like vms_complete_munmap_vmas(): remove the gathered VMAs for good."""
     for vma in detached:
         mm.guards.remove(vma.start, vma.end)
-        mm.ptes.remove(vma.start, vma.end)
+        mm.zap_range(vma.start, vma.end)
         mm.unlink(vma)
 
 
