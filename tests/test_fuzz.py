@@ -292,7 +292,7 @@ def test_core_campaign_on_the_host_kernel(tmp_path: Path, capsys: pytest.Capture
         assert not SUPPORTED_OPS.isdisjoint({op.op for op in parse_program(path.read_text()).ops})
 
 
-def test_wall_guard_rejects_programs_that_reach_above_the_window(tmp_path: Path) -> None:
+def test_wall_ops_finds_ops_that_reach_above_the_window() -> None:
     top = "W+0xfffff000"  # the last page of the default 4 GiB window
     ok = {"ops": [{"op": "mmap", "addr": top, "length": "4K", "prot": "rw",
                    "flags": ["private", "anonymous", "fixed_noreplace"], "as": "t"},
@@ -304,8 +304,6 @@ def test_wall_guard_rejects_programs_that_reach_above_the_window(tmp_path: Path)
     for doc, want in ((ok, []), (bad, ["1"]), (child, ["1.0"])):
         prog = parse_program(doc)
         assert wall_ops(prog, _model_or_flat(prog)) == want
-    outcome = evaluate([bad], fake_kernel)[0]
-    assert outcome.invalid is not None and "walls" in outcome.invalid and not outcome.diverges
 
 
 def _model_or_flat(prog: Program) -> dict[str, Any]:
