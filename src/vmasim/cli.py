@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
+from vmasim.core.errors import WouldBlock
 from vmasim.program import Program, ProgramError, load_program
-from vmasim.program.model import NotImplementedOp, new_address_space, run_model
+from vmasim.program.model import NotImplementedOp, run_model
 
 
 def _load(path: str) -> Program:
@@ -67,7 +68,7 @@ def maps_lines(report: dict[str, Any]) -> list[str]:
 
 
 def _print_report(program: Program, report: dict[str, Any], indent: str = "") -> None:
-    for op, res in zip(program_ops(program, report), report["results"], strict=False):
+    for op, res in zip(program.ops, report["results"], strict=False):
         click.echo(f"{indent}[{op.path}] {_describe_op(op)} = {_result_text(res)}")
     click.echo(f"{indent}--- layout ({len(report['vmas'])} VMA(s) in the window)")
     for line in maps_lines(report):
@@ -76,11 +77,6 @@ def _print_report(program: Program, report: dict[str, Any], indent: str = "") ->
         click.echo(f"{indent}--- child of fork op {key}")
         child_prog = Program(program.window_start, program.window_length, program.walls, program.ops[int(key)].child)
         _print_report(child_prog, child, indent + "    ")
-
-
-def program_ops(program: Program, report: dict[str, Any]) -> tuple[Any, ...]:
-    """The ops of ``program`` that the report's results line up with."""
-    return program.ops
 
 
 @click.group()
@@ -109,7 +105,7 @@ def run(program: str, as_json: bool, kernel: bool) -> None:
     else:
         try:
             report = run_model(prog)
-        except NotImplementedOp as exc:
+        except (NotImplementedOp, WouldBlock) as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -122,16 +118,12 @@ def run(program: str, as_json: bool, kernel: bool) -> None:
 def explain(program: str) -> None:
     """Run PROGRAM on the model and say, for each pair of neighbouring VMAs, why they did not merge."""
     from vmasim.explain import explain as explain_pairs
-    from vmasim.program.model import _Run
+    from vmasim.program.model import run_model_space
 
     prog = _load(program)
     try:
-        missing = [op for op in prog.ops if op.op == "fork"]
-        if missing:
-            raise click.ClickException("explain looks at the parent only; fork children are not explained")
-        space = new_address_space(prog)
-        _Run(prog, space, {"W": prog.window_start}, {}).run(prog.ops)
-    except NotImplementedOp as exc:
+        _report, space = run_model_space(prog)
+    except (NotImplementedOp, WouldBlock) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(space.maps(prog.window_start, prog.window_end), nl=False)
     pairs = explain_pairs(space.mm, prog.window_start, prog.window_end)

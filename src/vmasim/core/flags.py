@@ -174,3 +174,9 @@ def is_stack_mapping(vm_flags: int) -> bool:
 def is_data_mapping(vm_flags: int) -> bool:
     """Like is_data_mapping(): private and writable, not a stack."""
     return vm_flags & (VM_WRITE | VM_SHARED | VM_STACK) == VM_WRITE
+
+
+def ksm_compatible(vm_flags: int) -> bool:
+    """Like mm/ksm.c's vma_ksm_compatible(): KSM works on private, ordinary memory only."""
+    bad = VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_HUGETLB | VM_MIXEDMAP | VM_DROPPABLE
+    return not vm_flags & bad

@@ -259,8 +259,14 @@ def run_model(program: Program) -> dict[str, Any]:
     Raises :class:`NotImplementedOp` before running anything if an op is not
     modelled yet.
     """
+    return run_model_space(program)[0]
+
+
+def run_model_space(program: Program) -> tuple[dict[str, Any], AddressSpace]:
+    """Like :func:`run_model`, also returning the (parent's) address space the program ran on."""
     missing = unsupported_ops(program)
     if missing:
         raise NotImplementedOp(missing[0])
-    run = _Run(program, new_address_space(program), {"W": program.window_start}, {})
-    return run.run(program.ops)
+    space = new_address_space(program)
+    report = _Run(program, space, {"W": program.window_start}, {}).run(program.ops)
+    return report, space

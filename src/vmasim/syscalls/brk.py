@@ -7,20 +7,17 @@ import errno
 from vmasim import constants as C
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import populate_range, vm_start_gap
-from vmasim.core.flags import VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_LOCKED
+from vmasim.core.flags import VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_LOCKED, VM_MERGEABLE, ksm_compatible
 from vmasim.core.merge import VmaMergeStruct, vma_merge_new_range
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
-from vmasim.syscalls.mmap import ksm_compatible
 from vmasim.syscalls.munmap import complete_munmap, gather_munmap_vmas, page_align
 
 
 def do_brk_flags(mm: MmStruct, brkvma: Vma | None, addr: int, length: int) -> None:
     """Like do_brk_flags(): expand the heap VMA ending at ``addr`` (never merging with what follows) or add one."""
     vm_flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | mm.def_flags
-    if mm.ksm_merge_any and ksm_compatible(None, vm_flags):
-        from vmasim.core.flags import VM_MERGEABLE
-
+    if mm.ksm_merge_any and ksm_compatible(vm_flags):
         vm_flags |= VM_MERGEABLE
     if mm.map_count > mm.max_map_count:
         raise kernel_error(errno.ENOMEM, "brk", "map_count above max_map_count")

@@ -10,17 +10,14 @@ from vmasim.core.fault import anon_vma_prepare, fault_in
 from vmasim.core.flags import (
     VM_DONTCOPY,
     VM_DONTDUMP,
-    VM_DONTEXPAND,
     VM_DROPPABLE,
     VM_HUGEPAGE,
     VM_HUGETLB,
     VM_IO,
     VM_LOCKED,
     VM_MAYBE_GUARD,
-    VM_MAYSHARE,
     VM_MAYWRITE,
     VM_MERGEABLE,
-    VM_MIXEDMAP,
     VM_NOHUGEPAGE,
     VM_PFNMAP,
     VM_RAND_READ,
@@ -32,6 +29,7 @@ from vmasim.core.flags import (
     VM_STICKY,
     VM_WIPEONFORK,
     VM_WRITE,
+    ksm_compatible,
 )
 from vmasim.core.merge import modify_prev, vma_modify_flags
 from vmasim.core.mm import MmStruct
@@ -55,12 +53,6 @@ DISCARD_ADVICE = frozenset(
     {C.MADV_FREE, C.MADV_DONTNEED, C.MADV_DONTNEED_LOCKED, C.MADV_REMOVE, C.MADV_DONTFORK,
      C.MADV_WIPEONFORK, C.MADV_GUARD_INSTALL}
 )
-
-
-def vma_ksm_compatible(vma: Vma) -> bool:
-    """Like mm/ksm.c's vma_ksm_compatible(): private, ordinary memory only."""
-    bad = VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_HUGETLB | VM_MIXEDMAP | VM_DROPPABLE
-    return not vma.vm_flags & bad
 
 
 def _error(code: int, detail: str) -> OSError:
@@ -107,7 +99,7 @@ def _new_flags(vma: Vma, advice: int) -> int | None:
         return f & ~VM_DONTDUMP
     if advice == C.MADV_MERGEABLE:
         # ksm_madvise(): silently ignored where KSM cannot work.
-        if f & VM_MERGEABLE or not vma_ksm_compatible(vma):
+        if f & VM_MERGEABLE or not ksm_compatible(f):
             return f
         return f | VM_MERGEABLE
     if advice == C.MADV_UNMERGEABLE:

@@ -26,6 +26,7 @@ from vmasim.core.flags import (
     VM_SPECIAL,
     VM_WIPEONFORK,
     VM_WRITE,
+    ksm_compatible,
 )
 from vmasim.core.merge import VmaMergeStruct, vma_merge_new_range
 from vmasim.core.mm import MmStruct
@@ -52,11 +53,6 @@ def calc_vm_flag_bits(flags: int) -> int:
     if flags & C.MAP_STACK:
         vm_flags |= VM_NOHUGEPAGE
     return vm_flags
-
-
-def ksm_compatible(file: File | None, vm_flags: int) -> bool:
-    """Like mm/ksm.c's vma_ksm_compatible() for a mapping about to be made."""
-    return not vm_flags & (VM_SHARED | VM_MAYSHARE | VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE)
 
 
 def round_hint_to_min(mm: MmStruct, hint: int) -> int:
@@ -163,7 +159,7 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
         if charged > mm.commit_limit_pages:
             raise kernel_error(errno.ENOMEM, CALL, "not enough memory to commit")
         vm_flags |= VM_ACCOUNT
-    if mm.ksm_merge_any and ksm_compatible(file, vm_flags):
+    if mm.ksm_merge_any and ksm_compatible(vm_flags):
         # check_ksm_early: anonymous and shmem mappings get VM_MERGEABLE before the merge attempt.
         vm_flags |= VM_MERGEABLE
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import errno
 
 from vmasim.core.errors import kernel_error
-from vmasim.core.flags import VM_MERGEABLE
+from vmasim.core.flags import VM_MERGEABLE, ksm_compatible
 from vmasim.core.mm import MmStruct
-from vmasim.syscalls.madvise import vma_ksm_compatible
 
 
 def sys_prctl_set_vma_anon_name(mm: MmStruct, start: int, length: int, name: str | None) -> int:
@@ -25,7 +24,7 @@ def sys_prctl_set_memory_merge(mm: MmStruct, value: int) -> int:
         if not mm.ksm_merge_any:
             mm.ksm_merge_any = True
             for vma in mm.vmas:
-                if not vma.vm_flags & VM_MERGEABLE and vma_ksm_compatible(vma):
+                if not vma.vm_flags & VM_MERGEABLE and ksm_compatible(vma.vm_flags):
                     mm.set_flags(vma, vma.vm_flags | VM_MERGEABLE)
     elif mm.ksm_merge_any:
         for vma in mm.vmas:
