@@ -568,11 +568,19 @@ class ProgramGenerator:
         if start is not None:
             self.mark(st, start, n)
         advice: Any = self.rng.choice(_ADVICE_SPLIT if self.chance(0.65) else _ADVICE_OTHER)
+        if advice in ("populate_read", "populate_write", "willneed") and self._blocks(st):
+            advice = "normal"
         if self.chance(0.03):
             advice = 999
         return [{"op": "madvise", "addr": addr, "length": size_text(n * PAGE), "advice": advice}]
 
+    def _blocks(self, st: _State) -> bool:
+        """Whether to leave out a populating op: with a userfaultfd registered it may wait forever on the kernel."""
+        return st.uffd_registered and self.chance(0.85)
+
     def mlock(self, st: _State) -> list[Doc]:
+        if self._blocks(st):
+            return []
         addr, n, start = self.target(st)
         if start is not None:
             self.mark(st, start, n)
@@ -583,6 +591,8 @@ class ProgramGenerator:
         return [op]
 
     def mlockall(self, st: _State) -> list[Doc]:
+        if self._blocks(st):
+            return []
         if self.chance(0.4):
             return [{"op": "munlockall"}]
         flags: Any = self.rng.choice(
