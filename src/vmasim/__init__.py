@@ -20,8 +20,8 @@ from vmasim.constants import *  # noqa: F403
 from vmasim.core.fault import TouchResult
 from vmasim.core.flags import VmFlag
 from vmasim.core.vma import VmaView
+from vmasim.target import MODELLED_KERNEL, MODELLED_KERNEL_DESCRIPTION
 
 __version__ = "0.1.0"
-MODELLED_KERNEL = "6.18.44 (x86_64, with the sticky VM_MAYBE_GUARD flag and the 6.19 anon_vma merge fixes)"
 
-__all__ = ["MODELLED_KERNEL", "AddressSpace", "TouchResult", "VmFlag", "VmaView"]
+__all__ = ["MODELLED_KERNEL", "MODELLED_KERNEL_DESCRIPTION", "AddressSpace", "TouchResult", "VmFlag", "VmaView"]

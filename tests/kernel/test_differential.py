@@ -17,7 +17,7 @@ import pytest
 from vmasim.kernel import KernelRunError, run_programs
 from vmasim.program import parse_program
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.differential]
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.json"))
 

@@ -13,7 +13,7 @@ from vmasim.kernel import KernelRunError, run_programs
 from vmasim.program import parse_program
 from vmasim.program.model import run_model
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.differential]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROGRAMS = sorted((ROOT / "examples").glob("*.json")) + sorted((ROOT / "tests" / "scenarios").glob("*.json")) + sorted(

@@ -41,7 +41,7 @@ class MmStruct:
     host.  ``hidden_map_count`` counts VMAs the process has outside the model
     (what a ``pad`` op creates), and takes part in every map_count check.
     ``mmap_limit`` is the top of the area searched for hint-less mappings:
-    everything from there up is treated as occupied (the program's walls).
+    everything from there up is treated as occupied (vDSO, stack).
     """
 
     def __init__(

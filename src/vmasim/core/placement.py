@@ -1,9 +1,9 @@
 """Choosing an address for a mapping: __get_unmapped_area() and x86_64's top-down allocator.
 
-Everything at or above ``mm.mmap_limit`` counts as occupied by mappings that
-never merge (a program's walls, or the stack region), so a hint-less mapping
-lands top-down from there.  The search walks gaps downwards from the top; it
-costs O(log n) plus one step per gap too small to use.
+Everything at or above ``mm.mmap_limit`` (the top of the mmap area: the vDSO,
+the stack) counts as occupied, so a hint-less mapping lands top-down from
+there, or from the highest VMA below it.  The search walks gaps downwards from
+the top; it costs O(log n) plus one step per gap too small to use.
 """
 
 from __future__ import annotations
