@@ -149,7 +149,7 @@ class MmStruct:
     def move_page_tables(self, old: int, length: int, new: int) -> None:
         """Like move_page_tables(): PTEs and guard markers of ``[old, old+length)`` move to ``new``."""
         for table in (self.ptes, self.pages, self.guards):
-            moved = [(max(s, old), min(e, old + length)) for s, e in table if s < old + length and e > old]
+            moved = table.slices(old, old + length)
             table.remove(old, old + length)
             for s, e in moved:
                 table.add(s - old + new, e - old + new)

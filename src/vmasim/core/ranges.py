@@ -25,46 +25,59 @@ class RangeSet:
         other._map = self._map.copy()
         return other
 
-    def first_in(self, start: int, end: int) -> int | None:
-        """The lowest address of ``[start, end)`` covered by the set, or None."""
-        i = self._map.bisect_right(start)
-        if i:
-            s, e = self._map.peekitem(i - 1)
-            if e > start:
-                return start
-        if i < len(self._map):
-            s = self._map.peekitem(i)[0]
-            if s < end:
-                return int(s)
+    def _last_at_or_below(self, addr: int) -> tuple[int, int] | None:
+        m = self._map
+        for key in m.irange(maximum=addr, reverse=True):
+            return int(key), int(m[key])
         return None
 
+    def first_in(self, start: int, end: int) -> int | None:
+        """The lowest address of ``[start, end)`` covered by the set, or None."""
+        below = self._last_at_or_below(start)
+        if below is not None and below[1] > start:
+            return start
+        for key in self._map.irange(minimum=start, maximum=end, inclusive=(False, False)):
+            return int(key)
+        return None
+
+    def slices(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The covered parts of ``[start, end)``, in order (O(log n) plus their number)."""
+        out: list[tuple[int, int]] = []
+        below = self._last_at_or_below(start)
+        if below is not None and below[1] > start:
+            out.append((start, min(below[1], end)))
+        m = self._map
+        for key in m.irange(minimum=start, maximum=end, inclusive=(False, False)):
+            out.append((int(key), min(int(m[key]), end)))
+        return out
+
     def add(self, start: int, end: int) -> None:
-        """Cover ``[start, end)``."""
-        self.remove(start, end)
-        i = self._map.bisect_left(start)
-        if i:
-            s, e = self._map.peekitem(i - 1)
-            if e == start:
-                start = s
-                del self._map[s]
-        nxt = self._map.get(end)
-        if nxt is not None:
-            del self._map[end]
-            end = nxt
-        self._map[start] = end
+        """Cover ``[start, end)``, coalescing with ranges it overlaps or touches."""
+        m = self._map
+        below = self._last_at_or_below(start)
+        if below is not None and below[1] >= start:
+            if below[1] >= end:
+                return  # already covered
+            start = below[0]
+        for k in list(m.irange(minimum=start, maximum=end)):
+            e = m.pop(k)
+            if e > end:
+                end = e
+        m[start] = end
 
     def remove(self, start: int, end: int) -> None:
         """Uncover ``[start, end)``."""
-        i = self._map.bisect_right(start)
-        if i:
-            s, e = self._map.peekitem(i - 1)
-            if e > start:
-                self._map[s] = start
-                if s == start:
-                    del self._map[s]
-                if e > end:
-                    self._map[end] = e
-        for s in list(self._map.irange(minimum=start, maximum=end, inclusive=(True, False))):
-            e = self._map.pop(s)
+        m = self._map
+        below = self._last_at_or_below(start)
+        if below is not None and below[1] > start:
+            s, e = below
+            if s == start:
+                del m[s]
+            else:
+                m[s] = start
             if e > end:
-                self._map[end] = e
+                m[end] = e
+        for s in list(m.irange(minimum=start, maximum=end, inclusive=(True, False))):
+            e = m.pop(s)
+            if e > end:
+                m[end] = e

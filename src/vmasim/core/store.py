@@ -32,13 +32,11 @@ class VmaStore:
     def find(self, addr: int) -> Vma | None:
         """Like find_vma(): the first VMA that ends above ``addr`` (it may start above it too)."""
         tree = self._tree
-        i = tree.bisect_right(addr)
-        if i:
-            vma: Vma = tree.peekitem(i - 1)[1]
-            if vma.end > addr:
-                return vma
-        if i < len(tree):
-            nxt: Vma = tree.peekitem(i)[1]
+        below = self.prev_of_addr(addr + 1)
+        if below is not None and below.end > addr:
+            return below
+        for key in tree.irange(minimum=addr, inclusive=(False, False)):
+            nxt: Vma = tree[key]
             return nxt
         return None
 
@@ -58,27 +56,23 @@ class VmaStore:
 
     def prev(self, vma: Vma) -> Vma | None:
         """The VMA before ``vma`` (not necessarily adjacent)."""
-        i = self._tree.index(vma.start)
-        if i == 0:
-            return None
-        prev: Vma = self._tree.peekitem(i - 1)[1]
-        return prev
+        return self.prev_of_addr(vma.start)
 
     def next(self, vma: Vma) -> Vma | None:
         """The VMA after ``vma`` (not necessarily adjacent)."""
-        i = self._tree.index(vma.start)
-        if i + 1 >= len(self._tree):
-            return None
-        nxt: Vma = self._tree.peekitem(i + 1)[1]
-        return nxt
+        tree = self._tree
+        for key in tree.irange(minimum=vma.start, inclusive=(False, False)):
+            nxt: Vma = tree[key]
+            return nxt
+        return None
 
     def prev_of_addr(self, addr: int) -> Vma | None:
         """The last VMA that starts below ``addr``."""
-        i = self._tree.bisect_left(addr)
-        if i == 0:
-            return None
-        vma: Vma = self._tree.peekitem(i - 1)[1]
-        return vma
+        tree = self._tree
+        for key in tree.irange(maximum=addr, inclusive=(False, False), reverse=True):
+            vma: Vma = tree[key]
+            return vma
+        return None
 
     def range(self, start: int, end: int) -> Iterator[Vma]:
         """The VMAs overlapping ``[start, end)``, in order.  Do not mutate the store while iterating."""

@@ -48,8 +48,8 @@ def dup_mm(parent: MmStruct) -> MmStruct:
             new.fork_child = True
         # Page tables are copied only where there is private memory (copy_page_range()).
         if new.anon_vma is not None or (vma.vm_flags & VM_MAYBE_GUARD and not vma.vm_flags & VM_WIPEONFORK):
-            for s, e in list(parent.ptes):
-                if s < vma.end and e > vma.start:
-                    child.ptes.add(max(s, vma.start), min(e, vma.end))
+            for theirs, ours in ((parent.ptes, child.ptes), (parent.pages, child.pages)):
+                for s, e in theirs.slices(vma.start, vma.end):
+                    ours.add(s, e)
         child.link(new)
     return child
