@@ -17,10 +17,12 @@ is what ``vmasim explain`` shows.
 from __future__ import annotations
 
 import enum
+import errno
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vmasim.constants import PAGE_SHIFT
-from vmasim.core.errors import SplitRefused
+from vmasim.core.errors import SplitRefused, kernel_error
 from vmasim.core.flags import VM_IGNORE_MERGE, VM_SPECIAL, VM_STICKY, describe
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import AnonVma, File, Mempolicy, UffdCtx, Vma, mpol_equal
@@ -462,6 +464,30 @@ def vma_modify_flags_uffd(
     vmg.vm_flags = vm_flags
     vmg.uffd_ctx = ctx
     return vma_modify(vmg)
+
+
+def modify_contiguous(
+    mm: MmStruct, first: Vma, start: int, end: int, fixup: Callable[[Vma | None, Vma, int, int], Vma], call: str
+) -> None:
+    """Walk ``[start, end)`` VMA by VMA from ``first`` (which contains ``start``), as mprotect and mlock do.
+
+    ``fixup(prev, vma, start, end)`` changes one VMA's part of the range and
+    returns the VMA now covering it.  A hole stops the walk with ENOMEM,
+    keeping the changes already made (do_mprotect_pkey(), apply_vma_lock_flags()).
+    """
+    prev = modify_prev(mm, first, start)
+    nstart = start
+    tmp = first.start
+    cur: Vma | None = first
+    while cur is not None and cur.start < end:
+        if cur.start != tmp:
+            raise kernel_error(errno.ENOMEM, call, "hole in the range")
+        done = fixup(prev, cur, nstart, min(cur.end, end))
+        tmp = nstart = done.end
+        prev = done
+        cur = mm.vma_next(done)
+    if tmp < end:
+        raise kernel_error(errno.ENOMEM, call, "hole at the end of the range")
 
 
 def modify_prev(mm: MmStruct, vma: Vma, start: int) -> Vma | None:

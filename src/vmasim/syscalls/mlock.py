@@ -16,7 +16,7 @@ from vmasim.core.flags import (
     VM_SPECIAL,
     VM_STICKY,
 )
-from vmasim.core.merge import modify_prev, vma_modify_flags
+from vmasim.core.merge import modify_contiguous, vma_modify_flags
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
 
@@ -43,22 +43,10 @@ def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, call
     vma = mm.vmas.lookup(start)
     if vma is None:
         raise kernel_error(errno.ENOMEM, call, "the range starts in a hole")
-    prev = modify_prev(mm, vma, start)
-    nstart = start
-    tmp = vma.start
-    cur: Vma | None = vma
-    while cur is not None and cur.start < end:
-        if cur.start != tmp:
-            raise kernel_error(errno.ENOMEM, call, "hole in the range")
-        newflags = (cur.vm_flags & ~VM_LOCKED_MASK) | flags
-        stop = min(cur.end, end)
-        done = mlock_fixup(mm, prev, cur, nstart, stop, newflags)
-        tmp = done.end
-        nstart = tmp
-        prev = done
-        cur = mm.vma_next(done)
-    if tmp < end:
-        raise kernel_error(errno.ENOMEM, call, "hole at the end of the range")
+    def fixup(prev: Vma | None, cur: Vma, nstart: int, stop: int) -> Vma:
+        return mlock_fixup(mm, prev, cur, nstart, stop, (cur.vm_flags & ~VM_LOCKED_MASK) | flags)
+
+    modify_contiguous(mm, vma, start, end, fixup, call)
 
 
 def _align(start: int, length: int) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from vmasim.core.flags import (
     VM_STICKY,
     VM_WRITE,
 )
-from vmasim.core.merge import modify_prev, vma_modify_flags
+from vmasim.core.merge import modify_contiguous, vma_modify_flags
 from vmasim.core.mm import MmStruct
 from vmasim.core.prot import calc_vm_prot_bits
 from vmasim.core.vma import Vma
@@ -84,23 +84,12 @@ def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
         if grows & C.PROT_GROWSUP:
             raise kernel_error(errno.EINVAL, CALL, "PROT_GROWSUP on a VMA that does not grow up")
 
-    prev = modify_prev(mm, vma, start)
-    nstart = start
-    tmp = vma.start
-    cur: Vma | None = vma
-    while cur is not None and cur.start < end:
-        if cur.start != tmp:
-            raise kernel_error(errno.ENOMEM, CALL, "hole in the range")
+    def fixup(prev: Vma | None, cur: Vma, nstart: int, stop: int) -> Vma:
         newflags = calc_vm_prot_bits(prot) | (cur.vm_flags & ~VM_ACCESS_FLAGS)
         # A VM_MAY* bit gates each access bit (VM_MAY* is VM_* shifted left by 4).
         if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
             raise kernel_error(errno.EACCES, CALL, "protection not allowed by the mapping")
-        stop = min(cur.end, end)
-        done = mprotect_fixup(mm, prev, cur, nstart, stop, newflags)
-        tmp = done.end
-        nstart = tmp
-        prev = done
-        cur = mm.vma_next(done)
-    if tmp < end:
-        raise kernel_error(errno.ENOMEM, CALL, "hole at the end of the range")
+        return mprotect_fixup(mm, prev, cur, nstart, stop, newflags)
+
+    modify_contiguous(mm, vma, start, end, fixup, CALL)
     return 0

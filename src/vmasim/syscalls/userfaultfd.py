@@ -58,6 +58,14 @@ def _validate_range(mm: MmStruct, start: int, length: int, call: str) -> int:
     return start + length
 
 
+def _vmas_in_range(mm: MmStruct, start: int, end: int, call: str) -> list[Vma]:
+    # Register and unregister need at least one VMA in the range; holes are fine.
+    vmas = list(mm.vmas.range(start, end))
+    if not vmas:
+        raise kernel_error(errno.EINVAL, call, "nothing mapped in the range")
+    return vmas
+
+
 def _set_ctx(mm: MmStruct, vma: Vma, ctx: UffdCtx | None, flags: int) -> None:
     # userfaultfd_set_ctx() / userfaultfd_reset_ctx(): in place, no merge.
     vma.uffd_ctx = ctx
@@ -78,9 +86,7 @@ def uffd_register(ctx: UffdCtx, start: int, length: int, mode: int) -> int:
     assert isinstance(mm, MmStruct)
     end = _validate_range(mm, start, length, call)
     wp_async = bool(ctx.features & UFFD_FEATURE_WP_ASYNC)
-    vmas = list(mm.vmas.range(start, end))
-    if not vmas:
-        raise kernel_error(errno.EINVAL, call, "nothing mapped in the range")
+    vmas = _vmas_in_range(mm, start, end, call)
     for vma in vmas:
         if not vma_can_userfault(vma, vm_flags, wp_async):
             raise kernel_error(errno.EINVAL, call, "memory of this kind cannot be registered")
@@ -123,9 +129,7 @@ def uffd_unregister(ctx: UffdCtx, start: int, length: int) -> int:
     assert isinstance(mm, MmStruct)
     end = _validate_range(mm, start, length, call)
     wp_async = bool(ctx.features & UFFD_FEATURE_WP_ASYNC)
-    vmas = list(mm.vmas.range(start, end))
-    if not vmas:
-        raise kernel_error(errno.EINVAL, call, "nothing mapped in the range")
+    vmas = _vmas_in_range(mm, start, end, call)
     for vma in vmas:
         if vma.uffd_ctx is not None and vma.uffd_ctx is not ctx:
             raise kernel_error(errno.EINVAL, call, "registered with another userfaultfd")
