@@ -24,6 +24,7 @@ from vmasim.core.flags import (
     VM_NORESERVE,
     VM_SHARED,
     VM_SPECIAL,
+    VM_SYNC,
     VM_WIPEONFORK,
     VM_WRITE,
     ksm_compatible,
@@ -44,12 +45,15 @@ CALL = "mmap"
 
 
 def calc_vm_flag_bits(flags: int) -> int:
-    """Like calc_vm_flag_bits(): MAP_GROWSDOWN, MAP_LOCKED and MAP_STACK (which asks for VM_NOHUGEPAGE)."""
+    """Like calc_vm_flag_bits(): MAP_GROWSDOWN, MAP_LOCKED, MAP_SYNC and MAP_STACK (which asks for VM_NOHUGEPAGE)."""
     vm_flags = 0
     if flags & C.MAP_GROWSDOWN:
         vm_flags |= VM_GROWSDOWN
     if flags & C.MAP_LOCKED:
         vm_flags |= VM_LOCKED
+    if flags & C.MAP_SYNC:
+        # Translated before MAP_SHARED drops the flag, so even anonymous memory shows 'sf'.
+        vm_flags |= VM_SYNC
     if flags & C.MAP_STACK:
         vm_flags |= VM_NOHUGEPAGE
     return vm_flags
@@ -136,9 +140,6 @@ def do_mmap(
 
     if flags & C.MAP_NORESERVE:
         vm_flags |= VM_NORESERVE
-    if flags & C.MAP_HUGETLB:
-        # No huge pages are reserved on the modelled host.
-        raise kernel_error(errno.ENOMEM, CALL, "no huge pages available")
 
     addr = mmap_region(mm, file, addr, length, vm_flags, pgoff)
     populate = bool(vm_flags & VM_LOCKED) or flags & (C.MAP_POPULATE | C.MAP_NONBLOCK) == C.MAP_POPULATE
@@ -188,6 +189,9 @@ def sys_mmap(
         raise kernel_error(errno.EINVAL, CALL, "offset not page aligned")
     if flags & C.MAP_ANONYMOUS:
         file = None
+        if flags & C.MAP_HUGETLB:
+            # ksys_mmap_pgoff(): the host has no usable huge page size for anonymous hugetlb.
+            raise kernel_error(errno.EINVAL, CALL, "no hugetlb support")
     elif file is None:
         raise kernel_error(errno.EBADF, CALL, "not anonymous and no file descriptor")
     elif flags & C.MAP_HUGETLB:
