@@ -81,7 +81,7 @@ class _Names:
     def columns(self, vma: Vma, mm: MmStruct | None) -> tuple[str, int, str]:
         file = vma.file
         if file is None:
-            if mm is not None and vma.start <= mm.brk and vma.end >= mm.start_brk and mm.brk > mm.start_brk:
+            if mm is not None and vma.start < mm.brk and vma.end > mm.start_brk:
                 return "00:00", 0, "[heap]"
             return "00:00", 0, ""
         inode = file.inode

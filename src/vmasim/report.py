@@ -12,9 +12,6 @@ from vmasim.core.vma import Vma
 from vmasim.render import file_offset, mpol_to_str, perms
 from vmasim.syscalls.mempolicy import numa_maps_policy
 
-HEAP_SPAN = 1 << 30
-
-
 def errno_name(code: int) -> str:
     """The symbolic name of errno ``code`` (``"ENOMEM"``), or ``"E<code>"`` when there is none."""
     return errno.errorcode.get(code, f"E{code}")
@@ -74,6 +71,6 @@ def layout(
     vmas = [vma_entry(v, mm, labels) for v in mm.vmas.range(window_start, window_end)]
     heap: list[dict[str, Any]] = []
     if heap_base is not None:
-        # Like the kernel runner: whatever overlaps the first GiB above the initial break.
-        heap = [vma_entry(v, mm, labels, heap_base) for v in mm.vmas.range(heap_base, heap_base + HEAP_SPAN)]
+        # What /proc labels [heap] (vma_is_initial_heap(): start < brk), from the initial break up.
+        heap = [vma_entry(v, mm, labels, heap_base) for v in mm.vmas.range(heap_base, mm.brk) if v.start >= heap_base]
     return {"results": list(results), "vmas": vmas, "heap": heap, "children": children or {}}
