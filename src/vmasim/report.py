@@ -12,6 +12,7 @@ from vmasim.core.vma import Vma
 from vmasim.render import file_offset, mpol_to_str, perms
 from vmasim.syscalls.mempolicy import numa_maps_policy
 
+
 def errno_name(code: int) -> str:
     """The symbolic name of errno ``code`` (``"ENOMEM"``), or ``"E<code>"`` when there is none."""
     return errno.errorcode.get(code, f"E{code}")
