@@ -1,10 +1,12 @@
 """Page faults as far as the VMA layer sees them: anon_vma acquisition, stack growth, population.
 
-The model does not track pages.  What a fault changes in the VMA tree is
-(1) a private VMA gets an anon_vma on its first write (mm/rmap.c's
-anon_vma_prepare(), reusing a neighbour's when find_mergeable_anon_vma()
-allows), and (2) a VM_GROWSDOWN VMA grows down to a faulting address below
-it (mm/mmap.c's expand_downwards()).
+What a fault changes in the VMA tree is (1) a private VMA gets an anon_vma on
+its first write (mm/rmap.c's anon_vma_prepare(), reusing a neighbour's when
+find_mergeable_anon_vma() allows), and (2) a VM_GROWSDOWN VMA grows down to a
+faulting address below it (mm/mmap.c's expand_downwards()).  Pages themselves
+are tracked only as far as later faults depend on them: which addresses have
+page-table entries (userfaultfd MISSING/MINOR, MPOL_MF_STRICT) and which shmem
+pages are cached.
 """
 
 from __future__ import annotations
