@@ -34,6 +34,18 @@ from vmasim.syscalls.userfaultfd import uffd_api, uffd_register, uffd_unregister
 MASK64 = (1 << 64) - 1
 
 
+# ext4's largest file with 4 KiB blocks: (2^32 - 1) blocks.
+EXT4_MAX_BYTES = 0xFFFFFFFF000
+
+
+def _truncate_size_check(inode: Inode, size: int) -> None:
+    # do_truncate(): a negative length is EINVAL; past the file system's limit, EFBIG.
+    if size < 0 or size >= 1 << 63:
+        raise kernel_error(errno.EINVAL, "ftruncate", "negative size")
+    if inode.kind == "file" and size > EXT4_MAX_BYTES:
+        raise kernel_error(errno.EFBIG, "ftruncate", "larger than the file system allows")
+
+
 class AddressSpace:
     """A process address space (an mm_struct) that system calls act on.
 
@@ -136,11 +148,17 @@ class AddressSpace:
 
     def memfd_create(self, name: str, size: int = 0) -> int:
         """A memfd (shmem file) of ``size`` bytes, open read-write; returns its fd."""
-        return self._install(File(Inode("memfd", name, size)))
+        inode = Inode("memfd", name)
+        _truncate_size_check(inode, size)
+        inode.size = size
+        return self._install(File(inode))
 
     def create_file(self, name: str, size: int = 0) -> int:
-        """A regular file of ``size`` bytes, open read-write; returns its fd."""
-        return self._install(File(Inode("file", name, size)))
+        """A regular file (on ext4) of ``size`` bytes, open read-write; returns its fd."""
+        inode = Inode("file", name)
+        _truncate_size_check(inode, size)
+        inode.size = size
+        return self._install(File(inode))
 
     def reopen(self, fd: int, *, writable: bool = True) -> int:
         """A second open of the file behind ``fd`` (a new struct file), read-only unless ``writable``."""
@@ -166,9 +184,10 @@ class AddressSpace:
     def ftruncate(self, fd: int, size: int) -> None:
         """Set a file's size (EINVAL for negative sizes or a file not open for writing)."""
         file = self.file(fd)
-        if size < 0 or size >= 1 << 63 or not file.writable or file.uffd is not None:
-            raise kernel_error(errno.EINVAL, "ftruncate", "bad size or file not open for writing")
+        if not file.writable or file.uffd is not None:
+            raise kernel_error(errno.EINVAL, "ftruncate", "file not open for writing")
         inode = file.inode
+        _truncate_size_check(inode, size)
         if size < inode.size:
             # Truncation drops cached pages past the new end and zaps their PTEs here.
             first = (size + C.PAGE_SIZE - 1) >> C.PAGE_SHIFT
