@@ -130,6 +130,16 @@ class AddressSpace:
         """/proc/PID/numa_maps text for the VMAs overlapping ``[start, end)``."""
         return render.numa_maps(self._raw(start, end), self.mm)
 
+    def explain(self, start: int = 0, end: int = MASK64) -> list[tuple[VmaView, VmaView, list[str]]]:
+        """For each pair of neighbouring VMAs overlapping ``[start, end)``: why they are two VMAs.
+
+        An empty list of reasons means they are compatible and would merge on
+        the next operation that touches their boundary.
+        """
+        from vmasim.explain import explain
+
+        return [(VmaView(a), VmaView(b), why) for a, b, why in explain(self.mm, start, end)]
+
     # --- files ------------------------------------------------------------------
 
     def _install(self, file: File) -> int:
