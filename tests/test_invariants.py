@@ -15,12 +15,19 @@ from vmahelpers import P, check_invariants
 
 BASE = 0x7E0000000000
 SPAN = 64  # pages: a small region makes VMAs interact
-ERRNOS = {errno.EINVAL, errno.ENOMEM, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EOVERFLOW, errno.EBADF}
+ERRNOS = {errno.EINVAL, errno.ENOMEM, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EOVERFLOW, errno.EBADF,
+          errno.EAGAIN, errno.EFAULT, errno.EIO}
 
 page = st.integers(min_value=0, max_value=SPAN)
 npages = st.integers(min_value=0, max_value=24)
 prot = st.sampled_from([v.PROT_NONE, v.PROT_READ, v.PROT_READ | v.PROT_WRITE, v.PROT_READ | v.PROT_WRITE | v.PROT_EXEC])
 extra = st.sampled_from([0, v.MAP_NORESERVE, v.MAP_POPULATE, v.MAP_STACK, v.MAP_GROWSDOWN, v.MAP_LOCKED])
+
+advice = st.sampled_from([v.MADV_DONTFORK, v.MADV_DOFORK, v.MADV_DONTDUMP, v.MADV_HUGEPAGE, v.MADV_NOHUGEPAGE,
+                          v.MADV_MERGEABLE, v.MADV_DONTNEED, v.MADV_GUARD_INSTALL, v.MADV_POPULATE_WRITE,
+                          v.MADV_WIPEONFORK, v.MADV_RANDOM])
+mremap_flags = st.sampled_from([0, v.MREMAP_MAYMOVE, v.MREMAP_MAYMOVE | v.MREMAP_FIXED,
+                                v.MREMAP_MAYMOVE | v.MREMAP_FIXED | v.MREMAP_DONTUNMAP])
 
 call = st.one_of(
     st.tuples(st.just("mmap_fixed"), page, npages, prot, extra, st.booleans()),
@@ -29,6 +36,11 @@ call = st.one_of(
     st.tuples(st.just("mprotect"), page, npages, prot),
     st.tuples(st.just("touch"), page, npages, st.booleans()),
     st.tuples(st.just("unaligned"), page, npages),
+    st.tuples(st.just("madvise"), page, npages, advice),
+    st.tuples(st.just("mlock"), page, npages, st.booleans()),
+    st.tuples(st.just("mbind"), page, npages, st.sampled_from([v.MPOL_DEFAULT, v.MPOL_BIND, v.MPOL_INTERLEAVE])),
+    st.tuples(st.just("mseal"), page, npages),
+    st.tuples(st.just("mremap"), page, npages, npages, mremap_flags, page),
 )
 
 
@@ -51,6 +63,16 @@ def apply(space: v.AddressSpace, c: tuple) -> None:
             space.touch(BASE + c[1] * P, c[2] * P, c[3])
         elif kind == "unaligned":
             space.mprotect(BASE + c[1] * P + 1, c[2] * P, v.PROT_READ)
+        elif kind == "madvise":
+            space.madvise(BASE + c[1] * P, c[2] * P, c[3])
+        elif kind == "mlock":
+            (space.mlock if c[3] else space.munlock)(BASE + c[1] * P, c[2] * P)
+        elif kind == "mbind":
+            space.mbind(BASE + c[1] * P, c[2] * P, c[3], 0 if c[3] == v.MPOL_DEFAULT else 1)
+        elif kind == "mseal":
+            space.mseal(BASE + c[1] * P, c[2] * P)
+        elif kind == "mremap":
+            space.mremap(BASE + c[1] * P, c[2] * P, c[3] * P, c[4], BASE + c[5] * P)
     except OSError as exc:
         assert exc.errno in ERRNOS, exc
 
@@ -64,7 +86,7 @@ def check_no_missed_merge_on_fixed_map(space: v.AddressSpace) -> None:
         can_vma_merge_left(vmg)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(call, min_size=1, max_size=60), st.integers(min_value=1, max_value=40))
 def test_invariants_hold_after_every_call(calls: list[tuple], max_map_count: int) -> None:
     space = v.AddressSpace(max_map_count=max_map_count, mmap_limit=BASE + SPAN * P)

@@ -72,4 +72,14 @@ def check_invariants(mm: MmStruct) -> None:
         if v.fork_child:
             assert v.anon_vma is not None
     assert mm.map_count == len(vmas) + mm.hidden_map_count
+    # Page-table state (PTEs, real pages, guard markers) only exists inside VMAs.
+    for table in (mm.ptes, mm.pages, mm.guards):
+        for s, e in table:
+            cursor = s
+            for vma in mm.vmas.range(s, e):
+                assert vma.start <= cursor, f"page state over a hole at {cursor:#x}"
+                cursor = vma.end
+            assert cursor >= e, f"page state over a hole at {cursor:#x}"
+    for s, e in mm.pages:
+        assert mm.ptes.slices(s, e) == [(s, e)], "a real page without a PTE"
     assert (mm.total_vm, mm.locked_vm, mm.data_vm, mm.exec_vm, mm.stack_vm) == (total, locked, data, exec_, stack)
