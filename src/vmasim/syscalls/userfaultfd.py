@@ -58,12 +58,16 @@ def _validate_range(mm: MmStruct, start: int, length: int, call: str) -> int:
     return start + length
 
 
-def _vmas_in_range(mm: MmStruct, start: int, end: int, call: str) -> list[Vma]:
-    # Register and unregister need at least one VMA in the range; holes are fine.
+def _prepare(ctx: UffdCtx, start: int, length: int, call: str) -> tuple[MmStruct, int, bool, list[Vma]]:
+    # The common start of register and unregister: the context's mm, the validated range (at least
+    # one VMA in it; holes are fine) and whether asynchronous write-protection was negotiated.
+    mm = ctx.mm
+    assert isinstance(mm, MmStruct)
+    end = _validate_range(mm, start, length, call)
     vmas = list(mm.vmas.range(start, end))
     if not vmas:
         raise kernel_error(errno.EINVAL, call, "nothing mapped in the range")
-    return vmas
+    return mm, end, bool(ctx.features & UFFD_FEATURE_WP_ASYNC), vmas
 
 
 def _set_ctx(mm: MmStruct, vma: Vma, ctx: UffdCtx | None, flags: int) -> None:
@@ -82,11 +86,7 @@ def uffd_register(ctx: UffdCtx, start: int, length: int, mode: int) -> int:
         | (VM_UFFD_WP if mode & C.UFFDIO_REGISTER_MODE_WP else 0)
         | (VM_UFFD_MINOR if mode & C.UFFDIO_REGISTER_MODE_MINOR else 0)
     )
-    mm = ctx.mm
-    assert isinstance(mm, MmStruct)
-    end = _validate_range(mm, start, length, call)
-    wp_async = bool(ctx.features & UFFD_FEATURE_WP_ASYNC)
-    vmas = _vmas_in_range(mm, start, end, call)
+    mm, end, wp_async, vmas = _prepare(ctx, start, length, call)
     for vma in vmas:
         if not vma_can_userfault(vma, vm_flags, wp_async):
             raise kernel_error(errno.EINVAL, call, "memory of this kind cannot be registered")
@@ -125,11 +125,7 @@ def userfaultfd_clear_vma(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, 
 def uffd_unregister(ctx: UffdCtx, start: int, length: int) -> int:
     """UFFDIO_UNREGISTER: EINVAL if any VMA belongs to another context or cannot userfault."""
     call = "UFFDIO_UNREGISTER"
-    mm = ctx.mm
-    assert isinstance(mm, MmStruct)
-    end = _validate_range(mm, start, length, call)
-    wp_async = bool(ctx.features & UFFD_FEATURE_WP_ASYNC)
-    vmas = _vmas_in_range(mm, start, end, call)
+    mm, end, wp_async, vmas = _prepare(ctx, start, length, call)
     for vma in vmas:
         if vma.uffd_ctx is not None and vma.uffd_ctx is not ctx:
             raise kernel_error(errno.EINVAL, call, "registered with another userfaultfd")
