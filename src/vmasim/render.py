@@ -68,8 +68,10 @@ def perms(vma: Vma) -> str:
 
 
 def file_offset(vma: Vma) -> int:
-    """The maps offset column: pgoff in bytes for file-backed VMAs, 0 for anonymous memory."""
-    return vma.pgoff << C.PAGE_SHIFT if vma.file is not None else 0
+    """The maps offset column: pgoff in bytes for file-backed VMAs, 0 for anonymous and special mappings."""
+    if vma.file is None or vma.file.inode.kind == "special":
+        return 0
+    return vma.pgoff << C.PAGE_SHIFT
 
 
 class _Names:
@@ -85,6 +87,8 @@ class _Names:
                 return "00:00", 0, "[heap]"
             return "00:00", 0, ""
         inode = file.inode
+        if inode.kind == "special":
+            return "00:00", 0, inode.label
         number = self._inodes.setdefault(id(inode), 1000 + len(self._inodes))
         if inode.kind == "shmem":
             return "00:01", number, "/dev/zero (deleted)"

@@ -40,6 +40,8 @@ class FileLabels:
         if file is None:
             return None
         inode = file.inode
+        if inode.kind == "special":
+            return None  # [vdso], [vvar]: no inode, like anonymous memory
         if inode.kind == "shmem":
             return self._shmem.setdefault(id(inode), f"shmem#{len(self._shmem) + 1}")
         return inode.label

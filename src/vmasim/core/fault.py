@@ -123,7 +123,7 @@ def expand_downwards(mm: MmStruct, vma: Vma, address: int) -> bool:
 
 def file_page_beyond_eof(vma: Vma, addr: int) -> bool:
     """True when ``addr`` in a file-backed VMA lies past the end of the file (a fault there is SIGBUS)."""
-    if vma.file is None:
+    if vma.file is None or vma.file.inode.kind in ("special", "image"):
         return False
     pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
     size = vma.file.inode.size
@@ -271,7 +271,7 @@ def fault_in(mm: MmStruct, vma: Vma, start: int, end: int, write: bool, *, can_b
     guard = mm.guards.first_in(start, end) if mm.guards else None
     if guard is not None:
         stop, err = guard, errno.EFAULT
-    if vma.file is not None:
+    if vma.file is not None and vma.file.inode.kind not in ("special", "image"):
         limit = vma.start + max(0, _file_pages(vma) - vma.pgoff) * PAGE_SIZE
         if limit < stop:
             stop, err = max(limit, start), errno.EFAULT

@@ -30,9 +30,10 @@ from vmasim.core.ranges import RangeSet
 class Inode:
     """A file's inode: what /proc shows as the mapped object.
 
-    ``kind`` is "memfd", "file", "shmem" (shared anonymous memory), "wall" or
-    "uffd".  ``cache`` holds the page indexes present in the page cache, which
-    decides whether a userfaultfd MISSING or MINOR fault fires on shmem.
+    ``kind`` is "memfd", "file", "shmem" (shared anonymous memory), "wall",
+    "uffd", "image" (the runner's executable) or "special" (vDSO pages).
+    ``cache`` holds the page indexes present in the page cache, which decides
+    whether a userfaultfd MISSING or MINOR fault fires on shmem.
     """
 
     __slots__ = ("cache", "kind", "label", "shared_policy", "size")

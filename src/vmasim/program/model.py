@@ -7,7 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 from vmasim.api import AddressSpace
-from vmasim.core.flags import VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED
+from vmasim.core.flags import (
+    VM_DONTDUMP,
+    VM_DONTEXPAND,
+    VM_EXEC,
+    VM_IO,
+    VM_MAYEXEC,
+    VM_MAYREAD,
+    VM_MAYSHARE,
+    VM_MAYWRITE,
+    VM_PFNMAP,
+    VM_READ,
+    VM_SHARED,
+)
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.program.parse import MASK64, Op, Program
 from vmasim.report import errno_name, layout
@@ -19,9 +31,17 @@ from vmasim.report import errno_name, layout
 IMAGE_START = 0x400000
 IMAGE_END = 0xC08000
 INITIAL_BREAK = 0xC09000
-# The kernel runner's process (ASLR off) has its first free page for
-# hint-less mappings just below the vDSO and vvar pages.
+# The kernel runner's process (ASLR off): mmap_base, with the vDSO's special
+# mappings right below it, so the first free page for hint-less mappings is
+# just below [vvar].
+MMAP_BASE = 0x7FFFF7FFF000
 MMAP_TOP = 0x7FFFF7FF7000
+SPECIAL_MAPPINGS = (
+    ("[vvar]", 0x7FFFF7FF7000, 0x7FFFF7FFB000, VM_READ | VM_MAYREAD | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP),
+    ("[vvar_vclock]", 0x7FFFF7FFB000, 0x7FFFF7FFD000,
+     VM_READ | VM_MAYREAD | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP),
+    ("[vdso]", 0x7FFFF7FFD000, 0x7FFFF7FFF000, VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_DONTEXPAND),
+)
 # What the runner's walls are shown as when a program reaches into them.
 WALL_LABEL = "/memfd:vmasim-wall (deleted)"
 
@@ -240,10 +260,13 @@ def unsupported_ops(program: Program) -> list[Op]:
 
 def new_address_space(program: Program) -> AddressSpace:
     """An empty model address space laid out for ``program``: walls above the window when asked for."""
-    space = AddressSpace(mmap_limit=MMAP_TOP)
+    space = AddressSpace(mmap_base=MMAP_BASE)
     space.mm.start_brk = space.mm.brk = space.initial_break = INITIAL_BREAK
     image = File(Inode("image", "vmasim-executor"), writable=False)
     space.mm.link(Vma(IMAGE_START, IMAGE_END, 0, VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC, file=image))
+    for name, start, end, vm_flags in SPECIAL_MAPPINGS:
+        # _install_special_mapping(): no file, but vm_ops (with a close hook), so never "anonymous".
+        space.mm.link(Vma(start, end, 0, vm_flags, file=File(Inode("special", name)), has_close=True))
     if program.walls and program.window_end < MMAP_TOP:
         # Like the runner: everything above the window is one PROT_NONE shared memfd mapping
         # that never merges, so hint-less mappings land top-down from the window's end.
