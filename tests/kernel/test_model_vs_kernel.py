@@ -53,3 +53,17 @@ def test_model_geometry_matches_the_executor() -> None:
     assert (INITIAL_BREAK, INITIAL_BREAK + 4096) in vmas
     assert max(end for _, end in vmas if end <= INITIAL_BREAK) == IMAGE_END
     assert report["results"][1]["ret"] == hex(MMAP_TOP - 4096)
+
+
+@pytest.mark.parametrize("walls", [True, False])
+def test_model_map_count_baseline_matches_the_executor(walls: bool) -> None:
+    """pad fails (EINVAL) exactly when the process already has more VMAs than asked for, on both sides."""
+    from vmasim.program.model import BASELINE_MAP_COUNT
+
+    base = BASELINE_MAP_COUNT[walls]
+    programs = [parse_program({"walls": walls, "ops": [{"op": "pad", "headroom": 65530 - target}]})
+                for target in (base - 1, base)]
+    for program, kernel in zip(programs, run_programs(programs), strict=True):
+        assert not isinstance(kernel, KernelRunError)
+        assert run_model(program)["results"] == kernel["results"]
+    assert [r["results"][0]["errno"] for r in map(run_model, programs)] == ["EINVAL", None]

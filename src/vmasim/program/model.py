@@ -43,6 +43,11 @@ SPECIAL_MAPPINGS = (
     ("[vvar_vclock]", 0x7FFFF7FFB000, 0x7FFFF7FFD000, _VVAR_FLAGS),
     ("[vdso]", 0x7FFFF7FFD000, 0x7FFFF7FFF000, _VDSO_FLAGS),
 )
+# How many VMAs the runner's process has before the first op (executable
+# segments, bss, TLS heap, stack, vDSO pages, and two walls when asked for):
+# the model counts the ones it does not hold as hidden, so map_count limits
+# bite at the same op on both sides.
+BASELINE_MAP_COUNT = {True: 13, False: 11}
 # What the runner's walls are shown as when a program reaches into them.
 WALL_LABEL = "/memfd:vmasim-wall (deleted)"
 
@@ -274,6 +279,7 @@ def new_address_space(program: Program) -> AddressSpace:
         wall = File(Inode("wall", WALL_LABEL))
         space.mm.link(Vma(program.window_end, MMAP_TOP, 0, VM_SHARED | VM_MAYSHARE | VM_MAYREAD | VM_MAYWRITE
                           | VM_MAYEXEC, file=wall))
+    space.mm.hidden_map_count = max(0, BASELINE_MAP_COUNT[program.walls] - len(space.mm.vmas))
     return space
 
 
