@@ -299,6 +299,7 @@ def compare_command(programs: tuple[str, ...], *, kernel: KernelRun | None = Non
     implement yet, the kernel runner failed or is unavailable).  ``kernel``
     replaces the host kernel runner (tests use a fake one).
     """
+    from vmasim.core.errors import WouldBlock
     from vmasim.program.model import NotImplementedOp, run_model, unsupported_ops
 
     stream = out if out is not None else sys.stdout
@@ -339,7 +340,7 @@ def compare_command(programs: tuple[str, ...], *, kernel: KernelRun | None = Non
     for path, prog in runnable:
         try:
             mrep = run_model(prog)
-        except NotImplementedOp as exc:  # pragma: no cover - unsupported_ops() caught it above
+        except (NotImplementedOp, WouldBlock) as exc:  # a program that would wait forever is not compared
             say(f"{path}: not compared: {exc}")
             status = 2
             continue

@@ -1247,7 +1247,11 @@ def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out:
     if not ok:
         say(f"cannot run on the host kernel: {why}")
         return 2
-    say(f"fuzz: seed {seed}, {count} {category} program(s), jobs {jobs or 'auto'}, reproducers in {out}/")
+    from vmasim.kernel import host_kernel_release
+    from vmasim.target import MODELLED_KERNEL
+
+    say(f"fuzz: seed {seed}, {count} {category} program(s), jobs {jobs or 'auto'}, reproducers in {out}/; "
+        f"host kernel {host_kernel_release()}, model of {MODELLED_KERNEL}")
     res = run_campaign(seed=seed, count=count, category=category, out=out, kernel_batch=default_kernel_batch(jobs))
     return finish(res, say)
 
