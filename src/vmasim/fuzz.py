@@ -207,13 +207,16 @@ class ProgramGenerator:
 
     # -- small helpers
     def uid(self, prefix: str) -> str:
+        """A fresh name with ``prefix`` (names are unique within a program)."""
         self.counter += 1
         return f"{prefix}{self.counter}"
 
     def chance(self, p: float) -> bool:
+        """True with probability ``p``."""
         return self.rng.random() < p
 
     def can(self, *ops: str) -> bool:
+        """Whether every op in ``ops`` may be generated (the category and the model allow it)."""
         return all(op in self.allowed for op in ops)
 
     def at(self, st: _State, page: int, extra: int = 0) -> str:
@@ -264,6 +267,7 @@ class ProgramGenerator:
         return start, end - start
 
     def mark(self, st: _State, start: int, n: int, mapped: bool | None = None) -> None:
+        """Record the boundaries of a range just mapped or unmapped, so later ops aim at them."""
         for p in (start, start + n):
             if p not in st.points:
                 st.points.append(p)
@@ -300,6 +304,7 @@ class ProgramGenerator:
         return {"format": "vmasim-program/1", "ops": ops}
 
     def body(self, st: _State, n: int, depth: int) -> list[Doc]:
+        """``n`` ops for a process (``depth`` > 0 inside a fork child)."""
         table = self.table(depth)
         kinds = [k for k, _ in table]
         weights = [w for _, w in table]
@@ -344,6 +349,7 @@ class ProgramGenerator:
 
     # -- core ops
     def new_file(self, st: _State) -> list[Doc]:
+        """An op creating a memfd or a regular file, or nothing when neither is allowed."""
         kinds = [k for k in ("memfd", "file") if self.can(k)]
         if not kinds:
             return []
@@ -354,6 +360,7 @@ class ProgramGenerator:
         return [{"op": kind, "name": info.name, "size": size_text(pages * PAGE)}]
 
     def anon_flags(self, st: _State, fixed: str | None) -> list[str]:
+        """mmap flags for anonymous memory: private or shared, sometimes with an extra flag."""
         rng = self.rng
         flags = ["shared" if self.chance(0.18) else "private", "anonymous"]
         if fixed:
@@ -459,12 +466,14 @@ class ProgramGenerator:
         return self.at(st, start), n, start
 
     def munmap(self, st: _State) -> list[Doc]:
+        """A munmap op (sometimes invalid)."""
         addr, n, start = self.target(st)
         if start is not None:
             self.mark(st, start, n, False)
         return [{"op": "munmap", "addr": addr, "length": size_text(n * PAGE)}]
 
     def mprotect(self, st: _State) -> list[Doc]:
+        """An mprotect op across nearby boundaries (sometimes invalid)."""
         addr, n, start = self.target(st)
         if start is not None:
             self.mark(st, start, n)
@@ -474,6 +483,7 @@ class ProgramGenerator:
         return [op]
 
     def touch(self, st: _State) -> list[Doc]:
+        """A touch op (a read or a write)."""
         addr, n, _ = self.target(st, 4)
         op: Doc = {"op": "touch", "addr": addr, "length": size_text(n * PAGE)}
         if self.chance(0.35):
@@ -564,6 +574,7 @@ class ProgramGenerator:
 
     # -- attrs
     def madvise(self, st: _State) -> list[Doc]:
+        """A madvise op."""
         addr, n, start = self.target(st)
         if start is not None:
             self.mark(st, start, n)
@@ -579,6 +590,7 @@ class ProgramGenerator:
         return st.uffd_registered and self.chance(0.85)
 
     def mlock(self, st: _State) -> list[Doc]:
+        """An mlock, mlock2 or munlock op."""
         if self._blocks(st):
             return []
         addr, n, start = self.target(st)
@@ -591,6 +603,7 @@ class ProgramGenerator:
         return [op]
 
     def mlockall(self, st: _State) -> list[Doc]:
+        """An mlockall or munlockall op."""
         if self._blocks(st):
             return []
         if self.chance(0.4):
@@ -601,6 +614,7 @@ class ProgramGenerator:
         return [{"op": "mlockall", "flags": flags}]
 
     def mbind(self, st: _State) -> list[Doc]:
+        """An mbind op."""
         addr, n, start = self.target(st)
         if start is not None:
             self.mark(st, start, n)
@@ -615,6 +629,7 @@ class ProgramGenerator:
         return [op]
 
     def set_mempolicy(self, st: _State) -> list[Doc]:
+        """A set_mempolicy op."""
         mode = self.rng.choice(("bind", "interleave", "default", "preferred"))
         op: Doc = {"op": "set_mempolicy", "mode": mode}
         if mode != "default":
@@ -622,6 +637,7 @@ class ProgramGenerator:
         return [op]
 
     def uffd(self, st: _State) -> list[Doc]:
+        """userfaultfd ops: open, register, unregister or close."""
         out: list[Doc] = []
         if not st.uffds or self.chance(0.15):
             name = self.uid("u")
@@ -643,6 +659,7 @@ class ProgramGenerator:
         return out
 
     def mseal(self, st: _State) -> list[Doc]:
+        """An mseal op."""
         addr, n, start = self.target(st)
         if start is not None:
             self.mark(st, start, n)
@@ -650,6 +667,7 @@ class ProgramGenerator:
         return [{"op": "mseal", "addr": addr, "length": size_text(n * PAGE)}]
 
     def prctl(self, st: _State) -> list[Doc]:
+        """A prctl op."""
         if self.chance(0.5):
             addr, n, _ = self.target(st)
             return [{"op": "prctl", "option": "set_vma_anon_name", "addr": addr, "length": size_text(n * PAGE),
@@ -658,6 +676,7 @@ class ProgramGenerator:
 
     # -- lifecycle
     def mremap(self, st: _State) -> list[Doc]:
+        """An mremap op: shrink, grow, or move."""
         rng = self.rng
         addr, n, start = self.target(st, 8)
         new_n = max(0, n + rng.choice((-2, -1, 0, 1, 2, 4)))
@@ -690,12 +709,14 @@ class ProgramGenerator:
         return [op]
 
     def sbrk(self, st: _State) -> list[Doc]:
+        """An sbrk op."""
         inc = self.rng.choice((1, 1, 2, 4, 8, -1, -2, 0)) * PAGE
         if self.chance(0.05):
             inc = self.rng.choice((-(1 << 40), 100, 1 << 20))
         return [{"op": "sbrk", "increment": inc}]
 
     def fork(self, st: _State) -> list[Doc]:
+        """A fork op with a short child program."""
         # The child works on a copy of the parent's layout; what it binds stays in the child.
         child_state = st.clone()
         child = self.body(child_state, self.rng.randint(1, 6), depth=1)

@@ -36,6 +36,7 @@ class FileLabels:
         self._shmem: dict[int, str] = {}
 
     def label(self, vma: Vma) -> str | None:
+        """The report's ``file`` value for ``vma``."""
         file = vma.file
         if file is None:
             return None

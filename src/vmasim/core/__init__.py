@@ -1,0 +1,1 @@
+"""The model proper: VMAs, the ordered store, the address space, merge/split/modify, faults and placement."""
