@@ -14,10 +14,12 @@ import pytest
 from vmasim.program import parse_program
 from vmasim.program.model import run_model
 
-CASES = sorted((Path(__file__).parent / "regressions").glob("*.json"))
+HERE = Path(__file__).parent
+# Divergences the fuzzer found (regressions/) and hand-written corner probes (probes/).
+CASES = sorted((HERE / "regressions").glob("*.json")) + sorted((HERE / "probes").glob("*.json"))
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+@pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
 def test_regression(path: Path) -> None:
     doc = json.loads(path.read_text())
     assert run_model(parse_program(doc)) == doc["_kernel_report"], doc["_comment"]

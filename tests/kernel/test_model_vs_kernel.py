@@ -16,9 +16,8 @@ from vmasim.program.model import run_model
 pytestmark = [pytest.mark.kernel, pytest.mark.differential]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-PROGRAMS = sorted((ROOT / "examples").glob("*.json")) + sorted((ROOT / "tests" / "scenarios").glob("*.json")) + sorted(
-    (ROOT / "tests" / "regressions").glob("*.json")
-)
+FOLDERS = (ROOT / "examples", ROOT / "tests" / "scenarios", ROOT / "tests" / "regressions", ROOT / "tests" / "probes")
+PROGRAMS = [path for folder in FOLDERS for path in sorted(folder.glob("*.json"))]
 
 
 @pytest.fixture(scope="module")
