@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from vmasim import constants as C
 from vmasim.core.flags import VM_MAYSHARE, mnemonics
 from vmasim.core.mm import MmStruct
+from vmasim.core.prot import vma_pkey
 from vmasim.core.vma import Mempolicy, Vma
 
 _MODE_NAMES = {
@@ -123,6 +124,7 @@ def smaps(vmas: Iterable[Vma], mm: MmStruct | None = None) -> str:
         out.append(f"{'Size:':<16}{size_kb:8d} kB\n")
         out.append(f"{'KernelPageSize:':<16}{4:8d} kB\n")
         out.append(f"{'MMUPageSize:':<16}{4:8d} kB\n")
+        out.append(f"{'ProtectionKey:':<16}{vma_pkey(v.vm_flags):8d}\n")
         out.append("VmFlags: " + "".join(m + " " for m in mnemonics(v.vm_flags)) + "\n")
     return "".join(out)
 

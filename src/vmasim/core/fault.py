@@ -18,6 +18,7 @@ from vmasim.constants import PAGE_SHIFT, PAGE_SIZE, STACK_GUARD_GAP
 from vmasim.core.errors import WouldBlock
 from vmasim.core.flags import (
     VM_ACCESS_FLAGS,
+    VM_EXEC,
     VM_GROWSDOWN,
     VM_IGNORE_MERGE,
     VM_IO,
@@ -30,6 +31,7 @@ from vmasim.core.flags import (
     VM_WRITE,
 )
 from vmasim.core.mm import MmStruct
+from vmasim.core.prot import EXEC_ONLY_PKEY, vma_pkey
 from vmasim.core.vma import AnonVma, Vma, mpol_equal
 
 SIGSEGV = "SIGSEGV"
@@ -80,11 +82,14 @@ def vma_is_accessible(vma: Vma) -> bool:
 def vma_is_user_accessible(vma: Vma) -> bool:
     """Whether user accesses and population can reach the VMA's pages at all.
 
-    The kernel's vma_is_accessible() counts VM_EXEC, but on the host exec-only
-    memory faults on a read and cannot be populated (mlock gives ENOMEM), so
-    only read or write permission counts here.
+    Like vma_is_accessible() and arch_vma_access_permitted() together: any of
+    read, write or exec, except that execute-only memory (PROT_EXEC with the
+    execute-only protection key) cannot be read, faulted in or populated.
     """
-    return bool(vma.vm_flags & (VM_READ | VM_WRITE))
+    flags = vma.vm_flags
+    if flags & (VM_READ | VM_WRITE):
+        return True
+    return bool(flags & VM_EXEC) and vma_pkey(flags) != EXEC_ONLY_PKEY
 
 
 def vm_start_gap(vma: Vma) -> int:

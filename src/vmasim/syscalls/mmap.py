@@ -32,7 +32,7 @@ from vmasim.core.flags import (
 from vmasim.core.merge import VmaMergeStruct, vma_merge_new_range
 from vmasim.core.mm import MmStruct
 from vmasim.core.placement import get_unmapped_area
-from vmasim.core.prot import calc_vm_prot_bits
+from vmasim.core.prot import calc_vm_prot_bits, mmap_pkey
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.syscalls.munmap import (
     accounted_pages,
@@ -91,7 +91,8 @@ def do_mmap(
     if mm.map_count > mm.max_map_count:
         raise kernel_error(errno.ENOMEM, CALL, "map_count above max_map_count")
 
-    vm_flags = calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    vm_flags = calc_vm_prot_bits(prot, mmap_pkey(prot)) | calc_vm_flag_bits(flags) | mm.def_flags
+    vm_flags |= VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 
     addr = get_unmapped_area(mm, file, addr, length, pgoff, flags)
 

@@ -15,6 +15,7 @@ from vmasim.core.flags import (
     VM_HUGETLB,
     VM_LOCKED,
     VM_NORESERVE,
+    VM_PKEY_MASK,
     VM_SEALED,
     VM_SHARED,
     VM_STICKY,
@@ -22,7 +23,7 @@ from vmasim.core.flags import (
 )
 from vmasim.core.merge import modify_contiguous, vma_modify_flags
 from vmasim.core.mm import MmStruct
-from vmasim.core.prot import calc_vm_prot_bits
+from vmasim.core.prot import calc_vm_prot_bits, mprotect_pkey
 from vmasim.core.vma import Vma
 from vmasim.syscalls.munmap import page_align
 
@@ -85,7 +86,8 @@ def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
             raise kernel_error(errno.EINVAL, CALL, "PROT_GROWSUP on a VMA that does not grow up")
 
     def fixup(prev: Vma | None, cur: Vma, nstart: int, stop: int) -> Vma:
-        newflags = calc_vm_prot_bits(prot) | (cur.vm_flags & ~VM_ACCESS_FLAGS)
+        pkey = mprotect_pkey(cur.vm_flags, prot)
+        newflags = calc_vm_prot_bits(prot, pkey) | (cur.vm_flags & ~(VM_ACCESS_FLAGS | VM_PKEY_MASK))
         # A VM_MAY* bit gates each access bit (VM_MAY* is VM_* shifted left by 4).
         if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
             raise kernel_error(errno.EACCES, CALL, "protection not allowed by the mapping")
