@@ -45,6 +45,10 @@ class VmFlag(enum.IntFlag):
     HUGEPAGE = 1 << 29
     NOHUGEPAGE = 1 << 30
     MERGEABLE = 1 << 31
+    PKEY_BIT0 = 1 << 32
+    PKEY_BIT1 = 1 << 33
+    PKEY_BIT2 = 1 << 34
+    PKEY_BIT3 = 1 << 35
     DROPPABLE = 1 << 40
     UFFD_MINOR = 1 << 41
     SEALED = 1 << 42
