@@ -7,7 +7,7 @@ import errno
 from vmasim import constants as C
 from vmasim.core.errors import kernel_error
 from vmasim.core.flags import VM_SEALED, VM_STICKY
-from vmasim.core.merge import modify_prev, vma_modify_flags
+from vmasim.core.merge import modify_contiguous, vma_modify_flags
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
 from vmasim.syscalls.munmap import page_align
@@ -43,16 +43,16 @@ def sys_mseal(mm: MmStruct, start: int, length: int, flags: int) -> int:
         raise kernel_error(errno.ENOMEM, CALL, "the range is not fully mapped")
     vma = mm.vmas.lookup(start)
     assert vma is not None
-    prev = modify_prev(mm, vma, start)
-    cur: Vma | None = vma
-    cursor = start
-    while cur is not None and cur.start < end:
-        stop = min(cur.end, end)
-        if not cur.vm_flags & VM_SEALED:
-            flags_new = cur.vm_flags | VM_SEALED
-            cur = vma_modify_flags(mm, prev, cur, max(cursor, cur.start), stop, flags_new)
-            mm.set_flags(cur, flags_new | (cur.vm_flags & VM_STICKY))
-        prev = cur
-        cursor = stop
-        cur = mm.vma_next(cur)
+
+    def fixup(prev: Vma | None, cur: Vma, nstart: int, stop: int) -> Vma:
+        # mseal_apply(): VMAs already sealed are left alone (no split).
+        if cur.vm_flags & VM_SEALED:
+            return cur
+        new_flags = cur.vm_flags | VM_SEALED
+        done = vma_modify_flags(mm, prev, cur, nstart, stop, new_flags)
+        mm.set_flags(done, new_flags | (done.vm_flags & VM_STICKY))
+        return done
+
+    # The range has no holes (checked above), so the contiguous walk never fails on one.
+    modify_contiguous(mm, vma, start, end, fixup, CALL)
     return 0
