@@ -92,9 +92,6 @@ class _Run:
         handler = _HANDLERS.get(op.op)
         if handler is None:
             raise NotImplementedOp(op)
-        if op.op == "touch":
-            res = self.space.touch(self.addr(op), op["length"], op["write"])
-            return {"op": "touch", "pages": res.pages, "fault": res.fault}
         try:
             ret = handler(self, op)
         except OSError as exc:
@@ -102,6 +99,8 @@ class _Run:
                 self.addrs[op["as"]] = MASK64
             code = exc.errno if exc.errno is not None else errno.EINVAL
             return {"op": op.op, "ret": -1, "errno": errno_name(code)}
+        if isinstance(ret, dict):
+            return ret  # a complete result (touch reports pages and fault, not ret/errno)
         if op.op in ("mmap", "mremap"):
             if op.get("as"):
                 self.addrs[op["as"]] = int(ret)
@@ -117,6 +116,11 @@ def _mmap(run: _Run, op: Op) -> int:
 def _mremap(run: _Run, op: Op) -> int:
     new_addr = run.addr(op, "new_addr") if op["new_addr"] is not None else 0
     return run.space.mremap(run.addr(op), op["old_length"], op["new_length"], op["flags"], new_addr)
+
+
+def _touch(run: _Run, op: Op) -> dict[str, Any]:
+    res = run.space.touch(run.addr(op), op["length"], op["write"])
+    return {"op": "touch", "pages": res.pages, "fault": res.fault}
 
 
 def _munmap(run: _Run, op: Op) -> int:
@@ -222,7 +226,7 @@ _HANDLERS: dict[str, Callable[[_Run, Op], Any]] = {
     "munmap": _munmap,
     "mremap": _mremap,
     "mprotect": _mprotect,
-    "touch": lambda run, op: 0,
+    "touch": _touch,
     "memfd": _memfd,
     "file": _file,
     "open": _open,
