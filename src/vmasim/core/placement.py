@@ -29,22 +29,14 @@ def _highest_gap(mm: MmStruct, low: int, high: int, length: int) -> tuple[int, i
 
     Returns ``(clipped_end, start_of_the_vma_above_or_limit)``.
     """
-    tree = mm.vmas._tree
-    keys = tree.keys()
-    i = tree.bisect_left(high)  # VMAs starting below high are keys[:i]
-    above = keys[i] if i < len(keys) else mm.mmap_limit
-    upper = min(high, above)
-    while True:
-        lower = low if i == 0 else max(low, tree[keys[i - 1]].end)
-        if upper - lower >= length and upper > lower:
-            return upper, above
-        if i == 0:
-            return None
-        i -= 1
-        above = keys[i]
+    for gap_start, above in mm.vmas.gaps_down(high, mm.mmap_limit):
         upper = min(high, above)
         if upper <= low:
             return None
+        lower = max(low, gap_start)
+        if upper > lower and upper - lower >= length:
+            return upper, above
+    return None
 
 
 def unmapped_area_topdown(mm: MmStruct, length: int, align_mask: int = 0, align_offset: int = 0) -> int:

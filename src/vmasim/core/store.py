@@ -74,6 +74,20 @@ class VmaStore:
             return vma
         return None
 
+    def gaps_down(self, high: int, top: int) -> Iterator[tuple[int, int]]:
+        """The free gaps that start below ``high``, highest first, as ``(gap_start, start_above)``.
+
+        ``start_above`` is the start of the VMA right above the gap, or ``top``
+        above the last VMA; the last gap yielded starts at 0.
+        """
+        tree = self._tree
+        above = next(iter(tree.irange(minimum=high)), top)
+        for key in tree.irange(maximum=high, inclusive=(True, False), reverse=True):
+            vma: Vma = tree[key]
+            yield vma.end, above
+            above = key
+        yield 0, above
+
     def range(self, start: int, end: int) -> Iterator[Vma]:
         """The VMAs overlapping ``[start, end)``, in order.  Do not mutate the store while iterating."""
         first = self.find(start)
