@@ -41,6 +41,9 @@ MAP_HUGETLB = 0x40000
 MAP_SYNC = 0x80000
 MAP_FIXED_NOREPLACE = 0x100000
 MAP_UNINITIALIZED = 0x4000000
+# The huge page size of MAP_HUGETLB, as a log2 in these bits (0: the default size).
+MAP_HUGE_SHIFT = 26
+MAP_HUGE_MASK = 0x3F
 
 # flags that MAP_SHARED_VALIDATE accepts (LEGACY_MAP_MASK plus the validated ones)
 LEGACY_MAP_MASK = (
@@ -129,12 +132,8 @@ PR_SET_VMA = 0x53564D41
 PR_SET_VMA_ANON_NAME = 0
 PR_SET_MEMORY_MERGE = 67
 
-# Address-space geometry of x86_64 with 4-level (47-bit) user addresses.
+# The top of x86_64's 47-bit user address space (DEFAULT_MAP_WINDOW; TASK_SIZE without 5-level
+# paging).  Machine-dependent limits (5-level paging, mmap_min_addr, max_map_count) are the
+# target's, see vmasim.core.target.
 TASK_SIZE = 0x7FFFFFFFF000
-# The effective mmap_min_addr: the sysctl says 4096, but with an LSM built in the
-# kernel raises it to CONFIG_LSM_MMAP_MIN_ADDR (65536), which is what hints are
-# rounded up to on the host (root may still MAP_FIXED below it).
-DEFAULT_MMAP_MIN_ADDR = 0x10000
-DEFAULT_MAX_MAP_COUNT = 65530
-STACK_GUARD_GAP = 256 * PAGE_SIZE
 PMD_SIZE = 2 * 1024 * 1024

@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from vmasim.constants import PAGE_SHIFT, PAGE_SIZE, STACK_GUARD_GAP
+from vmasim.constants import PAGE_SHIFT, PAGE_SIZE, UFFD_FEATURE_SIGBUS
 from vmasim.core.errors import WouldBlock
 from vmasim.core.flags import (
     VM_ACCESS_FLAGS,
@@ -70,7 +70,7 @@ def anon_vma_prepare(mm: MmStruct, vma: Vma) -> None:
     """Like anon_vma_prepare(): make sure ``vma`` has an anon_vma, reusing a neighbour's when allowed."""
     if vma.anon_vma is not None:
         return
-    vma.anon_vma = find_mergeable_anon_vma(mm, vma) or AnonVma()
+    vma.anon_vma = find_mergeable_anon_vma(mm, vma) or AnonVma(mm.ids)
     vma.fork_child = False
 
 
@@ -92,10 +92,10 @@ def vma_is_user_accessible(vma: Vma) -> bool:
     return bool(flags & VM_EXEC) and vma_pkey(flags) != EXEC_ONLY_PKEY
 
 
-def vm_start_gap(vma: Vma) -> int:
+def vm_start_gap(mm: MmStruct, vma: Vma) -> int:
     """Like vm_start_gap(): a VM_GROWSDOWN VMA keeps stack_guard_gap free below it."""
     if vma.vm_flags & VM_GROWSDOWN:
-        return max(vma.start - STACK_GUARD_GAP, 0)
+        return max(vma.start - mm.stack_guard_gap, 0)
     return vma.start
 
 
@@ -111,7 +111,7 @@ def expand_downwards(mm: MmStruct, vma: Vma, address: int) -> bool:
         prev is not None
         and not prev.vm_flags & VM_GROWSDOWN
         and vma_is_accessible(prev)
-        and address - prev.end < STACK_GUARD_GAP
+        and address - prev.end < mm.stack_guard_gap
     ):
         return False
     anon_vma_prepare(mm, vma)
@@ -128,7 +128,7 @@ def expand_downwards(mm: MmStruct, vma: Vma, address: int) -> bool:
 
 def file_page_beyond_eof(vma: Vma, addr: int) -> bool:
     """True when ``addr`` in a file-backed VMA lies past the end of the file (a fault there is SIGBUS)."""
-    if vma.file is None or vma.file.inode.kind in ("special", "image"):
+    if vma.file is None or not vma.file.inode.has_pages:
         return False
     pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
     size = vma.file.inode.size
@@ -207,7 +207,8 @@ def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
     if file_page_beyond_eof(vma, addr):
         return SIGBUS
     if vma.uffd_ctx is not None and uffd_traps(mm, vma, addr):
-        return UFFD
+        # handle_userfault(): with UFFD_FEATURE_SIGBUS nothing waits, the fault is SIGBUS.
+        return SIGBUS if vma.uffd_ctx.features & UFFD_FEATURE_SIGBUS else UFFD
     _map_pages(mm, vma, addr, addr + PAGE_SIZE, write)
     return None
 
@@ -276,11 +277,15 @@ def fault_in(mm: MmStruct, vma: Vma, start: int, end: int, write: bool, *, can_b
     guard = mm.guards.first_in(start, end) if mm.guards else None
     if guard is not None:
         stop, err = guard, errno.EFAULT
-    if vma.file is not None and vma.file.inode.kind not in ("special", "image"):
+    if vma.file is not None and vma.file.inode.has_pages:
         limit = vma.start + max(0, _file_pages(vma) - vma.pgoff) * PAGE_SIZE
         if limit < stop:
             stop, err = max(limit, start), errno.EFAULT
-    if vma.uffd_ctx is not None:
+    ctx = vma.uffd_ctx
+    if ctx is not None:
+        # handle_userfault() answers SIGBUS at once (EFAULT here) with UFFD_FEATURE_SIGBUS, and for
+        # a fault from inside the kernel on a UFFD_USER_MODE_ONLY context.
+        can_block = can_block and not (ctx.features & UFFD_FEATURE_SIGBUS or ctx.user_mode_only)
         page = start
         while page < stop:
             if not _page_present(mm, page) and uffd_traps(mm, vma, page):

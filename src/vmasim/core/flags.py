@@ -41,6 +41,7 @@ class VmFlag(enum.IntFlag):
     ARCH_1 = 1 << 24
     WIPEONFORK = 1 << 25
     DONTDUMP = 1 << 26
+    SOFTDIRTY = 1 << 27
     MIXEDMAP = 1 << 28
     HUGEPAGE = 1 << 29
     NOHUGEPAGE = 1 << 30
@@ -82,7 +83,7 @@ VM_SYNC = int(VmFlag.SYNC)
 VM_ARCH_1 = int(VmFlag.ARCH_1)
 VM_WIPEONFORK = int(VmFlag.WIPEONFORK)
 VM_DONTDUMP = int(VmFlag.DONTDUMP)
-VM_SOFTDIRTY = 0  # CONFIG_MEM_SOFT_DIRTY is off on the modelled kernel
+VM_SOFTDIRTY = int(VmFlag.SOFTDIRTY)  # set on new VMAs only where the target has CONFIG_MEM_SOFT_DIRTY
 VM_MIXEDMAP = int(VmFlag.MIXEDMAP)
 VM_HUGEPAGE = int(VmFlag.HUGEPAGE)
 VM_NOHUGEPAGE = int(VmFlag.NOHUGEPAGE)
@@ -101,8 +102,9 @@ VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
 VM_UFFD_FLAGS = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR
 VM_STACK = VM_GROWSDOWN  # x86 stacks grow down
 VM_STARTGAP_FLAGS = VM_GROWSDOWN
-# Sticky flags survive merges (OR-ed into the result) and never block one:
-# the 6.19 VM_MAYBE_GUARD behaviour that this vendor 6.18 kernel carries.
+# Sticky flags survive merges (OR-ed into the result) and never block one, as in 6.19.  On a
+# target without the VM_MAYBE_GUARD flag nothing sets it; soft-dirty VMAs are all soft-dirty
+# (nothing clears the bit), so OR-ing it changes nothing either.
 VM_STICKY = VM_SOFTDIRTY | VM_MAYBE_GUARD
 VM_IGNORE_MERGE = VM_SOFTDIRTY | VM_STICKY
 # x86's VM_DATA_DEFAULT_FLAGS (without READ_IMPLIES_EXEC), used for brk.
@@ -137,6 +139,7 @@ MNEMONICS: tuple[tuple[int, str], ...] = (
     (VM_ARCH_1, "ar"),
     (VM_WIPEONFORK, "wf"),
     (VM_DONTDUMP, "dd"),
+    (VM_SOFTDIRTY, "sd"),
     (VM_MIXEDMAP, "mm"),
     (VM_HUGEPAGE, "hg"),
     (VM_NOHUGEPAGE, "nh"),

@@ -141,6 +141,14 @@ def is_mergeable_anon_vma(vmg: VmaMergeStruct, merge_next: bool) -> bool:
     tgt_anon = tgt.anon_vma
     src_anon = vmg.anon_vma
     side = _side(merge_next)
+    if not vmg.mm.target.kernel.anon_vma_relaxed:
+        # Before 6.16: one side may lack an anon_vma only when the target's anon_vma chain is
+        # singular, i.e. it was faulted in this process (not inherited, not unfaulted).
+        if (tgt_anon is None or src_anon is None) and tgt_anon is not None and not tgt.fork_child:
+            return True
+        if src_anon is tgt_anon:
+            return True
+        return vmg.refuse(f"{side}: the anon_vmas differ and the target's chain is not singular (pre-6.16 rule)")
     if tgt_anon is None and src_anon is not None:
         # The target would take our anon_vma; a fork child's chain cannot be shared that way.
         if vma_is_fork_child(src) or vma_is_fork_child(vmg.copied_from):

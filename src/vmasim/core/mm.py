@@ -7,55 +7,54 @@ what the VMAs add up to, as vm_stat_account() keeps them in the kernel.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
-from vmasim.constants import (
-    DEFAULT_MAX_MAP_COUNT,
-    DEFAULT_MMAP_MIN_ADDR,
-    PAGE_SHIFT,
-    TASK_SIZE,
-)
-from vmasim.core.flags import VM_LOCKED, is_data_mapping, is_exec_mapping, is_stack_mapping
+from vmasim.constants import PAGE_SHIFT
+from vmasim.core.flags import VM_ACCOUNT, VM_LOCKED, is_data_mapping, is_exec_mapping, is_stack_mapping
 from vmasim.core.ranges import RangeSet
 from vmasim.core.store import VmaStore
-from vmasim.core.vma import Mempolicy, Vma
+from vmasim.core.target import DEFAULT_TARGET, Target
+from vmasim.core.vma import IdSource, Mempolicy, Vma
 
-# With ASLR off, x86_64's mmap_base sits right below the stack gap.
-DEFAULT_MMAP_BASE = 0x7FFFF7FFF000
 DEFAULT_STACK_RLIMIT = 8 << 20
+# mmap_base()'s smallest gap below the top of the address space (arch/x86/mm/mmap.c).
+_MMAP_BASE_GAP_MIN = 128 << 20
 
 
-def _physical_pages() -> int:
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return (24 << 30) >> PAGE_SHIFT
+def default_mmap_base(target: Target, stack_rlimit: int = DEFAULT_STACK_RLIMIT) -> int:
+    """Like x86's mmap_base() without randomisation: below the stack's rlimit plus the guard gap, at least 128 MiB."""
+    top = target.map_window
+    gap = min(max(stack_rlimit + target.limits.stack_guard_gap, _MMAP_BASE_GAP_MIN), top // 6 * 5)
+    return (top - gap) & ~0xFFF
 
 
 class MmStruct:
-    """One process's address space.
+    """One process's address space, on the machine ``target`` describes.
 
     ``max_map_count`` is per address space here (the kernel's is a global
-    sysctl), so that limit behaviour can be modelled without touching the
-    host.  ``hidden_map_count`` counts VMAs the process has outside the model
-    (what a ``pad`` op creates), and takes part in every map_count check.
-    ``mmap_limit`` is the top of the area searched for hint-less mappings:
-    everything from there up is treated as occupied (vDSO, stack).
+    sysctl; it starts at the target's), so that limit behaviour can be
+    modelled without touching the host.  ``hidden_map_count`` counts VMAs the
+    process has outside the model (what a ``pad`` op creates), and takes part
+    in every map_count check.  ``mmap_limit`` is the top of the area searched
+    for hint-less mappings: everything from there up is treated as occupied
+    (vDSO, stack).  ``ids`` numbers anon_vmas and userfaultfd contexts; a
+    fork child shares its parent's, so that numbers stay unique in a run and
+    the same program always gets the same numbers.
     """
 
     def __init__(
         self,
+        target: Target = DEFAULT_TARGET,
         *,
-        max_map_count: int = DEFAULT_MAX_MAP_COUNT,
-        mmap_base: int = DEFAULT_MMAP_BASE,
-        mmap_min_addr: int = DEFAULT_MMAP_MIN_ADDR,
+        mmap_base: int | None = None,
         mmap_limit: int | None = None,
         start_brk: int = 0x10000000,
-        commit_limit_pages: int | None = None,
+        stack_rlimit: int = DEFAULT_STACK_RLIMIT,
+        ids: IdSource | None = None,
     ) -> None:
+        self.target = target
         self.vmas = VmaStore()
-        self.max_map_count = max_map_count
+        self.max_map_count = target.limits.max_map_count
         self.hidden_map_count = 0
         self.def_flags = 0
         self.total_vm = 0
@@ -63,15 +62,20 @@ class MmStruct:
         self.data_vm = 0
         self.exec_vm = 0
         self.stack_vm = 0
-        self.mmap_base = mmap_base
-        self.mmap_min_addr = mmap_min_addr
-        self.mmap_limit = mmap_limit if mmap_limit is not None else mmap_base
-        self.task_size = TASK_SIZE
+        # Pages of VM_ACCOUNT VMAs: this process's share of vm_committed_as.
+        self.committed_vm = 0
+        self.mmap_base = mmap_base if mmap_base is not None else default_mmap_base(target, stack_rlimit)
+        self.mmap_min_addr = target.mmap_min_addr
+        self.mmap_limit = mmap_limit if mmap_limit is not None else self.mmap_base
+        self.task_size = target.task_size
+        self.map_window = target.map_window
+        self.stack_guard_gap = target.limits.stack_guard_gap
         self.start_brk = start_brk
         self.brk = start_brk
-        self.stack_rlimit = DEFAULT_STACK_RLIMIT
+        self.stack_rlimit = stack_rlimit
         self.ksm_merge_any = False
         self.task_policy: Mempolicy | None = None
+        self.ids = ids if ids is not None else IdSource()
         # Guard-region markers (MADV_GUARD_INSTALL) live in page tables, not in VMAs.
         self.guards = RangeSet()
         # Addresses with a page table entry (what a userfaultfd fault depends on), and the
@@ -79,9 +83,6 @@ class MmStruct:
         # MPOL_MF_STRICT checks).
         self.ptes = RangeSet()
         self.pages = RangeSet()
-        # Like the OVERCOMMIT_GUESS check in __vm_enough_memory(): one request
-        # larger than RAM (+swap, none here) fails.
-        self.commit_limit_pages = commit_limit_pages if commit_limit_pages is not None else _physical_pages()
 
     # --- map_count -------------------------------------------------------
 
@@ -99,6 +100,8 @@ class MmStruct:
         pages = sign * ((vma.end - vma.start) >> PAGE_SHIFT)
         flags = vma.vm_flags
         self.total_vm += pages
+        if flags & VM_ACCOUNT:
+            self.committed_vm += pages
         if flags & VM_LOCKED:
             self.locked_vm += pages
         if is_exec_mapping(flags):
@@ -132,6 +135,42 @@ class MmStruct:
         self._account(vma, -1)
         vma.vm_flags = vm_flags
         self._account(vma, +1)
+
+    # --- limits ----------------------------------------------------------------
+
+    def vm_enough_memory(self, pages: int) -> bool:
+        """Like __vm_enough_memory(): may ``pages`` more pages be committed under the overcommit policy?
+
+        Heuristic mode refuses one request larger than RAM plus swap; "never"
+        mode compares with the commit limit, counting only this process's
+        own commitments (other processes' are not modelled).
+        """
+        limits, memory = self.target.limits, self.target.memory
+        if limits.overcommit_memory == 1:
+            return True
+        if limits.overcommit_memory == 0:
+            return pages <= memory.ram_pages + memory.swap_pages
+        if limits.overcommit_kbytes:
+            allowed = limits.overcommit_kbytes >> (PAGE_SHIFT - 10)
+        else:
+            allowed = memory.ram_pages * limits.overcommit_ratio // 100
+        allowed += memory.swap_pages
+        return self.committed_vm + pages <= allowed
+
+    def may_expand_vm(self, vm_flags: int, pages: int) -> bool:
+        """Like may_expand_vm(): RLIMIT_AS on the whole address space, RLIMIT_DATA on data mappings."""
+        limits = self.target.limits
+        if limits.rlimit_as is not None and self.total_vm + pages > limits.rlimit_as >> PAGE_SHIFT:
+            return False
+        data = limits.rlimit_data
+        return data is None or not is_data_mapping(vm_flags) or self.data_vm + pages <= data >> PAGE_SHIFT
+
+    def mlock_future_ok(self, vm_flags: int, nbytes: int) -> bool:
+        """Like mlock_future_ok(): locking ``nbytes`` more stays within RLIMIT_MEMLOCK (or need not)."""
+        limits = self.target.limits
+        if not vm_flags & VM_LOCKED or limits.privileged or limits.rlimit_memlock is None:
+            return True
+        return (nbytes >> PAGE_SHIFT) + self.locked_vm <= limits.rlimit_memlock >> PAGE_SHIFT
 
     # --- page tables ---------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Translating PROT_* bits into vm_flags (include/linux/mman.h), with x86 protection keys.
 
-The host has protection keys (PKU), so PROT_EXEC alone is made execute-only
-with a dedicated key (arch/x86/mm/pkeys.c): the key is part of vm_flags, keeps
-such a VMA from merging with, or sharing an anon_vma with, one that has the
-default key, and makes its memory unreadable.
+On a CPU with protection keys (PKU), PROT_EXEC alone is made execute-only with
+a dedicated key (arch/x86/mm/pkeys.c): the key is part of vm_flags, keeps such
+a VMA from merging with, or sharing an anon_vma with, one that has the default
+key, and makes its memory unreadable.  Without PKU every VMA has key 0 and
+PROT_EXEC memory is readable, as x86 page tables cannot say otherwise.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ def vma_pkey(vm_flags: int) -> int:
     return (vm_flags & VM_PKEY_MASK) >> VM_PKEY_SHIFT
 
 
-def mmap_pkey(prot: int) -> int:
-    """Like do_mmap(): a PROT_EXEC-only mapping gets the execute-only key."""
-    return EXEC_ONLY_PKEY if prot == C.PROT_EXEC else 0
+def mmap_pkey(prot: int, pku: bool) -> int:
+    """Like do_mmap(): with protection keys, a PROT_EXEC-only mapping gets the execute-only key."""
+    return EXEC_ONLY_PKEY if pku and prot == C.PROT_EXEC else 0
 
 
-def mprotect_pkey(vm_flags: int, prot: int) -> int:
+def mprotect_pkey(vm_flags: int, prot: int, pku: bool) -> int:
     """Like __arch_override_mprotect_pkey() for plain mprotect: the key the VMA gets with ``prot``."""
+    if not pku:
+        return 0
     if prot == C.PROT_EXEC:
         return EXEC_ONLY_PKEY
     if vm_flags & VM_ACCESS_FLAGS == VM_EXEC and vma_pkey(vm_flags) == EXEC_ONLY_PKEY:

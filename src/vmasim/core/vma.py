@@ -30,18 +30,24 @@ from vmasim.core.ranges import RangeSet
 class Inode:
     """A file's inode: what /proc shows as the mapped object.
 
-    ``kind`` is "memfd", "file", "shmem" (shared anonymous memory), "wall",
-    "uffd", "image" (the runner's executable) or "special" (vDSO pages).
-    ``cache`` holds the page indexes present in the page cache, which decides
-    whether a userfaultfd MISSING or MINOR fault fires on shmem.
+    ``kind`` is "file" (a regular file), "memfd", "shmem" (shared anonymous
+    memory), "uffd" or "special" (vDSO pages); ``fs`` is the file system it
+    lives on ("shmem" for memfd and shared anonymous memory, else the
+    target's file system for regular files).  ``foreign`` marks objects the
+    process did not create through the model's API (a runner's own
+    mappings), which reports name by their /proc path.  ``cache`` holds the
+    page indexes present in the page cache, which decides whether a
+    userfaultfd MISSING or MINOR fault fires on shmem.
     """
 
-    __slots__ = ("cache", "kind", "label", "shared_policy", "size")
+    __slots__ = ("cache", "foreign", "fs", "kind", "label", "shared_policy", "size")
 
-    def __init__(self, kind: str, label: str, size: int = 0) -> None:
+    def __init__(self, kind: str, label: str, size: int = 0, *, fs: str = "", foreign: bool = False) -> None:
         self.kind = kind
         self.label = label
         self.size = size
+        self.fs = fs or ("shmem" if kind in ("memfd", "shmem") else kind)
+        self.foreign = foreign
         self.cache = RangeSet()
         # shmem's shared policy tree: (first page, end page, policy), disjoint.
         self.shared_policy: list[tuple[int, int, Mempolicy]] = []
@@ -67,8 +73,13 @@ class Inode:
 
     @property
     def is_shmem(self) -> bool:
-        """Backed by shmem (memfd or shared anonymous memory), like vma_is_shmem()."""
-        return self.kind in ("memfd", "shmem", "wall")
+        """Backed by shmem (memfd, shared anonymous memory, a file on tmpfs), like vma_is_shmem()."""
+        return self.fs in ("shmem", "tmpfs")
+
+    @property
+    def has_pages(self) -> bool:
+        """Whether faults read pages of the object (and so can fall beyond its end): not vDSO pages."""
+        return self.kind != "special"
 
     def __repr__(self) -> str:
         return f"Inode({self.kind}, {self.label!r}, size={self.size:#x})"
@@ -97,7 +108,27 @@ class File:
         return f"File({self.inode.label!r}, {mode})"
 
 
-_anon_vma_ids = count(1)
+class IdSource:
+    """Numbers for anon_vmas and userfaultfd contexts, shared by an address space and its fork children.
+
+    Numbers only name objects in explanations; keeping the counters with the
+    address spaces (not the process running the model) makes the same
+    program give the same numbers every time.
+    """
+
+    __slots__ = ("_anon_vma", "_uffd")
+
+    def __init__(self) -> None:
+        self._anon_vma = count(1)
+        self._uffd = count(1)
+
+    def anon_vma(self) -> int:
+        """The next anon_vma number."""
+        return next(self._anon_vma)
+
+    def uffd(self) -> int:
+        """The next userfaultfd context number."""
+        return next(self._uffd)
 
 
 class AnonVma:
@@ -105,8 +136,8 @@ class AnonVma:
 
     __slots__ = ("id",)
 
-    def __init__(self) -> None:
-        self.id = next(_anon_vma_ids)
+    def __init__(self, ids: IdSource) -> None:
+        self.id = ids.anon_vma()
 
     def __repr__(self) -> str:
         return f"AnonVma#{self.id}"
@@ -117,16 +148,17 @@ class UffdCtx:
 
     ``mm`` is the address space the context was created in: registering
     through an inherited descriptor acts there, as the kernel's ctx->mm does.
+    ``user_mode_only`` is UFFD_USER_MODE_ONLY: faults from inside the kernel
+    (population by a system call) fail instead of waiting for a handler.
     """
 
-    __slots__ = ("features", "id", "mm", "released")
+    __slots__ = ("features", "id", "mm", "released", "user_mode_only")
 
-    _ids = count(1)
-
-    def __init__(self, mm: object, features: int = 0) -> None:
-        self.id = next(UffdCtx._ids)
+    def __init__(self, mm: object, ids: IdSource, features: int = 0, *, user_mode_only: bool = False) -> None:
+        self.id = ids.uffd()
         self.mm = mm
         self.features = features
+        self.user_mode_only = user_mode_only
         self.released = False
 
     def __repr__(self) -> str:

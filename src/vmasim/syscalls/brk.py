@@ -7,7 +7,14 @@ import errno
 from vmasim import constants as C
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import populate_range, vm_start_gap
-from vmasim.core.flags import VM_ACCOUNT, VM_DATA_DEFAULT_FLAGS, VM_LOCKED, VM_MERGEABLE, ksm_compatible
+from vmasim.core.flags import (
+    VM_ACCOUNT,
+    VM_DATA_DEFAULT_FLAGS,
+    VM_LOCKED,
+    VM_MERGEABLE,
+    VM_SOFTDIRTY,
+    ksm_compatible,
+)
 from vmasim.core.merge import VmaMergeStruct, vma_merge_new_range
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
@@ -19,24 +26,34 @@ def do_brk_flags(mm: MmStruct, brkvma: Vma | None, addr: int, length: int) -> No
     vm_flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | mm.def_flags
     if mm.ksm_merge_any and ksm_compatible(vm_flags):
         vm_flags |= VM_MERGEABLE
+    if not mm.may_expand_vm(vm_flags, length >> C.PAGE_SHIFT):
+        raise kernel_error(errno.ENOMEM, "brk", "RLIMIT_AS or RLIMIT_DATA would be exceeded")
     if mm.map_count > mm.max_map_count:
         raise kernel_error(errno.ENOMEM, "brk", "map_count above max_map_count")
-    if length >> C.PAGE_SHIFT > mm.commit_limit_pages:
+    if not mm.vm_enough_memory(length >> C.PAGE_SHIFT):
         raise kernel_error(errno.ENOMEM, "brk", "not enough memory to commit")
+    vma: Vma | None = None
     if brkvma is not None and brkvma.end == addr:
         vmg = VmaMergeStruct(
             mm=mm, start=addr, end=addr + length, pgoff=addr >> C.PAGE_SHIFT, vm_flags=vm_flags,
             prev=brkvma, just_expand=True,
         )
-        if vma_merge_new_range(vmg) is not None:
-            return
-    mm.link(Vma(addr, addr + length, addr >> C.PAGE_SHIFT, vm_flags))
+        vma = vma_merge_new_range(vmg)
+    if vma is None:
+        vma = Vma(addr, addr + length, addr >> C.PAGE_SHIFT, vm_flags)
+        mm.link(vma)
+    if mm.target.kernel.soft_dirty:
+        mm.set_flags(vma, vma.vm_flags | VM_SOFTDIRTY)
 
 
 def sys_brk(mm: MmStruct, brk: int) -> int:
     """brk(2): move the break; on any failure the old break is returned (there is no errno)."""
     origbrk = mm.brk
     if brk < mm.start_brk:
+        return origbrk
+    data = mm.target.limits.rlimit_data
+    if data is not None and brk - mm.start_brk > data:
+        # check_data_rlimit() (the executable's data segment is not counted here).
         return origbrk
     newbrk = page_align(brk)
     oldbrk = page_align(mm.brk)
@@ -55,11 +72,14 @@ def sys_brk(mm: MmStruct, brk: int) -> int:
         complete_munmap(mm, detached)
         mm.brk = brk
         return brk
-    if newbrk > C.TASK_SIZE or newbrk - oldbrk > C.TASK_SIZE:
+    # check_brk_limits(): the range must fit in the address space, and its locking in RLIMIT_MEMLOCK.
+    if newbrk > mm.task_size or newbrk - oldbrk > mm.task_size:
+        return origbrk
+    if not mm.mlock_future_ok(mm.def_flags, newbrk - oldbrk):
         return origbrk
     # Keep a page (and a stack guard gap below a VM_GROWSDOWN VMA) free above the heap.
-    nxt = mm.vmas.find_intersection(oldbrk, newbrk + C.PAGE_SIZE + C.STACK_GUARD_GAP)
-    if nxt is not None and newbrk + C.PAGE_SIZE > vm_start_gap(nxt):
+    nxt = mm.vmas.find_intersection(oldbrk, newbrk + C.PAGE_SIZE + mm.stack_guard_gap)
+    if nxt is not None and newbrk + C.PAGE_SIZE > vm_start_gap(mm, nxt):
         return origbrk
     brkvma = mm.vmas.prev_of_addr(oldbrk)
     if brkvma is not None and brkvma.end <= mm.start_brk:

@@ -18,19 +18,19 @@ def dup_mm(parent: MmStruct) -> MmStruct:
     fork child (anon_vma_fork()).
     """
     child = MmStruct(
-        max_map_count=parent.max_map_count,
+        parent.target,
         mmap_base=parent.mmap_base,
-        mmap_min_addr=parent.mmap_min_addr,
         mmap_limit=parent.mmap_limit,
         start_brk=parent.start_brk,
-        commit_limit_pages=parent.commit_limit_pages,
+        stack_rlimit=parent.stack_rlimit,
+        ids=parent.ids,
     )
+    child.max_map_count = parent.max_map_count
     child.brk = parent.brk
     child.hidden_map_count = parent.hidden_map_count
     child.def_flags = parent.def_flags & VM_NOHUGEPAGE
     child.ksm_merge_any = parent.ksm_merge_any
     child.task_policy = parent.task_policy
-    child.stack_rlimit = parent.stack_rlimit
     child.guards = parent.guards.copy()
     for vma in parent.vmas:
         if vma.vm_flags & VM_DONTCOPY:
@@ -44,7 +44,7 @@ def dup_mm(parent: MmStruct) -> MmStruct:
             new.anon_vma = None
             new.fork_child = False
         else:
-            new.anon_vma = AnonVma()
+            new.anon_vma = AnonVma(child.ids)
             new.fork_child = True
         # Page tables are copied only where there is private memory (copy_page_range()).
         if new.anon_vma is not None or (vma.vm_flags & VM_MAYBE_GUARD and not vma.vm_flags & VM_WIPEONFORK):

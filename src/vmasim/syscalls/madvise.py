@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 
 from vmasim import constants as C
 from vmasim.core.errors import kernel_error
@@ -141,8 +142,9 @@ def _other_behaviour(mm: MmStruct, vma: Vma, start: int, end: int, advice: int) 
     elif advice == C.MADV_GUARD_INSTALL:
         if f & (VM_SPECIAL | VM_HUGETLB | VM_LOCKED):
             raise _error(errno.EINVAL, "guard regions need an ordinary unlocked mapping")
-        # The sticky flag goes on the whole VMA, without a split.
-        mm.set_flags(vma, f | VM_MAYBE_GUARD)
+        if mm.target.kernel.maybe_guard_flag:
+            # The sticky flag goes on the whole VMA, without a split.
+            mm.set_flags(vma, f | VM_MAYBE_GUARD)
         if vma.is_anonymous:
             anon_vma_prepare(mm, vma)
         mm.zap_range(start, end)
@@ -207,28 +209,40 @@ def sys_madvise(mm: MmStruct, start: int, length: int, advice: int) -> int:
     if advice in (C.MADV_POPULATE_READ, C.MADV_POPULATE_WRITE):
         _madvise_populate(mm, start, end, advice == C.MADV_POPULATE_WRITE)
         return 0
+    madvise_walk_vmas(mm, start, end, lambda prev, vma, s, e: madvise_vma_behavior(mm, prev, vma, s, e, advice))
+    return 0
+
+
+def madvise_walk_vmas(
+    mm: MmStruct, start: int, end: int, visit: Callable[[Vma | None, Vma, int, int], Vma], call: str = CALL
+) -> None:
+    """Like madvise_walk_vmas(): ``visit(prev, vma, start, end)`` each VMA's part of the range, skipping holes.
+
+    ``visit`` returns the VMA now covering the part.  An error from one VMA
+    stops the walk; holes are reported (ENOMEM) only once every mapped part
+    has been visited.
+    """
     vma = mm.find_vma(start)
     if vma is None:
-        raise _error(errno.ENOMEM, "no mapping in the range")
+        raise kernel_error(errno.ENOMEM, call, "no mapping in the range")
     prev = modify_prev(mm, vma, start)
     unmapped = False
     cursor = start
     cur: Vma | None = vma
     while True:
         if cur is None:
-            raise _error(errno.ENOMEM, "hole at the end of the range")
+            raise kernel_error(errno.ENOMEM, call, "hole at the end of the range")
         if cursor < cur.start:
             unmapped = True
             cursor = cur.start
             if cursor >= end:
                 break
         stop = min(cur.end, end)
-        done = madvise_vma_behavior(mm, prev, cur, cursor, stop, advice)
+        done = visit(prev, cur, cursor, stop)
         cursor = max(stop, done.end)
         if cursor >= end:
             break
         prev = done
         cur = mm.find_vma(done.end)
     if unmapped:
-        raise _error(errno.ENOMEM, "the range has holes")
-    return 0
+        raise kernel_error(errno.ENOMEM, call, "the range has holes")

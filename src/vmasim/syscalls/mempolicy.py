@@ -1,7 +1,9 @@
 """mbind(2) and set_mempolicy(2): mm/mempolicy.c's do_mbind(), mbind_range() and do_set_mempolicy().
 
-The modelled host has one NUMA node (node 0): node masks are cut down to the
-nodes that exist, as mpol_set_nodemask() does, and an empty result is EINVAL.
+Node masks are cut down to the target's online nodes, as mpol_set_nodemask()
+does, and an empty result is EINVAL.  Pages are taken to live on the first
+online node (where a task on that node allocates them); which node a page of
+a multi-node machine really landed on is not modelled.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Mempolicy, Vma, mpol_equal
 from vmasim.syscalls.munmap import page_align
 
-ONLINE_NODES = 0b1
 MPOL_MF_VALID = C.MPOL_MF_STRICT | C.MPOL_MF_MOVE | C.MPOL_MF_MOVE_ALL
 
 
@@ -42,7 +43,15 @@ def sanitize_mode(mode_arg: int, call: str) -> tuple[int, int]:
     return mode, flags
 
 
-def mpol_new(mode: int, flags: int, nodes: int, call: str) -> Mempolicy | None:
+def online_nodes(mm: MmStruct) -> int:
+    """The target's online nodes as a mask (the task's allowed nodes: no cpuset restricts them)."""
+    mask = 0
+    for node in mm.target.memory.numa_nodes:
+        mask |= 1 << node
+    return mask
+
+
+def mpol_new(mm: MmStruct, mode: int, flags: int, nodes: int, call: str) -> Mempolicy | None:
     """Like mpol_new() + mpol_set_nodemask(): the policy, or None for MPOL_DEFAULT."""
     if mode == C.MPOL_DEFAULT:
         if nodes:
@@ -59,7 +68,8 @@ def mpol_new(mode: int, flags: int, nodes: int, call: str) -> Mempolicy | None:
         raise kernel_error(errno.EINVAL, call, "empty node mask")
     if mode == C.MPOL_LOCAL:
         return Mempolicy(mode, flags)
-    effective = _relative(nodes, ONLINE_NODES) if flags & C.MPOL_F_RELATIVE_NODES else nodes & ONLINE_NODES
+    online = online_nodes(mm)
+    effective = _relative(nodes, online) if flags & C.MPOL_F_RELATIVE_NODES else nodes & online
     if not effective:
         raise kernel_error(errno.EINVAL, call, "no online node in the mask")
     if mode == C.MPOL_PREFERRED:
@@ -101,7 +111,7 @@ def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flag
         raise kernel_error(errno.EINVAL, call, "range wraps")
     if end == start:
         return 0
-    policy = mpol_new(mode, mode_flags, nodes, call)
+    policy = mpol_new(mm, mode, mode_flags, nodes, call)
     # queue_pages_range(): the range must be mapped without holes (holes are fine for MPOL_DEFAULT,
     # but a range with no mapping at all is EFAULT either way).
     first = mm.vmas.find_intersection(start, end)
@@ -115,10 +125,11 @@ def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flag
             cursor = vma.end
         if cursor < end:
             raise kernel_error(errno.EFAULT, call, "hole at the end of the range")
-    # queue_pages_range(): a page on a node outside the requested ones (every page is on node 0
-    # here) cannot stay with MPOL_MF_STRICT and no move: EIO, and nothing changes.
+    # queue_pages_range(): a page on a node outside the requested ones (every page is on the first
+    # online node here) cannot stay with MPOL_MF_STRICT and no move: EIO, and nothing changes.
     strict = flags & C.MPOL_MF_STRICT and not flags & (C.MPOL_MF_MOVE | C.MPOL_MF_MOVE_ALL)
-    if strict and policy is not None and not nodes & ONLINE_NODES and mm.pages.first_in(start, end) is not None:
+    home = online_nodes(mm) & -online_nodes(mm)
+    if strict and policy is not None and not nodes & home and mm.pages.first_in(start, end) is not None:
         raise kernel_error(errno.EIO, call, "pages on other nodes and MPOL_MF_STRICT")
     prev = modify_prev(mm, first, start)
     cur: Vma | None = first
@@ -132,5 +143,5 @@ def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flag
 def sys_set_mempolicy(mm: MmStruct, mode: int, nodes: int) -> int:
     """set_mempolicy(2): the task policy, which numa_maps shows for VMAs without their own."""
     mode, mode_flags = sanitize_mode(mode, "set_mempolicy")
-    mm.task_policy = mpol_new(mode, mode_flags, nodes, "set_mempolicy")
+    mm.task_policy = mpol_new(mm, mode, mode_flags, nodes, "set_mempolicy")
     return 0

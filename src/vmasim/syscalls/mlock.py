@@ -55,9 +55,35 @@ def _align(start: int, length: int) -> tuple[int, int]:
     return start & ~(C.PAGE_SIZE - 1), length
 
 
+def can_do_mlock(mm: MmStruct) -> bool:
+    """Like can_do_mlock(): a non-zero RLIMIT_MEMLOCK, or CAP_IPC_LOCK."""
+    return mm.target.limits.rlimit_memlock != 0 or mm.target.limits.privileged
+
+
+def count_mm_mlocked_page_nr(mm: MmStruct, start: int, length: int) -> int:
+    """Like count_mm_mlocked_page_nr(): pages of ``[start, start+length)`` that are already locked."""
+    count = 0
+    for vma in mm.vmas.range(start, start + length):
+        if vma.vm_flags & VM_LOCKED:
+            count += min(vma.end, start + length) - max(vma.start, start)
+    return count >> C.PAGE_SHIFT
+
+
 def do_mlock(mm: MmStruct, start: int, length: int, flags: int, call: str) -> int:
-    """Like do_mlock(): lock, then populate; population errors become ENOMEM (EFAULT) or EAGAIN."""
+    """Like do_mlock(): lock within RLIMIT_MEMLOCK, then populate; population errors become ENOMEM (EFAULT)
+    or EAGAIN."""
+    if not can_do_mlock(mm):
+        raise kernel_error(errno.EPERM, call, "RLIMIT_MEMLOCK is 0")
     start, length = _align(start, length)
+    limits = mm.target.limits
+    if not limits.privileged and limits.rlimit_memlock is not None:
+        limit = limits.rlimit_memlock >> C.PAGE_SHIFT
+        locked = (length >> C.PAGE_SHIFT) + mm.locked_vm
+        if locked > limit:
+            # Pages locked already do not count twice.
+            locked -= count_mm_mlocked_page_nr(mm, start, length)
+        if locked > limit:
+            raise kernel_error(errno.ENOMEM, call, "RLIMIT_MEMLOCK would be exceeded")
     apply_vma_lock_flags(mm, start, length, flags, call)
     err = populate_range(mm, start, start + length, ignore_errors=False)
     if err == errno.EFAULT:
@@ -115,9 +141,19 @@ def sys_mlockall(mm: MmStruct, flags: int) -> int:
     """mlockall(2)."""
     if not flags or flags & ~(C.MCL_CURRENT | C.MCL_FUTURE | C.MCL_ONFAULT) or flags == C.MCL_ONFAULT:
         raise kernel_error(errno.EINVAL, "mlockall", "bad flags")
+    if not can_do_mlock(mm):
+        raise kernel_error(errno.EPERM, "mlockall", "RLIMIT_MEMLOCK is 0")
+    limits = mm.target.limits
+    if (
+        flags & C.MCL_CURRENT
+        and not limits.privileged
+        and limits.rlimit_memlock is not None
+        and mm.total_vm > limits.rlimit_memlock >> C.PAGE_SHIFT
+    ):
+        raise kernel_error(errno.ENOMEM, "mlockall", "the address space exceeds RLIMIT_MEMLOCK")
     apply_mlockall_flags(mm, flags)
     if flags & C.MCL_CURRENT:
-        populate_range(mm, 0, C.TASK_SIZE)
+        populate_range(mm, 0, mm.task_size)
     return 0
 
 

@@ -23,6 +23,7 @@ from vmasim.core.flags import (
     VM_NOHUGEPAGE,
     VM_NORESERVE,
     VM_SHARED,
+    VM_SOFTDIRTY,
     VM_SPECIAL,
     VM_SYNC,
     VM_WIPEONFORK,
@@ -34,6 +35,7 @@ from vmasim.core.mm import MmStruct
 from vmasim.core.placement import get_unmapped_area
 from vmasim.core.prot import calc_vm_prot_bits, mmap_pkey
 from vmasim.core.vma import File, Inode, Vma
+from vmasim.syscalls.mlock import can_do_mlock
 from vmasim.syscalls.munmap import (
     accounted_pages,
     complete_munmap,
@@ -91,13 +93,17 @@ def do_mmap(
     if mm.map_count > mm.max_map_count:
         raise kernel_error(errno.ENOMEM, CALL, "map_count above max_map_count")
 
-    vm_flags = calc_vm_prot_bits(prot, mmap_pkey(prot)) | calc_vm_flag_bits(flags) | mm.def_flags
+    vm_flags = calc_vm_prot_bits(prot, mmap_pkey(prot, mm.target.cpu.pku)) | calc_vm_flag_bits(flags) | mm.def_flags
     vm_flags |= VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 
     addr = get_unmapped_area(mm, file, addr, length, pgoff, flags)
 
     if flags & C.MAP_FIXED_NOREPLACE and mm.vmas.find_intersection(addr, addr + length) is not None:
         raise kernel_error(errno.EEXIST, CALL, "MAP_FIXED_NOREPLACE over an existing mapping")
+    if flags & C.MAP_LOCKED and not can_do_mlock(mm):
+        raise kernel_error(errno.EPERM, CALL, "RLIMIT_MEMLOCK is 0")
+    if not mm.mlock_future_ok(vm_flags, length):
+        raise kernel_error(errno.EAGAIN, CALL, "locking it would exceed RLIMIT_MEMLOCK")
 
     map_type = flags & C.MAP_TYPE
     if file is not None:
@@ -155,10 +161,12 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     prev = mm.vmas.prev_of_addr(addr)
     nxt = mm.find_vma(end)
 
+    if not mm.may_expand_vm(vm_flags, (length >> C.PAGE_SHIFT) - sum(v.pages for v in detached)):
+        raise kernel_error(errno.ENOMEM, CALL, "RLIMIT_AS or RLIMIT_DATA would be exceeded")
     # accountable_mapping(): private writable memory is charged, unless NORESERVE.
     if vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE) == VM_WRITE:
         charged = (length >> C.PAGE_SHIFT) - accounted_pages(detached)
-        if charged > mm.commit_limit_pages:
+        if not mm.vm_enough_memory(charged):
             raise kernel_error(errno.ENOMEM, CALL, "not enough memory to commit")
         vm_flags |= VM_ACCOUNT
     if mm.ksm_merge_any and ksm_compatible(vm_flags):
@@ -179,7 +187,28 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     if vma.vm_flags & VM_LOCKED and vma.vm_flags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
         # __mmap_complete(): memory that cannot be locked drops the lock flags (droppable too, on the host).
         mm.set_flags(vma, vma.vm_flags & ~VM_LOCKED_MASK)
+    if mm.target.kernel.soft_dirty:
+        # __mmap_complete(): a new or expanded VMA is always soft-dirty.
+        mm.set_flags(vma, vma.vm_flags | VM_SOFTDIRTY)
     return addr
+
+
+def hugetlb_anonymous(mm: MmStruct, addr: int, flags: int) -> None:
+    """Like ksys_mmap_pgoff() and hugetlbfs for anonymous MAP_HUGETLB; always raises, as hugetlb is not modelled.
+
+    Without the huge page size asked for (MAP_HUGE_* bits, or the default)
+    the call is EINVAL, as is a fixed address not aligned to it; otherwise
+    the model takes no huge pages to be reserved, so the mapping fails with
+    ENOMEM.
+    """
+    sizes = mm.target.memory.hugetlb_sizes
+    log = (flags >> C.MAP_HUGE_SHIFT) & C.MAP_HUGE_MASK
+    size = (1 << log) if log else (sizes[0] if sizes else 0)
+    if size not in sizes:
+        raise kernel_error(errno.EINVAL, CALL, "no such huge page size")
+    if flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE) and addr % size:
+        raise kernel_error(errno.EINVAL, CALL, "fixed address not aligned to the huge page size")
+    raise kernel_error(errno.ENOMEM, CALL, "no huge pages reserved (hugetlb mappings are not modelled)")
 
 
 def sys_mmap(
@@ -191,8 +220,7 @@ def sys_mmap(
     if flags & C.MAP_ANONYMOUS:
         file = None
         if flags & C.MAP_HUGETLB:
-            # ksys_mmap_pgoff(): the host has no usable huge page size for anonymous hugetlb.
-            raise kernel_error(errno.EINVAL, CALL, "no hugetlb support")
+            hugetlb_anonymous(mm, addr, flags)
     elif file is None:
         raise kernel_error(errno.EBADF, CALL, "not anonymous and no file descriptor")
     elif flags & C.MAP_HUGETLB:

@@ -38,9 +38,13 @@ def mprotect_fixup(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: in
     if newflags == oldflags:
         return vma
     if newflags & VM_WRITE:
+        nrpages = (end - start) >> C.PAGE_SHIFT
+        # Turning into data counts against RLIMIT_DATA.
+        if not mm.may_expand_vm(newflags, nrpages) and mm.may_expand_vm(oldflags, nrpages):
+            raise kernel_error(errno.ENOMEM, CALL, "RLIMIT_DATA would be exceeded")
         # Becoming writable private memory: charge it and mark it VM_ACCOUNT.
         if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE | VM_DROPPABLE):
-            if (end - start) >> C.PAGE_SHIFT > mm.commit_limit_pages:
+            if not mm.vm_enough_memory(nrpages):
                 raise kernel_error(errno.ENOMEM, CALL, "not enough memory to commit")
             newflags |= VM_ACCOUNT
     elif oldflags & VM_ACCOUNT and vma.is_anonymous and vma.anon_vma is None:
@@ -86,7 +90,7 @@ def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
             raise kernel_error(errno.EINVAL, CALL, "PROT_GROWSUP on a VMA that does not grow up")
 
     def fixup(prev: Vma | None, cur: Vma, nstart: int, stop: int) -> Vma:
-        pkey = mprotect_pkey(cur.vm_flags, prot)
+        pkey = mprotect_pkey(cur.vm_flags, prot, mm.target.cpu.pku)
         newflags = calc_vm_prot_bits(prot, pkey) | (cur.vm_flags & ~(VM_ACCESS_FLAGS | VM_PKEY_MASK))
         # A VM_MAY* bit gates each access bit (VM_MAY* is VM_* shifted left by 4).
         if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:

@@ -66,11 +66,11 @@ def check_mremap_params(mm: MmStruct, r: VmaRemap) -> None:
         raise _err(errno.EINVAL, "unaligned old address")
     if not r.new_len:
         raise _err(errno.EINVAL, "zero new length")
-    if r.new_len > C.TASK_SIZE:
+    if r.new_len > mm.task_size:
         raise _err(errno.EINVAL, "new length larger than the address space")
     if not r.implies_new_addr:
         return
-    if r.new_addr > C.TASK_SIZE - r.new_len:
+    if r.new_addr > mm.task_size - r.new_len:
         raise _err(errno.EINVAL, "new range beyond the address space")
     if r.new_addr & (C.PAGE_SIZE - 1):
         raise _err(errno.EINVAL, "unaligned new address")
@@ -116,6 +116,10 @@ def check_prep_vma(mm: MmStruct, r: VmaRemap) -> None:
         raise _err(errno.EINVAL, "file offset overflows")
     if vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
         raise _err(errno.EFAULT, "the mapping cannot grow")
+    if not mm.mlock_future_ok(vma.vm_flags, r.delta):
+        raise _err(errno.EAGAIN, "locking the growth would exceed RLIMIT_MEMLOCK")
+    if not mm.may_expand_vm(vma.vm_flags, r.delta >> C.PAGE_SHIFT):
+        raise _err(errno.ENOMEM, "RLIMIT_AS or RLIMIT_DATA would be exceeded")
 
 
 def _charge(mm: MmStruct, r: VmaRemap) -> None:
@@ -124,14 +128,14 @@ def _charge(mm: MmStruct, r: VmaRemap) -> None:
     if not r.vma.vm_flags & VM_ACCOUNT:
         return
     pages = (r.new_len if r.flags & C.MREMAP_DONTUNMAP else r.delta) >> C.PAGE_SHIFT
-    if pages > mm.commit_limit_pages:
+    if not mm.vm_enough_memory(pages):
         raise _err(errno.ENOMEM, "not enough memory to commit")
 
 
 def _expandable(mm: MmStruct, vma: Vma, delta: int) -> bool:
     # vma_expandable(): the space right after the VMA is free (walls count as taken).
     end = vma.end + delta
-    if end > C.TASK_SIZE or end > mm.mmap_limit:
+    if end > mm.task_size or end > mm.mmap_limit:
         return False
     return mm.vmas.find_intersection(vma.end, end) is None
 
@@ -291,7 +295,7 @@ def sys_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, 
     """mremap(2): shrink, grow in place, or move; returns the (possibly new) address."""
     r = VmaRemap(addr, page_align(old_len), page_align(new_len), flags, new_addr)
     check_mremap_params(mm, r)
-    if r.move_only:
+    if r.move_only and mm.target.kernel.multi_vma_mremap:
         return remap_move(mm, r)
     r.vma = mm.vmas.lookup(r.addr)
     check_prep_vma(mm, r)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from vmasim.constants import PAGE_SIZE, TASK_SIZE
+from vmasim.constants import PAGE_SIZE
 from vmasim.core.errors import kernel_error
 from vmasim.core.flags import VM_ACCOUNT, VM_SEALED
 from vmasim.core.merge import split_vma
@@ -58,7 +58,7 @@ def accounted_pages(detached: list[Vma]) -> int:
 
 def do_vmi_munmap(mm: MmStruct, start: int, length: int, call: str = "munmap") -> None:
     """Like do_vmi_munmap(): validate, then unmap ``[start, start+length)``; holes are fine."""
-    if start & (PAGE_SIZE - 1) or start > TASK_SIZE or length > TASK_SIZE - start:
+    if start & (PAGE_SIZE - 1) or start > mm.task_size or length > mm.task_size - start:
         raise kernel_error(errno.EINVAL, call, "unaligned start or range beyond the address space")
     end = start + page_align(length)
     if end == start:

@@ -4,14 +4,65 @@ from __future__ import annotations
 
 import errno
 
+from vmasim import constants as C
 from vmasim.core.errors import kernel_error
 from vmasim.core.flags import VM_MERGEABLE, ksm_compatible
+from vmasim.core.merge import vma_modify_name
 from vmasim.core.mm import MmStruct
+from vmasim.core.vma import Vma
+from vmasim.syscalls.madvise import madvise_walk_vmas
+from vmasim.syscalls.munmap import page_align
+
+CALL = "prctl(PR_SET_VMA)"
+#: ANON_VMA_NAME_MAX_LEN: the longest name, its terminating NUL included.
+ANON_VMA_NAME_MAX_LEN = 80
+
+
+def valid_anon_name(name: str) -> bool:
+    """Like prctl_set_vma()'s checks: shorter than ANON_VMA_NAME_MAX_LEN, printable ASCII without \\`$[]."""
+    return len(name.encode("utf-8", "surrogateescape")) < ANON_VMA_NAME_MAX_LEN and all(
+        0x1F < ord(ch) < 0x7F and ch not in "\\`$[]" for ch in name
+    )
+
+
+def _name_vma(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, name: str | None) -> Vma:
+    # madvise_vma_behavior() for __MADV_SET_ANON_VMA_NAME: only anonymous memory (shared too) has names.
+    if vma.file is not None and vma.file.inode.kind != "shmem":
+        raise kernel_error(errno.EBADF, CALL, "only anonymous mappings can be named")
+    if vma.anon_name == name:
+        return vma
+    try:
+        done = vma_modify_name(mm, prev, vma, start, end, name)
+    except OSError as exc:
+        if exc.errno == errno.ENOMEM:
+            raise kernel_error(errno.EAGAIN, CALL, "splitting the VMA was refused") from None
+        raise
+    done.anon_name = name  # replace_anon_vma_name()
+    return done
 
 
 def sys_prctl_set_vma_anon_name(mm: MmStruct, start: int, length: int, name: str | None) -> int:
-    """PR_SET_VMA_ANON_NAME: EINVAL, as on the modelled kernel (CONFIG_ANON_VMA_NAME is not set)."""
-    raise kernel_error(errno.EINVAL, "prctl(PR_SET_VMA)", "anonymous VMA names are not configured")
+    """PR_SET_VMA_ANON_NAME: name (or unname, with None) the anonymous VMAs of a range, splitting and merging.
+
+    EINVAL where the target kernel lacks CONFIG_ANON_VMA_NAME.  Holes are
+    skipped and reported at the end, as madvise() does.
+    """
+    if not mm.target.kernel.anon_vma_name:
+        raise kernel_error(errno.EINVAL, CALL, "anonymous VMA names are not configured")
+    if name is not None and not valid_anon_name(name):
+        raise kernel_error(errno.EINVAL, CALL, "invalid name")
+    if start & (C.PAGE_SIZE - 1):
+        raise kernel_error(errno.EINVAL, CALL, "unaligned start")
+    aligned = page_align(length)
+    if length and not aligned:
+        raise kernel_error(errno.EINVAL, CALL, "length wraps")
+    end = start + aligned
+    if end >= 1 << 64:
+        raise kernel_error(errno.EINVAL, CALL, "range wraps")
+    if end == start:
+        return 0
+    madvise_walk_vmas(mm, start, end, lambda prev, vma, s, e: _name_vma(mm, prev, vma, s, e, name), CALL)
+    return 0
 
 
 def sys_prctl_set_memory_merge(mm: MmStruct, value: int) -> int:

@@ -21,18 +21,22 @@ from vmasim.core.merge import modify_prev, vma_modify_flags_uffd
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import UffdCtx, Vma
 
-# What UFFDIO_API offers on the host (features=0 answers 0x1ffff).
-UFFD_API_FEATURES = 0x1FFFF
 UFFD_FEATURE_WP_ASYNC = 1 << 15
 UFFD_FEATURE_EVENT_REMAP = 1 << 2
 REGISTER_MODES = C.UFFDIO_REGISTER_MODE_MISSING | C.UFFDIO_REGISTER_MODE_WP | C.UFFDIO_REGISTER_MODE_MINOR
 
 
 def uffd_api(mm: MmStruct, features: int) -> UffdCtx:
-    """userfaultfd() plus the UFFDIO_API handshake: a new context, EINVAL for features the host lacks."""
-    if features & ~UFFD_API_FEATURES:
+    """userfaultfd() plus the UFFDIO_API handshake: a new context, EINVAL for features the target lacks.
+
+    Without CAP_SYS_PTRACE and with vm.unprivileged_userfaultfd off, only a
+    UFFD_USER_MODE_ONLY context can be had (what the kernel runner falls back to).
+    """
+    if features & ~mm.target.memory.uffd_features:
         raise kernel_error(errno.EINVAL, "UFFDIO_API", "unsupported features")
-    return UffdCtx(mm, features)
+    limits = mm.target.limits
+    user_mode_only = not (limits.privileged or limits.unprivileged_userfaultfd)
+    return UffdCtx(mm, mm.ids, features, user_mode_only=user_mode_only)
 
 
 def vma_can_userfault(vma: Vma, vm_flags: int, wp_async: bool) -> bool:
@@ -53,7 +57,7 @@ def _validate_range(mm: MmStruct, start: int, length: int, call: str) -> int:
     # validate_range(): page-aligned, non-empty, above mmap_min_addr, inside the address space.
     if start & (C.PAGE_SIZE - 1) or length & (C.PAGE_SIZE - 1) or not length:
         raise kernel_error(errno.EINVAL, call, "unaligned or empty range")
-    if start < mm.mmap_min_addr or start >= C.TASK_SIZE or length > C.TASK_SIZE - start:
+    if start < mm.mmap_min_addr or start >= mm.task_size or length > mm.task_size - start:
         raise kernel_error(errno.EINVAL, call, "range outside the user address space")
     return start + length
 
