@@ -5,7 +5,10 @@ Layout of the package (inner to outer):
 - ``vmasim.core``: the VMA record, the ordered store, the address space
   (mm_struct), and mm/vma.c's merge, split and one modify path
   (``vma_modify`` and its wrappers), plus faults and placement.  It knows
-  nothing of JSON, the CLI or the kernel runner.
+  nothing of JSON, the CLI or the kernel runner; what machine it models is
+  a :class:`~vmasim.core.target.Target` passed in.
+- ``vmasim.profile`` and ``vmasim.probe``: named machine profiles (built-in,
+  from JSON, or probed from the host).
 - ``vmasim.syscalls``: one module per system-call family; each validates its
   arguments like the kernel and calls the modify path.
 - ``vmasim.api``: :class:`AddressSpace`, the Python API named after the calls.
@@ -19,9 +22,21 @@ from vmasim.api import AddressSpace
 from vmasim.constants import *  # noqa: F403
 from vmasim.core.fault import TouchResult
 from vmasim.core.flags import VmFlag
+from vmasim.core.target import Target
 from vmasim.core.vma import VmaView
-from vmasim.target import MODELLED_KERNEL, MODELLED_KERNEL_DESCRIPTION
+from vmasim.profile import DEFAULT_PROFILE, Profile, ProfileError, default_profile, resolve_profile
 
 __version__ = "0.1.0"
 
-__all__ = ["MODELLED_KERNEL", "MODELLED_KERNEL_DESCRIPTION", "AddressSpace", "TouchResult", "VmFlag", "VmaView"]
+__all__ = [
+    "DEFAULT_PROFILE",
+    "AddressSpace",
+    "Profile",
+    "ProfileError",
+    "Target",
+    "TouchResult",
+    "VmFlag",
+    "VmaView",
+    "default_profile",
+    "resolve_profile",
+]

@@ -16,8 +16,10 @@ from vmasim import constants as C
 from vmasim import render
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import TouchResult, touch
-from vmasim.core.mm import DEFAULT_MMAP_BASE, MmStruct
+from vmasim.core.mm import MmStruct
+from vmasim.core.target import Target
 from vmasim.core.vma import File, Inode, UffdCtx, Vma, VmaView
+from vmasim.profile import Profile, resolve_profile
 from vmasim.syscalls import brk as _brk
 from vmasim.syscalls.fork import dup_mm
 from vmasim.syscalls.madvise import sys_madvise
@@ -34,40 +36,41 @@ from vmasim.syscalls.userfaultfd import uffd_api, uffd_register, uffd_unregister
 MASK64 = (1 << 64) - 1
 
 
-# ext4's largest file with 4 KiB blocks: (2^32 - 1) blocks.
-EXT4_MAX_BYTES = 0xFFFFFFFF000
-
-
-def _truncate_size_check(inode: Inode, size: int) -> None:
+def _truncate_size_check(mm: MmStruct, inode: Inode, size: int) -> None:
     # do_truncate(): a negative length is EINVAL; past the file system's limit, EFBIG.
     if size < 0 or size >= 1 << 63:
         raise kernel_error(errno.EINVAL, "ftruncate", "negative size")
-    if inode.kind == "file" and size > EXT4_MAX_BYTES:
+    files = mm.target.files
+    limit = files.shmem_max_bytes if inode.is_shmem else files.regular_max_bytes
+    if size > limit:
         raise kernel_error(errno.EFBIG, "ftruncate", "larger than the file system allows")
 
 
 class AddressSpace:
-    """A process address space (an mm_struct) that system calls act on.
+    """A process address space (an mm_struct) that system calls act on, on the machine ``target`` describes.
 
-    ``max_map_count`` is this address space's own limit (65530 by default,
-    like the sysctl).  ``mmap_limit`` is the top of the area where hint-less
-    mappings are placed, top-down; ``None`` means mmap_base (ASLR off).
+    ``target`` is a :class:`~vmasim.profile.Profile`, a
+    :class:`~vmasim.core.target.Target`, or a profile's name (``"default"``,
+    a built-in name, ``"host"`` to probe this machine, or a JSON file); None
+    is the built-in default, so the same calls give the same answers on every
+    machine.  ``max_map_count`` is this address space's own limit (the
+    target's sysctl by default).  ``mmap_base`` defaults to where x86_64 puts
+    it without ASLR; ``mmap_limit`` is the top of the area where hint-less
+    mappings are placed, top-down (``None``: mmap_base).
     """
 
     def __init__(
         self,
         *,
-        max_map_count: int = 65530,
-        mmap_base: int = DEFAULT_MMAP_BASE,
+        target: Profile | Target | str | None = None,
+        max_map_count: int | None = None,
+        mmap_base: int | None = None,
         mmap_limit: int | None = None,
-        commit_limit_pages: int | None = None,
     ) -> None:
-        self.mm = MmStruct(
-            max_map_count=max_map_count,
-            mmap_base=mmap_base,
-            mmap_limit=mmap_limit,
-            commit_limit_pages=commit_limit_pages,
-        )
+        self.profile = resolve_profile(target)
+        self.mm = MmStruct(self.profile.target, mmap_base=mmap_base, mmap_limit=mmap_limit)
+        if max_map_count is not None:
+            self.mm.max_map_count = max_map_count
         self._files: dict[int, File] = {}
         self._next_fd = 3
         self.initial_break = self.mm.start_brk
@@ -159,14 +162,14 @@ class AddressSpace:
     def memfd_create(self, name: str, size: int = 0) -> int:
         """A memfd (shmem file) of ``size`` bytes, open read-write; returns its fd."""
         inode = Inode("memfd", name)
-        _truncate_size_check(inode, size)
+        _truncate_size_check(self.mm, inode, size)
         inode.size = size
         return self._install(File(inode))
 
     def create_file(self, name: str, size: int = 0) -> int:
         """A regular file (on ext4) of ``size`` bytes, open read-write; returns its fd."""
-        inode = Inode("file", name)
-        _truncate_size_check(inode, size)
+        inode = Inode("file", name, fs=self.mm.target.files.regular_fs)
+        _truncate_size_check(self.mm, inode, size)
         inode.size = size
         return self._install(File(inode))
 
@@ -197,7 +200,7 @@ class AddressSpace:
         if not file.writable or file.uffd is not None:
             raise kernel_error(errno.EINVAL, "ftruncate", "file not open for writing")
         inode = file.inode
-        _truncate_size_check(inode, size)
+        _truncate_size_check(self.mm, inode, size)
         if size < inode.size:
             # Truncation drops cached pages past the new end and zaps their PTEs here.
             first = (size + C.PAGE_SIZE - 1) >> C.PAGE_SHIFT
@@ -305,12 +308,13 @@ class AddressSpace:
         sys_prctl_set_memory_merge(self.mm, value)
 
     def prctl_set_vma_anon_name(self, addr: int, length: int, name: str | None) -> None:
-        """prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, …): EINVAL on the modelled kernel (names not configured)."""
+        """prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, …): name anonymous VMAs (EINVAL without CONFIG_ANON_VMA_NAME)."""
         sys_prctl_set_vma_anon_name(self.mm, addr, length, name)
 
     def fork(self) -> AddressSpace:
         """fork(2): the child's address space (the parent is unchanged); open files are shared."""
         child = AddressSpace.__new__(AddressSpace)
+        child.profile = self.profile
         child.mm = dup_mm(self.mm)
         child._files = dict(self._files)
         for file in child._files.values():

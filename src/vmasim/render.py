@@ -75,28 +75,31 @@ def file_offset(vma: Vma) -> int:
     return vma.pgoff << C.PAGE_SHIFT
 
 
-class _Names:
-    """Device, inode and path columns for file-backed VMAs; inode numbers are made up but stable."""
+class ObjectNames:
+    """Device, inode and path columns of maps lines; inode numbers are made up but stable."""
 
     def __init__(self) -> None:
         self._inodes: dict[int, int] = {}
 
     def columns(self, vma: Vma, mm: MmStruct | None) -> tuple[str, int, str]:
+        """(device, inode, name) for ``vma``; ``mm`` (if given) decides the ``[heap]`` label."""
+        # Like get_vma_name(): files (a named shared anonymous object shows its name), special
+        # mappings, the initial heap, then anonymous names.
         file = vma.file
         if file is None:
             if mm is not None and vma.start < mm.brk and vma.end > mm.start_brk:
                 return "00:00", 0, "[heap]"
-            return "00:00", 0, ""
+            return "00:00", 0, f"[anon:{vma.anon_name}]" if vma.anon_name is not None else ""
         inode = file.inode
         if inode.kind == "special":
             return "00:00", 0, inode.label
         number = self._inodes.setdefault(id(inode), 1000 + len(self._inodes))
         if inode.kind == "shmem":
+            if vma.anon_name is not None:
+                return "00:01", number, f"[anon_shmem:{vma.anon_name}]"
             return "00:01", number, "/dev/zero (deleted)"
         if inode.kind == "memfd":
             return "00:01", number, f"/memfd:{inode.label} (deleted)"
-        if inode.kind == "wall":
-            return "00:01", number, inode.label
         return "fe:00", number, f"/{inode.label}"
 
 
@@ -110,13 +113,13 @@ def maps_line(vma: Vma, dev: str = "00:00", inode: int = 0, name: str = "") -> s
 
 def maps(vmas: Iterable[Vma], mm: MmStruct | None = None) -> str:
     """/proc/PID/maps text for ``vmas``."""
-    names = _Names()
+    names = ObjectNames()
     return "".join(maps_line(v, *names.columns(v, mm)) + "\n" for v in vmas)
 
 
 def smaps(vmas: Iterable[Vma], mm: MmStruct | None = None) -> str:
     """/proc/PID/smaps text for ``vmas``: the maps header, sizes (page counts are not modelled) and VmFlags."""
-    names = _Names()
+    names = ObjectNames()
     out: list[str] = []
     for v in vmas:
         out.append(maps_line(v, *names.columns(v, mm)) + "\n")
@@ -124,7 +127,9 @@ def smaps(vmas: Iterable[Vma], mm: MmStruct | None = None) -> str:
         out.append(f"{'Size:':<16}{size_kb:8d} kB\n")
         out.append(f"{'KernelPageSize:':<16}{4:8d} kB\n")
         out.append(f"{'MMUPageSize:':<16}{4:8d} kB\n")
-        out.append(f"{'ProtectionKey:':<16}{vma_pkey(v.vm_flags):8d}\n")
+        if mm is None or mm.target.cpu.pku:
+            # Printed only where the CPU has protection keys (arch_pkeys_enabled()).
+            out.append(f"{'ProtectionKey:':<16}{vma_pkey(v.vm_flags):8d}\n")
         out.append("VmFlags: " + "".join(m + " " for m in mnemonics(v.vm_flags)) + "\n")
     return "".join(out)
 
@@ -133,7 +138,7 @@ def numa_maps(vmas: Iterable[Vma], mm: MmStruct | None = None) -> str:
     """/proc/PID/numa_maps text for ``vmas``: start address, effective policy and the mapped object."""
     from vmasim.syscalls.mempolicy import numa_maps_policy
 
-    names = _Names()
+    names = ObjectNames()
     out: list[str] = []
     for v in vmas:
         policy = numa_maps_policy(v, mm) if mm is not None else v.policy

@@ -9,7 +9,7 @@ from typing import Any
 from vmasim.core.flags import mnemonics
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
-from vmasim.render import file_offset, mpol_to_str, perms
+from vmasim.render import ObjectNames, file_offset, mpol_to_str, perms
 from vmasim.syscalls.mempolicy import numa_maps_policy
 
 
@@ -30,10 +30,12 @@ def rel_addr(value: int, base: int) -> str:
 
 
 class FileLabels:
-    """Names files as the report does: the creating op's label, or ``shmem#N`` by first appearance."""
+    """Names files as the report does: the creating op's label, ``shmem#N`` by first appearance, or
+    the /proc path of an object the program did not create."""
 
     def __init__(self) -> None:
         self._shmem: dict[int, str] = {}
+        self._paths = ObjectNames()
 
     def label(self, vma: Vma) -> str | None:
         """The report's ``file`` value for ``vma``."""
@@ -45,6 +47,8 @@ class FileLabels:
             return None  # [vdso], [vvar]: no inode, like anonymous memory
         if inode.kind == "shmem":
             return self._shmem.setdefault(id(inode), f"shmem#{len(self._shmem) + 1}")
+        if inode.foreign:
+            return self._paths.columns(vma, None)[2]
         return inode.label
 
 

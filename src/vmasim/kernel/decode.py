@@ -128,7 +128,7 @@ def _finish(proc: _Proc, program: Program, init_brk: int) -> Report:
         known = proc.labels.get(key)
         if known is not None:
             return known
-        if v.name.startswith("/dev/zero"):
+        if v.name.startswith(("/dev/zero", "[anon_shmem:")):
             # shared anonymous memory: numbered by first appearance in this report
             return shmem.setdefault(key, f"shmem#{len(shmem) + 1}")
         return v.name  # not created by the program; should not happen inside the window

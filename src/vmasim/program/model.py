@@ -7,49 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from vmasim.api import AddressSpace
-from vmasim.core.flags import (
-    VM_DONTDUMP,
-    VM_DONTEXPAND,
-    VM_EXEC,
-    VM_IO,
-    VM_MAYEXEC,
-    VM_MAYREAD,
-    VM_MAYSHARE,
-    VM_MAYWRITE,
-    VM_PFNMAP,
-    VM_READ,
-    VM_SHARED,
-)
+from vmasim.core.flags import VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED, from_mnemonics
 from vmasim.core.vma import File, Inode, Vma
+from vmasim.profile import Profile, resolve_profile
 from vmasim.program.parse import MASK64, Op, Program
 from vmasim.report import errno_name, layout
 
-# The kernel runner's process, reproduced so that wild hints and heap
-# addresses land where they land there: its static executable and TLS heap
-# occupy [IMAGE_START, IMAGE_END), then one free page, then the initial break
-# (tests/kernel/test_model_vs_kernel.py checks these against the executor).
-IMAGE_START = 0x400000
-IMAGE_END = 0xC08000
-INITIAL_BREAK = 0xC09000
-# The kernel runner's process (ASLR off): mmap_base, with the vDSO's special
-# mappings right below it, so the first free page for hint-less mappings is
-# just below [vvar].
-MMAP_BASE = 0x7FFFF7FFF000
-MMAP_TOP = 0x7FFFF7FF7000
-_VVAR_FLAGS = VM_READ | VM_MAYREAD | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP
-_VDSO_FLAGS = VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_DONTEXPAND
-SPECIAL_MAPPINGS = (
-    ("[vvar]", 0x7FFFF7FF7000, 0x7FFFF7FFB000, _VVAR_FLAGS),
-    ("[vvar_vclock]", 0x7FFFF7FFB000, 0x7FFFF7FFD000, _VVAR_FLAGS),
-    ("[vdso]", 0x7FFFF7FFD000, 0x7FFFF7FFF000, _VDSO_FLAGS),
-)
-# How many VMAs the runner's process has before the first op (executable
-# segments, bss, TLS heap, stack, vDSO pages, and two walls when asked for):
-# the model counts the ones it does not hold as hidden, so map_count limits
-# bite at the same op on both sides.
-BASELINE_MAP_COUNT = {True: 13, False: 11}
-# What the runner's walls are shown as when a program reaches into them.
-WALL_LABEL = "/memfd:vmasim-wall (deleted)"
+# What the runner's walls are called (a memfd): a program reaching into them sees this object.
+WALL_NAME = "vmasim-wall"
 
 
 class NotImplementedOp(Exception):
@@ -83,7 +48,7 @@ class _Run:
             self.space.mm,
             self.program.window_start,
             self.program.window_end,
-            INITIAL_BREAK,
+            self.space.initial_break,
             results,
             self.children,
         )
@@ -268,39 +233,55 @@ def unsupported_ops(program: Program) -> list[Op]:
     return out
 
 
-def new_address_space(program: Program) -> AddressSpace:
-    """An empty model address space laid out for ``program``: walls above the window when asked for."""
-    space = AddressSpace(mmap_base=MMAP_BASE)
-    space.mm.start_brk = space.mm.brk = space.initial_break = INITIAL_BREAK
-    image = File(Inode("image", "vmasim-executor"), writable=False)
-    space.mm.link(Vma(IMAGE_START, IMAGE_END, 0, VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC, file=image))
-    for name, start, end, vm_flags in SPECIAL_MAPPINGS:
+def new_address_space(program: Program, profile: Profile | str | None = None) -> AddressSpace:
+    """An empty model address space laid out like the kernel runner's process for ``program``.
+
+    The profile's process layout places the runner's executable, the initial
+    break and the vDSO's special mappings; with walls, everything from the
+    window's end up to the special mappings is one PROT_NONE shared memfd
+    mapping that never merges, so hint-less mappings land top-down from the
+    window's end.  VMAs the runner has and the model does not hold (its
+    stack, a second wall) are counted as hidden, so map_count limits bite at
+    the same op on both sides.
+    """
+    prof = resolve_profile(profile)
+    layout = prof.layout
+    space = AddressSpace(target=prof.target, mmap_base=layout.mmap_base)
+    mm = space.mm
+    mm.stack_rlimit = layout.stack_rlimit
+    mm.start_brk = mm.brk = space.initial_break = layout.initial_break
+    image = File(Inode("file", "vmasim-executor", layout.image_end - layout.image_start, foreign=True),
+                 writable=False)
+    mm.link(Vma(layout.image_start, layout.image_end, 0, VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC, file=image))
+    for special in layout.special_mappings:
         # _install_special_mapping(): no file, but vm_ops (with a close hook), so never "anonymous".
-        space.mm.link(Vma(start, end, 0, vm_flags, file=File(Inode("special", name)), has_close=True))
-    if program.walls and program.window_end < MMAP_TOP:
-        # Like the runner: everything above the window is one PROT_NONE shared memfd mapping
-        # that never merges, so hint-less mappings land top-down from the window's end.
-        wall = File(Inode("wall", WALL_LABEL))
-        space.mm.link(Vma(program.window_end, MMAP_TOP, 0, VM_SHARED | VM_MAYSHARE | VM_MAYREAD | VM_MAYWRITE
-                          | VM_MAYEXEC, file=wall))
-    space.mm.hidden_map_count = max(0, BASELINE_MAP_COUNT[program.walls] - len(space.mm.vmas))
+        mm.link(Vma(special.start, special.end, 0, from_mnemonics(list(special.flags)),
+                    file=File(Inode("special", special.name)), has_close=True))
+    top = layout.walls_top
+    if program.walls and program.window_end < top:
+        wall = File(Inode("memfd", WALL_NAME, top - program.window_end, foreign=True))
+        mm.link(Vma(program.window_end, top, 0, VM_SHARED | VM_MAYSHARE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC,
+                    file=wall))
+    baseline = layout.baseline_map_count_walls if program.walls else layout.baseline_map_count
+    mm.hidden_map_count = max(0, baseline - len(mm.vmas))
     return space
 
 
-def run_model(program: Program) -> dict[str, Any]:
-    """Run ``program`` on a fresh model address space and return its layout report.
+def run_model(program: Program, profile: Profile | str | None = None) -> dict[str, Any]:
+    """Run ``program`` on a fresh model address space of ``profile`` (default: the built-in default)
+    and return its layout report.
 
     Raises :class:`NotImplementedOp` before running anything if an op is not
     modelled yet.
     """
-    return run_model_space(program)[0]
+    return run_model_space(program, profile)[0]
 
 
-def run_model_space(program: Program) -> tuple[dict[str, Any], AddressSpace]:
+def run_model_space(program: Program, profile: Profile | str | None = None) -> tuple[dict[str, Any], AddressSpace]:
     """Like :func:`run_model`, also returning the (parent's) address space the program ran on."""
     missing = unsupported_ops(program)
     if missing:
         raise NotImplementedOp(missing[0])
-    space = new_address_space(program)
+    space = new_address_space(program, profile)
     report = _Run(program, space, {"W": program.window_start}, {}).run(program.ops)
     return report, space

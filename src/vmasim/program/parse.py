@@ -25,6 +25,8 @@ FORMAT = "vmasim-program/1"
 DEFAULT_WINDOW_START = 0x7E0000000000
 DEFAULT_WINDOW_LENGTH = 4 << 30
 MASK64 = (1 << 64) - 1
+#: vm.max_map_count is a C int, so no headroom below it can be larger.
+MAX_HEADROOM = (1 << 31) - 1
 
 
 class ProgramError(ValueError):
@@ -542,8 +544,8 @@ def _parse_op(raw: Any, index: int, path: str, ctx_names: tuple[set[str], dict[s
         child = _parse_ops(ops, f"{path}.", (set(addr_names), dict(fd_names)))
     elif name == "pad":
         n = _size(ctx, raw, "headroom", signed=True)
-        if not 0 <= n <= C.DEFAULT_MAX_MAP_COUNT:
-            raise ctx.fail("headroom", f"expected 0..{C.DEFAULT_MAX_MAP_COUNT}, got {n}")
+        if not 0 <= n <= MAX_HEADROOM:
+            raise ctx.fail("headroom", f"expected 0..{MAX_HEADROOM}, got {n}")
         a["headroom"] = n
 
     # Bind names after the op's own fields are checked, so an op cannot refer to itself.
