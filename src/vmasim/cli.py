@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from vmasim.core.errors import WouldBlock
+from vmasim.profile import Profile, ProfileError, resolve_profile
 from vmasim.program import Program, ProgramError, load_program
 from vmasim.program.model import NotImplementedOp, run_model
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def target_option(default: str) -> Callable[[F], F]:
+    """The ``--target`` option: which machine the model models."""
+    return click.option(
+        "--target",
+        default=default,
+        show_default=True,
+        metavar="host|NAME|FILE.json",
+        help="The machine the model models: 'host' (probe this one), 'default' or another built-in "
+        "profile's name, or a profile JSON file.",
+    )
+
+
+def _profile(spec: str) -> Profile:
+    try:
+        return resolve_profile(spec)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _load(path: str) -> Program:
@@ -89,7 +112,8 @@ def main() -> None:
 @click.argument("program", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the layout report of the program contract.")
 @click.option("--kernel", is_flag=True, help="Run on the host kernel instead of the model.")
-def run(program: str, as_json: bool, kernel: bool) -> None:
+@target_option("default")
+def run(program: str, as_json: bool, kernel: bool, target: str) -> None:
     """Run PROGRAM (a vmasim-program/1 JSON file) and show each call's result and the final layout."""
     prog = _load(program)
     if kernel:
@@ -104,7 +128,7 @@ def run(program: str, as_json: bool, kernel: bool) -> None:
             raise click.ClickException(str(exc)) from None
     else:
         try:
-            report = run_model(prog)
+            report = run_model(prog, _profile(target))
         except (NotImplementedOp, WouldBlock) as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
@@ -115,14 +139,15 @@ def run(program: str, as_json: bool, kernel: bool) -> None:
 
 @main.command()
 @click.argument("program", type=click.Path(dir_okay=False))
-def explain(program: str) -> None:
+@target_option("default")
+def explain(program: str, target: str) -> None:
     """Run PROGRAM on the model and say, for each pair of neighbouring VMAs, why they did not merge."""
     from vmasim.explain import explain as explain_pairs
     from vmasim.program.model import run_model_space
 
     prog = _load(program)
     try:
-        _report, space = run_model_space(prog)
+        _report, space = run_model_space(prog, _profile(target))
     except (NotImplementedOp, WouldBlock) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(space.maps(prog.window_start, prog.window_end), nl=False)
@@ -140,11 +165,12 @@ def explain(program: str) -> None:
 
 @main.command()
 @click.argument("programs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def compare(programs: tuple[str, ...]) -> None:
+@target_option("host")
+def compare(programs: tuple[str, ...], target: str) -> None:
     """Run each PROGRAM on the model and on the host kernel and show where the layouts differ."""
     from vmasim.compare import compare_command
 
-    sys.exit(compare_command(programs))
+    sys.exit(compare_command(programs, target=target))
 
 
 @main.command()
@@ -160,11 +186,101 @@ def compare(programs: tuple[str, ...]) -> None:
 @click.option("--jobs", type=int, default=None, help="Parallel kernel workers (default: CPU count).")
 @click.option("--out", type=click.Path(file_okay=False), default="fuzz-out", show_default=True,
               help="Where shrunk reproducers of divergences are saved.")
-def fuzz(seed: int, count: int, category: str, jobs: int | None, out: str) -> None:
+@target_option("host")
+def fuzz(seed: int, count: int, category: str, jobs: int | None, out: str, target: str) -> None:
     """Generate programs, run them on both sides, shrink and save every divergence."""
     from vmasim.fuzz import fuzz_command
 
-    sys.exit(fuzz_command(seed=seed, count=count, category=category, jobs=jobs, out=out))
+    sys.exit(fuzz_command(seed=seed, count=count, category=category, jobs=jobs, out=out, target=target))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON (the vmasim-profile/1 format).")
+@click.option("--name", default="host", show_default=True, help="The name to give the probed profile.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the JSON profile to this file.")
+def probe(as_json: bool, name: str, output: str | None) -> None:
+    """Probe this machine (CPU, sysctls, limits, THP, NUMA, kernel behaviours) and print its profile."""
+    from vmasim.probe import probe_host, unmodelled
+
+    prof = _profile("host").with_name(name) if name != "host" else probe_host()
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(prof.to_json())
+    if as_json:
+        click.echo(prof.to_json(), nl=False)
+    elif not output:
+        _print_profile(prof)
+    for reason in unmodelled(prof):
+        click.echo(f"warning: {reason}", err=True)
+
+
+@main.command()
+@click.argument("programs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--as", "as_profile", required=True, metavar="NAME|FILE.json",
+              help="The profile this host's answers are stored under (a built-in name or a profile file).")
+@click.option("--force", is_flag=True, help="Record even where this host differs from the profile.")
+def record(programs: tuple[str, ...], as_profile: str, force: bool) -> None:
+    """Run each PROGRAM on this host's kernel and store its report in the program, under a profile's name.
+
+    The programs keep the reports of every machine they were recorded on
+    (``_kernel_reports``); the model replays each with its own profile.
+    """
+    from vmasim.kernel import KernelRunError
+    from vmasim.probe import probe_host
+    from vmasim.stored import profile_differences
+    from vmasim.stored import record as record_reports
+
+    prof = _profile(as_profile)
+    try:
+        host = probe_host()
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from None
+    differences = profile_differences(prof, host)
+    for line in differences:
+        click.echo(f"this host differs from {prof.name}: {line}", err=True)
+    ignorable = all(line.startswith(("target.kernel.release", "target.memory.ram_pages")) for line in differences)
+    if differences and not ignorable and not force:
+        raise click.ClickException(f"this host is not a {prof.name} machine (use --force to record anyway)")
+    try:
+        done = record_reports(programs, prof)
+    except KernelRunError as exc:
+        raise click.ClickException(str(exc)) from None
+    for path, status in done:
+        if status != "same":
+            click.echo(f"{path}: {status} report for {prof.name}")
+    counts = {status: sum(1 for _, s in done if s == status) for status in ("new", "changed", "same")}
+    click.echo(f"{len(done)} program(s) recorded under {prof.name}: "
+               + ", ".join(f"{n} {status}" for status, n in counts.items()))
+
+
+def _print_profile(prof: Profile) -> None:
+    t = prof.target
+    rows = [
+        ("profile", prof.name),
+        ("description", prof.description),
+        ("kernel", t.kernel.release),
+        ("behaviours", ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in (
+            ("maybe_guard_flag", t.kernel.maybe_guard_flag), ("anon_vma_relaxed", t.kernel.anon_vma_relaxed),
+            ("multi_vma_mremap", t.kernel.multi_vma_mremap), ("anon_vma_name", t.kernel.anon_vma_name),
+            ("soft_dirty", t.kernel.soft_dirty)))),
+        ("cpu", f"pku={'yes' if t.cpu.pku else 'no'}, la57={'yes' if t.cpu.la57 else 'no'}"),
+        ("max_map_count", str(t.limits.max_map_count)),
+        ("mmap_min_addr", f"{t.limits.mmap_min_addr:#x} (effective {t.mmap_min_addr:#x})"),
+        ("overcommit", f"mode {t.limits.overcommit_memory}, ratio {t.limits.overcommit_ratio}"),
+        ("rlimits", ", ".join(f"{k}={'unlimited' if v is None else v}" for k, v in (
+            ("memlock", t.limits.rlimit_memlock), ("as", t.limits.rlimit_as), ("data", t.limits.rlimit_data)))),
+        ("privileged", "yes" if t.limits.privileged else "no"),
+        ("memory", f"{t.memory.ram_pages * 4 >> 10} MiB RAM, {t.memory.swap_pages * 4 >> 10} MiB swap"),
+        ("thp", f"anon {t.memory.thp_anon}, shmem {t.memory.thp_shmem}"),
+        ("numa nodes", ",".join(map(str, t.memory.numa_nodes))),
+        ("uffd features", hex(t.memory.uffd_features)),
+        ("files", f"{t.files.regular_fs}, largest {t.files.regular_max_bytes:#x}"),
+        ("runner layout", f"image {prof.layout.image_start:#x}-{prof.layout.image_end:#x}, "
+                          f"break {prof.layout.initial_break:#x}, mmap_base {prof.layout.mmap_base:#x}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
 
 
 if __name__ == "__main__":  # pragma: no cover

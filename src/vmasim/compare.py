@@ -291,13 +291,18 @@ def _kernel_runner() -> tuple[KernelRun | None, str]:
     return run_program, ""
 
 
-def compare_command(programs: tuple[str, ...], *, kernel: KernelRun | None = None, out: Any = None) -> int:
+def compare_command(
+    programs: tuple[str, ...], *, kernel: KernelRun | None = None, out: Any = None, target: Any = None
+) -> int:
     """Run each program file on the model and on the host kernel; print both layouts and the differences.
 
-    Returns the exit status: 0 if every program agrees, 1 if any differ, 2 if
-    any program could not be compared (invalid, uses an op the model does not
-    implement yet, the kernel runner failed or is unavailable).  ``kernel``
-    replaces the host kernel runner (tests use a fake one).
+    The model models ``target`` (a profile or its name; by default the probed
+    host, or the built-in default when ``kernel`` is given), named in the
+    first line printed.  Returns the exit status: 0 if
+    every program agrees, 1 if any differ, 2 if any program could not be
+    compared (invalid, uses an op the model does not implement yet, the
+    kernel runner failed or is unavailable).  ``kernel`` replaces the host
+    kernel runner (tests use a fake one).
     """
     from vmasim.core.errors import WouldBlock
     from vmasim.program.model import NotImplementedOp, run_model, unsupported_ops
@@ -337,9 +342,18 @@ def compare_command(programs: tuple[str, ...], *, kernel: KernelRun | None = Non
         if kernel is None:
             say(f"cannot run on the host kernel: {why}")
             return 2
+        target = "host" if target is None else target
+    from vmasim.profile import ProfileError, resolve_profile
+
+    try:
+        profile = resolve_profile(target)
+    except ProfileError as exc:
+        say(f"cannot choose what to model: {exc}")
+        return 2
+    say(f"model of profile {profile.name} ({profile.release}) against the host kernel")
     for path, prog in runnable:
         try:
-            mrep = run_model(prog)
+            mrep = run_model(prog, profile)
         except (NotImplementedOp, WouldBlock) as exc:  # a program that would wait forever is not compared
             say(f"{path}: not compared: {exc}")
             status = 2

@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 from vmasim import constants as C
 from vmasim.compare import diff_reports, format_diff
+from vmasim.profile import Profile
 from vmasim.program import Op, Program, ProgramError, parse_program
 from vmasim.program.parse import DEFAULT_WINDOW_LENGTH, DEFAULT_WINDOW_START
 
@@ -863,8 +864,8 @@ def default_kernel_batch(jobs: int | None, timeout: float = 10.0) -> KernelBatch
     return run
 
 
-def evaluate(docs: Sequence[Doc], kernel_batch: KernelBatch) -> list[Outcome]:
-    """Parse, run on the model and (in one batch) on the kernel, and diff each program."""
+def evaluate(docs: Sequence[Doc], kernel_batch: KernelBatch, profile: Profile | None = None) -> list[Outcome]:
+    """Parse, run on the model of ``profile`` and (in one batch) on the kernel, and diff each program."""
     from vmasim.program.model import run_model
 
     outcomes = [Outcome(doc) for doc in docs]
@@ -877,7 +878,7 @@ def evaluate(docs: Sequence[Doc], kernel_batch: KernelBatch) -> list[Outcome]:
             out.invalid = str(exc)
             continue
         try:
-            out.model = run_model(prog)
+            out.model = run_model(prog, profile)
         except Exception as exc:  # a model bug: report it as a divergence with its traceback
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
             out.model_error = tb
@@ -1040,6 +1041,7 @@ def shrink(
     first: Outcome | None = None,
     budget_s: float = 20.0,
     max_evals: int = 3000,
+    profile: Profile | None = None,
 ) -> ShrinkResult:
     """Delta-debug a divergent program to a small one that still shows the same kind of divergence.
 
@@ -1050,7 +1052,7 @@ def shrink(
     ``max_evals`` candidate runs with the best program so far.
     """
     t0 = time.monotonic()
-    best = first if first is not None else evaluate([doc], kernel_batch)[0]
+    best = first if first is not None else evaluate([doc], kernel_batch, profile)[0]
     sig = best.signature()
     if sig is None:
         raise ValueError("shrink() needs a program that diverges")
@@ -1076,7 +1078,7 @@ def shrink(
         if not fresh:
             return None
         evals += len(fresh)
-        for out in evaluate(fresh, kernel_batch):
+        for out in evaluate(fresh, kernel_batch, profile):
             if out.signature() == sig:
                 return out
         return None
@@ -1168,6 +1170,7 @@ def run_campaign(
     shrink_budget_s: float = 20.0,
     total_shrink_budget_s: float = 300.0,
     shrinks_per_kind: int = 3,
+    profile: Profile | None = None,
 ) -> CampaignResult:
     """Generate ``count`` programs, run them on both sides, shrink and save every divergence.
 
@@ -1180,7 +1183,7 @@ def run_campaign(
     failures: list[tuple[int, Outcome]] = []
     for lo in range(0, count, chunk):
         docs = generate_programs(seed, min(chunk, count - lo), category, supported, start=lo)
-        for i, outcome in enumerate(evaluate(docs, kernel_batch)):
+        for i, outcome in enumerate(evaluate(docs, kernel_batch, profile)):
             if outcome.invalid is not None:  # a generator bug; never expected
                 say(f"program {lo + i}: generator produced an invalid program: {outcome.invalid}")
                 res.failed += 1
@@ -1208,7 +1211,7 @@ def run_campaign(
             note = " (not shrunk: shrink time budget spent)"
         else:
             per_kind[kind] = per_kind.get(kind, 0) + 1
-            result = shrink(outcome.doc, kernel_batch, first=outcome, budget_s=shrink_budget_s)
+            result = shrink(outcome.doc, kernel_batch, first=outcome, budget_s=shrink_budget_s, profile=profile)
             spent += result.seconds
             doc, final = result.doc, result.outcome
             if not result.complete:
@@ -1240,8 +1243,9 @@ def _printer(stream: TextIO | None) -> Callable[[str], None]:
     return say
 
 
-def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out: str) -> int:
-    """``vmasim fuzz``: run a campaign on the model and the host kernel; the exit status.
+def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out: str, target: str = "host") -> int:
+    """``vmasim fuzz``: run a campaign on the model of ``target`` (the probed host by default) and the host
+    kernel; the exit status.
 
     0 when no program diverged, 1 when some did, 2 when the campaign could not
     run (nothing of the category is modelled yet, or no kernel runner).  The
@@ -1269,11 +1273,17 @@ def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out:
         say(f"cannot run on the host kernel: {why}")
         return 2
     from vmasim.kernel import host_kernel_release
-    from vmasim.target import MODELLED_KERNEL
+    from vmasim.profile import ProfileError, resolve_profile
 
+    try:
+        profile = resolve_profile(target)
+    except ProfileError as exc:
+        say(str(exc))
+        return 2
     say(f"fuzz: seed {seed}, {count} {category} program(s), jobs {jobs or 'auto'}, reproducers in {out}/; "
-        f"host kernel {host_kernel_release()}, model of {MODELLED_KERNEL}")
-    res = run_campaign(seed=seed, count=count, category=category, out=out, kernel_batch=default_kernel_batch(jobs))
+        f"host kernel {host_kernel_release()}, model of profile {profile.name} ({profile.release})")
+    res = run_campaign(seed=seed, count=count, category=category, out=out, kernel_batch=default_kernel_batch(jobs),
+                       profile=profile)
     return finish(res, say)
 
 
