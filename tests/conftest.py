@@ -1,8 +1,10 @@
 """Shared pytest setup: test helpers on the path, and clean skips where the host kernel cannot judge.
 
 Tests marked ``kernel`` need the kernel runner (Linux x86_64, a C compiler).
-Tests marked ``differential`` also need a host kernel that behaves like the
-kernel the model targets (see vmasim.target); elsewhere they skip, saying why.
+Tests marked ``differential`` compare the model of the probed host (see
+vmasim.probe) with the host kernel; they also need a host whose behaviour
+every profile switch covers, and elsewhere skip, saying why.  The
+``host_profile`` fixture is the probed profile.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from vmasim.profile import Profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -36,10 +40,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     differential = [i for i in wants_kernel if i.get_closest_marker("differential")]
     if differential:
-        from vmasim.target import host_matches_target
-
-        same, reason = host_matches_target()
-        if not same:
-            skip = pytest.mark.skip(reason=reason)
+        reasons = _unmodelled()
+        if reasons:
+            skip = pytest.mark.skip(reason="the host does what no profile covers: " + "; ".join(reasons))
             for item in differential:
                 item.add_marker(skip)
+
+
+@functools.lru_cache(maxsize=1)
+def _unmodelled() -> list[str]:
+    from vmasim.probe import probe_host, unmodelled
+    from vmasim.profile import ProfileError
+
+    try:
+        return unmodelled(probe_host())
+    except ProfileError as exc:
+        return [str(exc)]
+
+
+@pytest.fixture(scope="session")
+def host_profile() -> Profile:
+    """The probed profile of this host (kernel tests only: it runs probe programs)."""
+    from vmasim.probe import probe_host
+
+    return probe_host()

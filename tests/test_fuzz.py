@@ -185,7 +185,7 @@ def test_shrinker_handles_fork_children() -> None:
     }
 
     # The model may not run fork yet: both sides are stand-ins that only look at the program's ops.
-    def fake_model(prog: Program) -> dict[str, Any]:
+    def fake_model(prog: Program, profile: object = None) -> dict[str, Any]:
         return {"results": [{"op": op.op, "ret": 0, "errno": None} for op in prog.ops],
                 "vmas": [], "heap": [], "children": {}}
 

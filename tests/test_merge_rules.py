@@ -17,9 +17,11 @@ from vmasim.core.merge import (
     vma_shrink,
 )
 from vmasim.core.mm import MmStruct
-from vmasim.core.vma import AnonVma
+from vmasim.core.vma import AnonVma, IdSource
 
 from vmahelpers import RW, P, check_invariants, layout, mk, new_range
+
+IDS = IdSource()
 
 RO = RW & ~2  # a "different" flag set for modifications
 
@@ -73,7 +75,7 @@ def test_t4_simple_shrink(mm):
 
 @pytest.mark.parametrize("sticky_on", [None, "a", "b", "new"])
 def test_t5_merge_new_sequence(mm, sticky_on):
-    x = AnonVma()
+    x = AnonVma(IDS)
     g = VM_MAYBE_GUARD
     a = mk(mm, 0, 2, close=True, flags=RW | (g if sticky_on == "a" else 0))
     b = mk(mm, 3, 4, flags=RW | (g if sticky_on == "b" else 0))
@@ -167,7 +169,7 @@ def test_t9_merge_existing(mm):
     # (a) right partial
     v = mk(mm, 2, 6, flags=RO)
     n = mk(mm, 6, 9)
-    v.anon_vma = AnonVma()
+    v.anon_vma = AnonVma(IDS)
     assert modify(mm, v, 3, 6) is n
     assert layout(mm) == [(2, 3, 2), (3, 9, 3)] and n.anon_vma is v.anon_vma
     # (b) right full
@@ -203,7 +205,7 @@ def test_t9f_inner_ranges_never_merge(rng):
 
 def test_t10_anon_vma_non_mergeable():
     mm = MmStruct()
-    x, y = AnonVma(), AnonVma()
+    x, y = AnonVma(IDS), AnonVma(IDS)
     p = mk(mm, 0, 3, anon=x)
     v = mk(mm, 3, 7, flags=RO)
     n = mk(mm, 7, 9, anon=y)
@@ -218,7 +220,7 @@ def test_t10_anon_vma_non_mergeable():
 
 
 def test_t11_dup_anon_vma():
-    x = AnonVma()
+    x = AnonVma(IDS)
     # expanding P over N(X)
     mm = MmStruct()
     p = mk(mm, 0, 3)
@@ -270,24 +272,26 @@ def test_t13_expand_only_brk():
 def test_fork_child_rules():
     """A fork child's anon_vma is never given to an unfaulted neighbour, nor does it accept one."""
     mm = MmStruct()
-    child = mk(mm, 1, 6, anon=AnonVma())
+    child = mk(mm, 1, 6, anon=AnonVma(IDS))
     child.fork_child = True
     assert new_range(mm, 6, 11) is None  # forked_target_vma
     mm2 = MmStruct()
-    src = mk(mm2, 1, 6, anon=AnonVma(), flags=RO)
+    src = mk(mm2, 1, 6, anon=AnonVma(IDS), flags=RO)
     src.fork_child = True
     mk(mm2, 6, 11)
     assert modify(mm2, src, 1, 6, RW) is None  # forked_source_vma
 
 
 def test_split_refused_at_max_map_count():
-    mm = MmStruct(max_map_count=2)
+    mm = MmStruct()
+    mm.max_map_count = 2
     v = mk(mm, 0, 4)
     split_vma(mm, v, 1 * P, True)
     with pytest.raises(SplitRefused):
         split_vma(mm, v, 2 * P, True)
     # vma_modify keeps the first split when the second is refused
-    mm = MmStruct(max_map_count=2)
+    mm = MmStruct()
+    mm.max_map_count = 2
     v = mk(mm, 0, 4)
     with pytest.raises(OSError):
         vma_modify_flags(mm, v, v, 1 * P, 2 * P, RW & ~VM_READ)
