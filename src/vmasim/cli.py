@@ -9,42 +9,21 @@ from typing import Any
 import click
 
 from vmasim.core.errors import WouldBlock
-from vmasim.program import Program, ProgramError, load_program
+from vmasim.program import Program, ProgramError, load_program, parse_program
 from vmasim.program.model import NotImplementedOp, run_model
+from vmasim.timeline import describe_op as _describe_op
+from vmasim.timeline import describe_result as _result_text
 
 
 def _load(path: str) -> Program:
     try:
+        if path == "-":
+            return parse_program(sys.stdin.read())
         return load_program(path)
     except ProgramError as exc:
         raise click.ClickException(f"invalid program: {exc}") from None
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _describe_op(op: Any) -> str:
-    """The op as written in the program: ``mprotect(addr=a+0x1000, length=4K, prot=r)``."""
-    fields = {k: v for k, v in op.raw.items() if k not in ("op", "as", "child") and not k.startswith("_")}
-    args = ", ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
-    tail = f" as {op.raw['as']}" if op.raw.get("as") else ""
-    return f"{op.op}({args}){tail}"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, list):
-        return "|".join(str(v) for v in value)
-    if value is None:
-        return "null"
-    return str(value)
-
-
-def _result_text(res: dict[str, Any]) -> str:
-    if res.get("op") == "touch":
-        fault = res.get("fault")
-        return f"{res['pages']} page(s)" + (f", stopped by {fault}" if fault else "")
-    if res.get("errno"):
-        return f"-1 {res['errno']}"
-    return str(res.get("ret"))
 
 
 def maps_lines(report: dict[str, Any]) -> list[str]:
@@ -89,9 +68,16 @@ def main() -> None:
 @click.argument("program", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the layout report of the program contract.")
 @click.option("--kernel", is_flag=True, help="Run on the host kernel instead of the model.")
-def run(program: str, as_json: bool, kernel: bool) -> None:
-    """Run PROGRAM (a vmasim-program/1 JSON file) and show each call's result and the final layout."""
+@click.option("--steps", is_flag=True, help="After each call, show what changed and the maps lines around it.")
+def run(program: str, as_json: bool, kernel: bool, steps: bool) -> None:
+    """Run PROGRAM (a vmasim-program/1 JSON file, or - for standard input) and show each call's result and the
+    final layout."""
     prog = _load(program)
+    if steps:
+        if as_json or kernel:
+            raise click.UsageError("--steps shows the model's steps; it does not combine with --json or --kernel")
+        _print_steps(prog)
+        return
     if kernel:
         from vmasim.kernel import KernelRunError, kernel_available, run_program
 
@@ -111,6 +97,23 @@ def run(program: str, as_json: bool, kernel: bool) -> None:
         click.echo(json.dumps(report, indent=2))
     else:
         _print_report(prog, report)
+
+
+def _print_steps(prog: Program) -> None:
+    from vmasim.timeline import record, steps_text
+
+    try:
+        timeline = record(prog)
+    except NotImplementedOp as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in steps_text(timeline):
+        # Coloured like a diff on a terminal (click drops the colours elsewhere).
+        body = line.lstrip()
+        colour = {"- ": "red", "+ ": "green"}.get(body[:2])
+        bold = body[:1] == "["
+        click.echo(click.style(line, fg=colour, bold=bold) if colour or bold else line)
+    if timeline.stopped:
+        sys.exit(1)
 
 
 @main.command()
