@@ -142,6 +142,25 @@ def explain(program: str) -> None:
 
 
 @main.command()
+@click.argument("program", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the page (default: PROGRAM with .html, or .svg with --svg).")
+@click.option("--svg", "as_svg", is_flag=True, help="Write the picture of one step as a standalone SVG instead.")
+@click.option("--step", type=int, default=None, help="The step to show (1 = after the first op; default: the last).")
+@click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
+              help="Also save a PNG of the page at that step, taken with headless Chromium.")
+def view(program: str, output: str | None, as_svg: bool, step: int | None, screenshot: str | None) -> None:
+    """Draw PROGRAM's address space after every step: one self-contained HTML page (or SVG with --svg)."""
+    from vmasim.view import ViewError, view_command
+
+    try:
+        for line in view_command(program, _load(program), output, as_svg, step, screenshot):
+            click.echo(line, err=True)
+    except ViewError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
 @click.argument("programs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def compare(programs: tuple[str, ...]) -> None:
     """Run each PROGRAM on the model and on the host kernel and show where the layouts differ."""
