@@ -189,3 +189,11 @@ def test_a_run_that_would_block_keeps_the_steps_before_it() -> None:
     text = list(steps_text(tl))
     assert any(line.startswith("stopped: ") for line in text)
 
+
+
+def test_readme_shows_what_run_steps_prints() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Seeing it step by step"):]
+    block = section.split("```\n", 2)[1]
+    res = CliRunner().invoke(main, ["run", "--steps", str(SEED)])
+    assert block in res.output
