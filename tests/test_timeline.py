@@ -197,3 +197,40 @@ def test_readme_shows_what_run_steps_prints() -> None:
     block = section.split("```\n", 2)[1]
     res = CliRunner().invoke(main, ["run", "--steps", str(SEED)])
     assert block in res.output
+
+
+def test_diff_tells_mremap_moves_as_one_change() -> None:
+    a, r = _v(0, 0x4000), _v(0x10000, 0x14000)
+    assert [str(c) for c in diff([a, r], [_v(0, 0x8000)])] == [
+        "moved 7e0000010000-7e0000014000 to 7e0000004000-7e0000008000, where it merged into 7e0000000000-7e0000008000"]
+    written = _v(0, 0x8000, anon_vma=3)
+    assert [str(c) for c in diff([written], [_v(0, 0x4000, anon_vma=3), _v(0x10000, 0x14000, anon_vma=3)])] == [
+        "moved 7e0000004000-7e0000008000 out of 7e0000000000-7e0000008000 to 7e0000010000-7e0000014000"]
+    c = _v(0x8000, 0xC000)
+    assert [str(c) for c in diff([a, c, r], [_v(0, 0xC000)])] == [
+        "moved 7e0000010000-7e0000014000 to 7e0000004000-7e0000008000, where it merged 2 VMAs into "
+        "7e0000000000-7e000000c000"]
+    # a different anon_vma is not the same memory: told as two changes
+    assert [x.kind for x in diff([written], [_v(0, 0x4000, anon_vma=3), _v(0x10000, 0x14000, anon_vma=4)])] == [
+        "shrank", "created"]
+
+
+def test_a_change_to_another_process_is_its_own_effect() -> None:
+    # A userfaultfd registered through an inherited descriptor acts on the process that created it.
+    program = parse_program({"ops": [
+        {"op": "mmap", "addr": "W", "length": "16K", "prot": "rw", "flags": ["private", "anonymous", "fixed"],
+         "as": "a"},
+        {"op": "userfaultfd", "name": "u"},
+        {"op": "fork", "child": [
+            {"op": "uffd_register", "uffd": "u", "addr": "a", "length": "16K", "mode": "missing"}]},
+    ]})
+    tl = record(program)
+    fork, register = tl.steps[2], tl.steps[3]
+    assert fork.changes == [] and fork.effects == ()
+    assert register.lane == "2" and register.changes == []
+    (effect,) = register.effects
+    assert effect.lane == "" and [str(c) for c in effect.changes] == ["7e0000000000-7e0000004000: VmFlags +um"]
+    assert tl.state("", 2) == fork.after and tl.state("", 3) == effect.after
+    assert "um" in tl.lanes[""].last.vmas[0].flags
+    text = "\n".join(steps_text(tl))
+    assert "    in process: 7e0000000000-7e0000004000: VmFlags +um" in text

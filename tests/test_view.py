@@ -45,7 +45,7 @@ def test_page_is_one_offline_file_with_every_step() -> None:
     assert isinstance(steps, list) and len(steps) == 7
     assert [len(s["set"]["0"][0]) for s in steps] == [1, 3, 1, 2, 2, 4, 2]
     assert steps[1]["changes"][0].startswith("split 7e0000000000-7e0000008000 into 3")
-    assert len(steps[1]["nb"]) == 2 and len(steps[2]["gb"]) == 2
+    assert len(steps[1]["marks"]["0"][0]) == 2 and len(steps[2]["marks"]["0"][1]) == 2  # boundaries made, removed
     assert data["comment"] == json.loads(SEED.read_text())["_comment"]
 
 

@@ -217,10 +217,26 @@ def snapshot(mm: MmStruct, start: int = 0, end: int = (1 << 64) - 1, heap_base: 
 
 
 @dataclass(frozen=True, slots=True)
+class Effect:
+    """A change an op made to another process: a userfaultfd registered through an inherited
+    descriptor acts on the process that created it (the kernel's ctx->mm)."""
+
+    lane: str
+    before: Snapshot
+    after: Snapshot
+
+    @property
+    def changes(self) -> list[Change]:
+        """What changed there, in words (see :func:`diff`)."""
+        return diff(self.before.vmas, self.after.vmas)
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     """One op as it ran: which process (lane) ran it, its result, and that process's VMAs before and after.
 
-    ``result`` is the op's entry in the layout report's ``results``.
+    ``result`` is the op's entry in the layout report's ``results``; ``effects``
+    are the changes it made to other processes, if any.
     """
 
     index: int
@@ -229,6 +245,7 @@ class Step:
     result: dict[str, Any]
     before: Snapshot
     after: Snapshot
+    effects: tuple[Effect, ...] = ()
 
     @property
     def changes(self) -> list[Change]:
@@ -242,7 +259,9 @@ class Lane:
 
     ``born`` is the index of the step at which it appears (the fork op; 0 for
     the program's process), ``initial`` its VMAs then (before its first op),
-    ``parent`` its parent's key.
+    ``parent`` its parent's key, ``steps`` the steps it ran, and ``history``
+    every ``(step index, VMAs after it)`` at which its VMAs were recorded
+    (its own steps and other processes' effects on it).
     """
 
     key: str
@@ -251,11 +270,12 @@ class Lane:
     initial: Snapshot
     parent: str | None = None
     steps: list[Step] = field(default_factory=list)
+    history: list[tuple[int, Snapshot]] = field(default_factory=list)
 
     @property
     def last(self) -> Snapshot:
-        """The VMAs after the lane's last step so far."""
-        return self.steps[-1].after if self.steps else self.initial
+        """The VMAs as last recorded."""
+        return self.history[-1][1] if self.history else self.initial
 
 
 @dataclass(slots=True)
@@ -282,9 +302,8 @@ class Timeline:
         ln = self.lanes[lane]
         if step < ln.born:
             return None
-        own = ln.steps
-        i = bisect.bisect_right([s.index for s in own], step)
-        return own[i - 1].after if i else ln.initial
+        i = bisect.bisect_right([index for index, _ in ln.history], step)
+        return ln.history[i - 1][1] if i else ln.initial
 
 
 def lane_of(op: Op) -> str:
@@ -303,12 +322,12 @@ class _Recorder:
         self.lanes: dict[str, Lane] = {"": first}
         self.steps: list[Step] = []
         self.pending: dict[str, int] = {}  # fork op path -> the index reserved for its step
+        self.mms: dict[str, MmStruct] = {}  # the address space of each lane seen so far
 
     def snap(self, mm: MmStruct) -> Snapshot:
         return snapshot(mm, self.program.window_start, self.program.window_end, INITIAL_BREAK, self.names)
 
     def __call__(self, run: Any, op: Op, result: dict[str, Any] | None) -> None:
-        mm: MmStruct = run.space.mm
         lane = self.lanes[lane_of(op)]
         if result is None:
             # A fork child is starting: the fork op takes its place in the order now,
@@ -317,17 +336,43 @@ class _Recorder:
             self.pending[op.path] = index
             placeholder = {"op": op.op, "ret": None, "errno": None}
             self.steps.append(Step(index, lane.key, op, placeholder, lane.last, lane.last))
-            self.lanes[op.path] = Lane(op.path, f"child of fork op {op.path}", index, self.snap(mm), lane.key)
+            lane.history.append((index, lane.last))
+            self.lanes[op.path] = Lane(op.path, f"child of fork op {op.path}", index, self.snap(run.space.mm),
+                                       lane.key)
+            self.mms[op.path] = run.space.mm
             return
-        after = self.snap(mm)
+        mm: MmStruct = run.space.mm
+        self.mms[lane.key] = mm
         if op.path in self.pending:
             index = self.pending.pop(op.path)
-            step = replace(self.steps[index], result=result, after=after)
-            self.steps[index] = step
+            step = self.steps[index] = replace(self.steps[index], result=result)
+            if index == len(self.steps) - 1:
+                # A child without ops: whatever its exit changed here is the fork's doing.
+                step = self.steps[index] = replace(step, after=self.snap(mm))
+                lane.history[-1] = (index, step.after)
+            else:
+                # Anything the child's exit changed here belongs to the child's last step.
+                self._effects(len(self.steps) - 1, {lane.key})
         else:
-            step = Step(len(self.steps), lane.key, op, result, lane.last, after)
+            index = len(self.steps)
+            step = Step(index, lane.key, op, result, lane.last, self.snap(mm))
             self.steps.append(step)
-        lane.steps.append(step)
+            lane.history.append((index, step.after))
+            self._effects(index, set())
+        lane.steps.append(step)  # record() swaps in the final version of each step
+
+    def _effects(self, index: int, also: set[str]) -> None:
+        """Record what step ``index`` did to the processes waiting on a fork (no other can be changed)."""
+        found = []
+        waiting = {lane_of(self.steps[i].op) for i in self.pending.values()} | also
+        for key in sorted(waiting - {self.steps[index].lane}):
+            lane, mm = self.lanes[key], self.mms.get(key)
+            now = self.snap(mm) if mm is not None else lane.last
+            if now != lane.last:
+                found.append(Effect(key, lane.last, now))
+                lane.history.append((index, now))
+        if found:
+            self.steps[index] = replace(self.steps[index], effects=self.steps[index].effects + tuple(found))
 
 
 def record(program: Program) -> Timeline:
@@ -349,6 +394,7 @@ def record(program: Program) -> Timeline:
             rec.lanes[step.lane].steps.append(step)
     for lane in rec.lanes.values():
         lane.steps.sort(key=lambda s: s.index)
+        lane.steps = [rec.steps[s.index] for s in lane.steps]
     return Timeline(program, rec.lanes, rec.steps, stopped)
 
 
@@ -490,17 +536,69 @@ def diff(before: Sequence[VmaState], after: Sequence[VmaState]) -> list[Change]:
     kept_before, kept_after = set(before), set(after)
     removed = [v for v in before if v not in kept_after]
     added = [v for v in after if v not in kept_before]
-    changes = [_describe(old, new) for old, new in _components(removed, added)]
-    gone = [c for c in changes if c.kind == "removed"]
-    made = [c for c in changes if c.kind == "created"]
-    for g in gone:
-        for m in made:
-            if m in changes and _moved(g.before[0], m.after[0]):
-                a, b = g.before[0], m.after[0]
-                changes[changes.index(g)] = Change("moved", (a,), (b,), f"moved {a.span} to {b.span} ({b.describe()})")
-                changes.remove(m)
-                break
+    changes = _pair_moves([_describe(old, new) for old, new in _components(removed, added)])
     return sorted(changes, key=lambda c: min(v.start for v in c.before + c.after))
+
+
+def _pair_moves(changes: list[Change]) -> list[Change]:
+    """Tell a move as one change.  Only mremap takes a range away in one place and puts it in another
+    in one call, so a range gone here and the same range (size, attributes, anon_vma) come there is one
+    VMA moved: on its own, into a neighbour it merged with, or out of a VMA that shrank."""
+
+    def moved_alone(g: Change, m: Change) -> Change | None:
+        a, b = g.before[0], m.after[0]
+        if not _moved(a, b):
+            return None
+        return Change("moved", (a,), (b,), f"moved {a.span} to {b.span} ({b.describe()})")
+
+    def moved_into(g: Change, c: Change) -> Change | None:
+        r, (a,), (b,) = g.before[0], c.before, c.after
+        piece = _one_piece(b, a)
+        if piece is None or piece[1] - piece[0] != r.size or not _alike(r, b):
+            return None
+        return Change("moved", (r, a), (b,), f"moved {r.span} to {span(*piece)}, where it merged into {b.span}")
+
+    def moved_out(c: Change, m: Change) -> Change | None:
+        (a,), (a2,), made = c.before, c.after, m.after[0]
+        piece = _one_piece(a, a2)
+        if piece is None or piece[1] - piece[0] != made.size or not _alike(a, made):
+            return None
+        return Change("moved", (a,), (a2, made), f"moved {span(*piece)} out of {a.span} to {made.span}")
+
+    def moved_between(g: Change, c: Change) -> Change | None:
+        r, (b,) = g.before[0], c.after
+        holes = _uncovered(b, c.before)
+        if len(holes) != 1 or holes[0][1] - holes[0][0] != r.size or not _alike(r, b):
+            return None
+        return Change("moved", (r, *c.before), (b,),
+                      f"moved {r.span} to {span(*holes[0])}, where it merged {len(c.before)} VMAs into {b.span}")
+
+    out = list(changes)
+    for first, second, pair in (("removed", "created", moved_alone), ("removed", "grew", moved_into),
+                                ("removed", "merged", moved_between), ("shrank", "created", moved_out)):
+        for x in [c for c in out if c.kind == first]:
+            for y in [c for c in out if c.kind == second]:
+                joined = pair(x, y)
+                if joined is not None:
+                    out[out.index(x)] = joined
+                    out.remove(y)
+                    break
+    return out
+
+
+def _one_piece(big: VmaState, small: VmaState) -> tuple[int, int] | None:
+    """The part of ``big`` outside ``small`` (which lies inside it), when that part is one range."""
+    if small.start == big.start and small.end < big.end:
+        return small.end, big.end
+    if small.end == big.end and small.start > big.start:
+        return big.start, small.start
+    return None
+
+
+def _alike(a: VmaState, b: VmaState) -> bool:
+    """Whether ``b`` can hold what was in ``a``: same protection, flags, file, policy, and anon_vma if any."""
+    return ((a.perms, a.flags, a.file, a.policy) == (b.perms, b.flags, b.file, b.policy)
+            and (a.anon_vma is None or a.anon_vma == b.anon_vma))
 
 
 def changed_boundaries(before: Snapshot, after: Snapshot) -> tuple[set[int], set[int]]:
@@ -525,6 +623,8 @@ def _fmt(value: Any) -> str:
         return "|".join(str(v) for v in value)
     if value is None:
         return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as the program writes it
     return str(value)
 
 
@@ -577,11 +677,15 @@ def step_lines(step: Step, context: int = 2) -> list[str]:
     who = "" if not step.lane else f"(child of fork op {step.lane}) "
     lines = [f"[{step.op.path}] {who}{describe_op(step.op)} = {describe_result(step.result)}"]
     changes = step.changes
-    body = [str(c) for c in changes] or ["no VMA changed"]
+    body = [str(c) for c in changes] or ["no VMA of its own changed" if step.effects else "no VMA changed"]
     if changes:
         body += _why_lines(step)
         body += _diff_lines(step.before, step.after, context)
     lines += ["    " + line for line in body]
+    for effect in step.effects:
+        title = f"child of fork op {effect.lane}" if effect.lane else "process"
+        lines += [f"    in {title}: {c}" for c in effect.changes]
+        lines += ["    " + line for line in _diff_lines(effect.before, effect.after, context)]
     return lines
 
 

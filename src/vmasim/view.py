@@ -256,18 +256,21 @@ def page_data(timeline: Timeline, title: str) -> dict[str, Any]:
         lane = lane_index[step.lane]
         sets = {str(lane): state(step.after)}
         sets.update({str(lane_index[ln.key]): state(ln.initial) for ln in lanes if ln.key and ln.born == step.index})
-        new, gone = changed_boundaries(step.before, step.after)
-        changes = step.changes
-        words = [str(c) for c in changes]
+        words = [str(c) for c in step.changes]
+        for effect in step.effects:
+            sets[str(lane_index[effect.lane])] = state(effect.after)
+            words += [f"in {timeline.lanes[effect.lane].title}: {c}" for c in effect.changes]
         for ln in lanes:
             if ln.key and ln.born == step.index:
                 count = len(ln.initial.vmas)
                 words.append(f"{ln.title} starts with a copy of {count} VMA{'s' if count != 1 else ''}")
+        marks = {str(lane_index[key]): [sorted(round(axis.x(a), 1) for a in new),
+                                        sorted(round(axis.x(a), 1) for a in gone),
+                                        sorted(vma_id(v) for v in changed)]
+                 for key, (new, gone, changed) in step_marks(step).items()}
         steps.append({
             "lane": lane, "path": step.op.path, "op": describe_op(step.op), "result": describe_result(step.result),
-            "changes": words, "set": sets,
-            "nb": sorted(round(axis.x(a), 1) for a in new), "gb": sorted(round(axis.x(a), 1) for a in gone),
-            "hv": sorted({vma_id(v) for c in changes for v in c.after}),
+            "changes": words, "set": sets, "marks": marks,
         })
     return {
         "title": title,
@@ -277,7 +280,7 @@ def page_data(timeline: Timeline, title: str) -> dict[str, Any]:
         "runs": [[round(axis.x(a), 1), round(axis.x(b), 1)] for a, b in axis.runs],
         "gaps": [[round(a, 1), round(b, 1), _gap_text(size)] for a, b, size in axis.gaps],
         "lanes": [{"title": ln.title, "born": ln.born, "last": ln.steps[-1].index if ln.steps else ln.born,
-                   "child": bool(ln.key)} for ln in lanes],
+                   "child": bool(ln.key), "depth": ln.key.count(".") + 1 if ln.key else 0} for ln in lanes],
         "vmas": vmas,
         "reasons": list(reason_ids),
         "steps": steps,
@@ -286,6 +289,16 @@ def page_data(timeline: Timeline, title: str) -> dict[str, Any]:
         "highlight": HIGHLIGHT,
         "geometry": {"lane": LANE_HEIGHT, "top": BOX_TOP, "height": BOX_HEIGHT, "band": BAND},
     }
+
+
+def step_marks(step: Step) -> dict[str, tuple[set[int], set[int], set[VmaState]]]:
+    """What to highlight after ``step``, per lane: the boundaries it made, those it removed, the VMAs it changed."""
+    out = {}
+    for lane, before, after, changes in [(step.lane, step.before, step.after, step.changes)] + [
+            (e.lane, e.before, e.after, e.changes) for e in step.effects]:
+        new, gone = changed_boundaries(before, after)
+        out[lane] = (new, gone, {v for c in changes for v in c.after})
+    return out
 
 
 def _sub(axis: Axis, start: int, end: int) -> list[float]:
@@ -362,8 +375,9 @@ def _box_labels(vma: VmaState, width: float) -> list[str]:
     return [t for t in labels if len(t) <= fits]
 
 
-def _svg(rows: Sequence[tuple[str, Snapshot | None]], axis: Axis, step: Step | None = None,
-         lane_of_step: int | None = None, caption: str | None = None) -> str:
+def _svg(rows: Sequence[tuple[str, str, Snapshot | None]], axis: Axis, step: Step | None = None,
+         caption: str | None = None) -> str:
+    """The picture: one row per ``(lane key, title, VMAs)``, with what ``step`` changed highlighted."""
     top = 26 if caption else 0
     height = top + LANE_HEIGHT * max(len(rows), 1) + 6
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{axis.width:.0f}" height="{height}" '
@@ -376,13 +390,8 @@ def _svg(rows: Sequence[tuple[str, Snapshot | None]], axis: Axis, step: Step | N
            '<rect width="100%" height="100%" fill="#fff"/>']
     if caption:
         out.append(f'<text x="{MARGIN}" y="17" class="vs-lt">{_esc(caption)}</text>')
-    new: set[int] = set()
-    gone: set[int] = set()
-    changed: set[VmaState] = set()
-    if step is not None:
-        new, gone = changed_boundaries(step.before, step.after)
-        changed = {v for c in step.changes for v in c.after}
-    for row, (title, snap) in enumerate(rows):
+    marks = step_marks(step) if step is not None else {}
+    for row, (key, title, snap) in enumerate(rows):
         y0 = top + row * LANE_HEIGHT
         out.append(f'<g transform="translate(0,{y0})">')
         if snap is not None:
@@ -400,11 +409,11 @@ def _svg(rows: Sequence[tuple[str, Snapshot | None]], axis: Axis, step: Step | N
                        f'stroke="#aaa"/>')
             out.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{BOX_TOP - 4}" text-anchor="middle" class="vs-gp">'
                        f'{_gap_text(size)} gap</text>')
-        here = step is not None and row == lane_of_step
+        new, gone, changed = marks.get(key, (set(), set(), set()))
         for i, vma in enumerate(snap.vmas):
             left = (snap.vmas[i - 1], snap.apart[i - 1]) if i else None
             right = (snap.vmas[i + 1], snap.apart[i]) if i + 1 < len(snap.vmas) else None
-            out += _box_svg(vma, axis, vma_details(vma, left, right), here and vma in changed)
+            out += _box_svg(vma, axis, vma_details(vma, left, right), vma in changed)
         last = -1e9
         for addr in sorted(snap.boundaries()):
             x = axis.x(addr)
@@ -416,15 +425,14 @@ def _svg(rows: Sequence[tuple[str, Snapshot | None]], axis: Axis, step: Step | N
                 out.append(f'<text x="{x:.1f}" y="{BOX_TOP + BOX_HEIGHT + 17}" text-anchor="{anchor}" class="vs-tk">'
                            f'{_esc(label)}</text>')
                 last = x1
-        if here:
-            for addr in new:
-                x = axis.x(addr)
-                out.append(f'<line x1="{x:.1f}" y1="{BOX_TOP - 7}" x2="{x:.1f}" y2="{BOX_TOP + BOX_HEIGHT + 7}" '
-                           f'stroke="{HIGHLIGHT}" stroke-width="3"/>')
-            for addr in gone:
-                x = axis.x(addr)
-                out.append(f'<line x1="{x:.1f}" y1="{BOX_TOP - 7}" x2="{x:.1f}" y2="{BOX_TOP + BOX_HEIGHT + 7}" '
-                           f'stroke="{HIGHLIGHT}" stroke-width="2" stroke-dasharray="4 3"/>')
+        for addr in sorted(new):
+            x = axis.x(addr)
+            out.append(f'<line x1="{x:.1f}" y1="{BOX_TOP - 7}" x2="{x:.1f}" y2="{BOX_TOP + BOX_HEIGHT + 7}" '
+                       f'stroke="{HIGHLIGHT}" stroke-width="3"/>')
+        for addr in sorted(gone):
+            x = axis.x(addr)
+            out.append(f'<line x1="{x:.1f}" y1="{BOX_TOP - 7}" x2="{x:.1f}" y2="{BOX_TOP + BOX_HEIGHT + 7}" '
+                       f'stroke="{HIGHLIGHT}" stroke-width="2" stroke-dasharray="4 3"/>')
         out.append("</g>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
@@ -437,17 +445,16 @@ def svg_step(timeline: Timeline, step: int | None = None) -> str:
     created or removed and the VMAs it changed are highlighted.
     """
     if not timeline.steps:
-        return _svg([("process", timeline.lanes[""].initial)], Axis.build([]), caption="(no ops)")
+        return _svg([("", "process", timeline.lanes[""].initial)], Axis.build([]), caption="(no ops)")
     k = len(timeline.steps) - 1 if step is None else step
     if not 0 <= k < len(timeline.steps):
         raise ValueError(f"svg_step: step {k} is out of range (the program has {len(timeline.steps)} steps)")
     current = timeline.steps[k]
-    rows = [(ln.title, timeline.state(ln.key, k)) for ln in timeline.lanes.values() if ln.born <= k]
-    axis = Axis.build((v.start, v.end) for _, snap in rows if snap is not None for v in snap.vmas)
-    lane_row = [ln.key for ln in timeline.lanes.values() if ln.born <= k].index(current.lane)
+    rows = [(ln.key, ln.title, timeline.state(ln.key, k)) for ln in timeline.lanes.values() if ln.born <= k]
+    axis = Axis.build((v.start, v.end) for _, _, snap in rows if snap is not None for v in snap.vmas)
     caption = f"step {k + 1} of {len(timeline.steps)}: [{current.op.path}] {describe_op(current.op)}" \
               f" = {describe_result(current.result)}"
-    return _svg(rows, axis, current, lane_row, caption)
+    return _svg(rows, axis, current, caption)
 
 
 def svg_snapshot(snap: Snapshot, title: str = "address space", limit: int = 400) -> str:
@@ -456,7 +463,7 @@ def svg_snapshot(snap: Snapshot, title: str = "address space", limit: int = 400)
         title += f" (first {limit} of {len(snap.vmas)} VMAs)"
         snap = Snapshot(snap.vmas[:limit], snap.apart[:limit - 1])
     axis = Axis.build((v.start, v.end) for v in snap.vmas)
-    return _svg([(title, snap)], axis)
+    return _svg([("", title, snap)], axis)
 
 
 

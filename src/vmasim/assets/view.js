@@ -126,20 +126,19 @@ function drawLane(k, i) {
                 fill: "none", stroke: "#aaa"}, g);
     el("text", {x: (gp[0] + gp[1]) / 2, y: G.top - 4, "text-anchor": "middle", "class": "gp"}, g, gp[2] + " gap");
   });
-  var here = step.lane === i, ticks = [];
+  // What this step did here: the boundaries it made (solid) and removed (dashed), the VMAs it changed.
+  var mark = step.marks[i] || [[], [], []], ticks = [];
   st[0].forEach(function (id, j) {
     var v = D.vmas[id];
-    drawBox(g, v, st, j, here && step.hv.indexOf(id) >= 0);
+    drawBox(g, v, st, j, mark[2].indexOf(id) >= 0);
     ticks.push([v.x, v.sl], [v.x + v.w, v.el]);
   });
   drawTicks(g, ticks);
-  if (!here) return;
-  // The boundaries this step made (solid) and removed (dashed).
-  step.nb.forEach(function (x) {
+  mark[0].forEach(function (x) {
     el("line", {"class": "newb", x1: x, y1: G.top - 7, x2: x, y2: BOTTOM + 7, stroke: D.highlight,
                 "stroke-width": 3}, g);
   });
-  step.gb.forEach(function (x) {
+  mark[1].forEach(function (x) {
     el("line", {"class": "goneb", x1: x, y1: G.top - 7, x2: x, y2: BOTTOM + 7, stroke: D.highlight,
                 "stroke-width": 2, "stroke-dasharray": "4 3"}, g);
   });
@@ -185,7 +184,8 @@ if (D.stopped) document.getElementById("stopped").textContent = "The run stopped
 var list = document.getElementById("steps");
 D.steps.forEach(function (s, k) {
   var li = document.createElement("li"), c = document.createElement("span");
-  li.textContent = (D.lanes[s.lane].child ? "    " : "") + "[" + s.path + "] " + s.op + " = " + s.result + "  ";
+  li.textContent = "[" + s.path + "] " + s.op + " = " + s.result + "  ";
+  li.style.paddingLeft = (10 + 24 * D.lanes[s.lane].depth) + "px";  // fork children indented
   c.className = "c";
   c.textContent = s.changes.join("; ");
   li.appendChild(c);
