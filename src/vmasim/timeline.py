@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import itertools
+import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -725,6 +726,4 @@ def steps_text(timeline: Timeline, context: int = 2) -> Iterator[str]:
 
 
 def _wrap(text: str, width: int = 100) -> Iterable[str]:
-    import textwrap
-
     return textwrap.wrap(text, width) or [""]
