@@ -133,6 +133,13 @@ class AddressSpace:
         """/proc/PID/numa_maps text for the VMAs overlapping ``[start, end)``."""
         return render.numa_maps(self._raw(start, end), self.mm)
 
+    def _repr_html_(self) -> str:
+        # Jupyter's rich display: the VMAs as an SVG picture (vmasim.view draws it).
+        from vmasim.timeline import snapshot
+        from vmasim.view import svg_snapshot
+
+        return svg_snapshot(snapshot(self.mm))
+
     def explain(self, start: int = 0, end: int = MASK64) -> list[tuple[VmaView, VmaView, list[str]]]:
         """For each pair of neighbouring VMAs overlapping ``[start, end)``: why they are two VMAs.
 

@@ -11,8 +11,10 @@ import click
 
 from vmasim.core.errors import WouldBlock
 from vmasim.profile import Profile, ProfileError, resolve_profile
-from vmasim.program import Program, ProgramError, load_program
+from vmasim.program import Program, ProgramError, load_program, parse_program
 from vmasim.program.model import NotImplementedOp, run_model
+from vmasim.timeline import describe_op as _describe_op
+from vmasim.timeline import describe_result as _result_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,36 +40,13 @@ def _profile(spec: str) -> Profile:
 
 def _load(path: str) -> Program:
     try:
+        if path == "-":
+            return parse_program(sys.stdin.read())
         return load_program(path)
     except ProgramError as exc:
         raise click.ClickException(f"invalid program: {exc}") from None
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _describe_op(op: Any) -> str:
-    """The op as written in the program: ``mprotect(addr=a+0x1000, length=4K, prot=r)``."""
-    fields = {k: v for k, v in op.raw.items() if k not in ("op", "as", "child") and not k.startswith("_")}
-    args = ", ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
-    tail = f" as {op.raw['as']}" if op.raw.get("as") else ""
-    return f"{op.op}({args}){tail}"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, list):
-        return "|".join(str(v) for v in value)
-    if value is None:
-        return "null"
-    return str(value)
-
-
-def _result_text(res: dict[str, Any]) -> str:
-    if res.get("op") == "touch":
-        fault = res.get("fault")
-        return f"{res['pages']} page(s)" + (f", stopped by {fault}" if fault else "")
-    if res.get("errno"):
-        return f"-1 {res['errno']}"
-    return str(res.get("ret"))
 
 
 def maps_lines(report: dict[str, Any]) -> list[str]:
@@ -112,10 +91,17 @@ def main() -> None:
 @click.argument("program", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the layout report of the program contract.")
 @click.option("--kernel", is_flag=True, help="Run on the host kernel instead of the model.")
+@click.option("--steps", is_flag=True, help="After each call, show what changed and the maps lines around it.")
 @target_option("default")
-def run(program: str, as_json: bool, kernel: bool, target: str) -> None:
-    """Run PROGRAM (a vmasim-program/1 JSON file) and show each call's result and the final layout."""
+def run(program: str, as_json: bool, kernel: bool, steps: bool, target: str) -> None:
+    """Run PROGRAM (a vmasim-program/1 JSON file, or - for standard input) and show each call's result and the
+    final layout."""
     prog = _load(program)
+    if steps:
+        if as_json or kernel:
+            raise click.UsageError("--steps shows the model's steps; it does not combine with --json or --kernel")
+        _print_steps(prog, _profile(target))
+        return
     if kernel:
         from vmasim.kernel import KernelRunError, kernel_available, run_program
 
@@ -135,6 +121,23 @@ def run(program: str, as_json: bool, kernel: bool, target: str) -> None:
         click.echo(json.dumps(report, indent=2))
     else:
         _print_report(prog, report)
+
+
+def _print_steps(prog: Program, profile: Profile) -> None:
+    from vmasim.timeline import record_timeline, steps_text
+
+    try:
+        timeline = record_timeline(prog, profile)
+    except NotImplementedOp as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in steps_text(timeline):
+        # Coloured like a diff on a terminal (click drops the colours elsewhere).
+        body = line.lstrip()
+        colour = {"- ": "red", "+ ": "green"}.get(body[:2])
+        bold = body[:1] == "["
+        click.echo(click.style(line, fg=colour, bold=bold) if colour or bold else line)
+    if timeline.stopped:
+        sys.exit(1)
 
 
 @main.command()
@@ -161,6 +164,27 @@ def explain(program: str, target: str) -> None:
                 click.echo(f"    {why}")
         else:
             click.echo("    compatible: no operation has tried to merge them since they became so")
+
+
+@main.command()
+@click.argument("program", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the page (default: PROGRAM with .html, or .svg with --svg).")
+@click.option("--svg", "as_svg", is_flag=True, help="Write the picture of one step as a standalone SVG instead.")
+@click.option("--step", type=int, default=None, help="The step to show (1 = after the first op; default: the last).")
+@click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
+              help="Also save a PNG of the page at that step, taken with headless Chromium.")
+@target_option("default")
+def view(program: str, output: str | None, as_svg: bool, step: int | None, screenshot: str | None,
+         target: str) -> None:
+    """Draw PROGRAM's address space after every step: one self-contained HTML page (or SVG with --svg)."""
+    from vmasim.view import ViewError, view_command
+
+    try:
+        for line in view_command(program, _load(program), output, as_svg, step, screenshot, _profile(target)):
+            click.echo(line, err=True)
+    except ViewError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -17,6 +17,11 @@ from vmasim.report import errno_name, layout
 WALL_NAME = "vmasim-wall"
 
 
+# Called after each op with the process, the op and its result; and once with the
+# fork op and None when a fork child starts, before it runs its ops.
+StepHook = Callable[["_Run", Op, "dict[str, Any] | None"], None]
+
+
 class NotImplementedOp(Exception):
     """A program uses an op whose system-call family the model does not implement yet."""
 
@@ -28,12 +33,14 @@ class NotImplementedOp(Exception):
 class _Run:
     """One process running a program's ops: the address space plus name bindings."""
 
-    def __init__(self, program: Program, space: AddressSpace, addrs: dict[str, int], fds: dict[str, int]) -> None:
+    def __init__(self, program: Program, space: AddressSpace, addrs: dict[str, int], fds: dict[str, int],
+                 on_step: StepHook | None = None) -> None:
         self.program = program
         self.space = space
         self.addrs = addrs
         self.fds = fds
         self.children: dict[str, Any] = {}
+        self.on_step = on_step
 
     def addr(self, op: Op, key: str = "addr") -> int:
         ref = op[key]
@@ -43,7 +50,11 @@ class _Run:
         return self.fds.get(name, -1)
 
     def run(self, ops: tuple[Op, ...]) -> dict[str, Any]:
-        results = [self.step(op) for op in ops]
+        results = []
+        for op in ops:
+            results.append(self.step(op))
+            if self.on_step is not None:
+                self.on_step(self, op, results[-1])
         return layout(
             self.space.mm,
             self.program.window_start,
@@ -169,7 +180,9 @@ def _prctl(run: _Run, op: Op) -> int:
 
 
 def _fork(run: _Run, op: Op) -> int:
-    child = _Run(run.program, run.space.fork(), dict(run.addrs), dict(run.fds))
+    child = _Run(run.program, run.space.fork(), dict(run.addrs), dict(run.fds), run.on_step)
+    if child.on_step is not None:
+        child.on_step(child, op, None)  # the child's timeline starts at the fork
     run.children[op.path.rsplit(".", 1)[-1]] = child.run(op.child)
     child.space.exit()
     return 0
@@ -277,11 +290,16 @@ def run_model(program: Program, profile: Profile | str | None = None) -> dict[st
     return run_model_space(program, profile)[0]
 
 
-def run_model_space(program: Program, profile: Profile | str | None = None) -> tuple[dict[str, Any], AddressSpace]:
-    """Like :func:`run_model`, also returning the (parent's) address space the program ran on."""
+def run_model_space(
+    program: Program, profile: Profile | str | None = None, on_step: StepHook | None = None
+) -> tuple[dict[str, Any], AddressSpace]:
+    """Like :func:`run_model`, also returning the (parent's) address space the program ran on.
+
+    ``on_step`` is called after every op of every process (see :data:`StepHook`).
+    """
     missing = unsupported_ops(program)
     if missing:
         raise NotImplementedOp(missing[0])
     space = new_address_space(program, profile)
-    report = _Run(program, space, {"W": program.window_start}, {}).run(program.ops)
+    report = _Run(program, space, {"W": program.window_start}, {}, on_step).run(program.ops)
     return report, space
