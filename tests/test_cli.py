@@ -44,18 +44,6 @@ def test_invalid_program_names_op_and_field(tmp_path: Path) -> None:
     assert "used before it is bound" in res.output
 
 
-def test_not_implemented_op_is_named(tmp_path: Path, monkeypatch) -> None:
-    # Every op of the contract is modelled today; pretend one is not to check the message.
-    import vmasim.program.model as model
-
-    monkeypatch.delitem(model._HANDLERS, "userfaultfd")
-    prog = tmp_path / "p.json"
-    prog.write_text(json.dumps({"ops": [{"op": "userfaultfd", "name": "u"}]}))
-    res = CliRunner().invoke(main, ["run", str(prog)])
-    assert res.exit_code != 0
-    assert "op 0 (userfaultfd): not implemented yet" in res.output
-
-
 def test_explain_says_why() -> None:
     res = CliRunner().invoke(main, ["explain", str(EXAMPLES / "06-vm-account.json")])
     assert res.exit_code == 0, res.output

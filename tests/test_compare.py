@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-import vmasim.compare as compare_mod
-import vmasim.program.model as model_mod
+import vmasim.compare.command as compare_mod
 from vmasim.compare import compare_command, diff_reports
-from vmasim.program import Op, Program, parse_program
+from vmasim.program import Program, parse_program
 from vmasim.program.model import run_model
 
 OPS: list[dict[str, Any]] = [
@@ -142,22 +141,6 @@ def test_compare_command_invalid_program_names_op_and_field(tmp_path: Path) -> N
     text = out.getvalue()
     assert "op 0 (munmap)" in text and "'addr'" in text
     assert "agree" in text  # the valid program is still compared
-
-
-def test_compare_command_unsupported_op_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Pretend madvise is not modelled (whatever the model supports today).
-    def unsupported(program: Program) -> list[Op]:
-        return [op for op in program.ops if op.op == "madvise"]
-
-    monkeypatch.setattr(model_mod, "unsupported_ops", unsupported)
-    out = io.StringIO()
-    ops = [OPS[0], {"op": "madvise", "addr": "W", "length": "4K", "advice": "dontdump"}]
-    path = _write(tmp_path, "u.json", {"ops": ops})
-    good = _write(tmp_path, "p.json", {"ops": OPS})
-    assert compare_command((path, good), kernel=_same, out=out) == 2
-    text = out.getvalue()
-    assert "u.json: not compared: the model does not implement madvise yet (op 1)" in text
-    assert "p.json: agree" in text
 
 
 def test_compare_command_kernel_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

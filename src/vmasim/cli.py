@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -12,7 +12,7 @@ import click
 from vmasim.core.errors import WouldBlock
 from vmasim.profile import Profile, ProfileError, resolve_profile
 from vmasim.program import Program, ProgramError, load_program, parse_program
-from vmasim.program.model import NotImplementedOp, run_model
+from vmasim.program.model import run_model
 from vmasim.timeline import describe_op as _describe_op
 from vmasim.timeline import describe_result as _result_text
 
@@ -49,30 +49,12 @@ def _load(path: str) -> Program:
         raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
 
 
-def maps_lines(report: dict[str, Any]) -> list[str]:
-    """The report's VMAs as /proc/PID/maps-like lines (file labels in place of paths)."""
-    lines = []
-    for v in report["vmas"]:
-        start = int(v["start"], 16)
-        end = int(v["end"], 16)
-        offset = int(v["offset"], 16)
-        head = f"{start:08x}-{end:08x} {v['perms']} {offset:08x}"
-        name = v["file"] or ""
-        flags = " ".join(v["flags"])
-        policy = v.get("policy", "default")
-        line = f"{head} {name:<12} [{flags}]"
-        if policy != "default":
-            line += f" {policy}"
-        lines.append(line)
-    for v in report.get("heap", []):
-        lines.append(f"heap {v['start']}-{v['end']} {v['perms']} [{' '.join(v['flags'])}]")
-    return lines
-
-
-def _print_report(program: Program, report: dict[str, Any], indent: str = "") -> None:
+def _print_report(program: Program, report: Mapping[str, Any], indent: str = "") -> None:
     for op, res in zip(program.ops, report["results"], strict=False):
         click.echo(f"{indent}[{op.path}] {_describe_op(op)} = {_result_text(res)}")
     click.echo(f"{indent}--- layout ({len(report['vmas'])} VMA(s) in the window)")
+    from vmasim.compare.view import maps_lines
+
     for line in maps_lines(report):
         click.echo(indent + line)
     for key, child in report.get("children", {}).items():
@@ -115,7 +97,7 @@ def run(program: str, as_json: bool, kernel: bool, steps: bool, target: str) -> 
     else:
         try:
             report = run_model(prog, _profile(target))
-        except (NotImplementedOp, WouldBlock) as exc:
+        except WouldBlock as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -126,10 +108,7 @@ def run(program: str, as_json: bool, kernel: bool, steps: bool, target: str) -> 
 def _print_steps(prog: Program, profile: Profile) -> None:
     from vmasim.timeline import record_timeline, steps_text
 
-    try:
-        timeline = record_timeline(prog, profile)
-    except NotImplementedOp as exc:
-        raise click.ClickException(str(exc)) from None
+    timeline = record_timeline(prog, profile)
     for line in steps_text(timeline):
         # Coloured like a diff on a terminal (click drops the colours elsewhere).
         body = line.lstrip()
@@ -151,7 +130,7 @@ def explain(program: str, target: str) -> None:
     prog = _load(program)
     try:
         _report, space = run_model_space(prog, _profile(target))
-    except (NotImplementedOp, WouldBlock) as exc:
+    except WouldBlock as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(space.maps(prog.window_start, prog.window_end), nl=False)
     pairs = explain_pairs(space.mm, prog.window_start, prog.window_end)

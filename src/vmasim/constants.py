@@ -132,6 +132,25 @@ PR_SET_VMA = 0x53564D41
 PR_SET_VMA_ANON_NAME = 0
 PR_SET_MEMORY_MERGE = 67
 
+# open(2) access modes
+O_RDONLY = 0
+O_RDWR = 2
+
+# x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl)
+NR_MMAP = 9
+NR_MPROTECT = 10
+NR_MUNMAP = 11
+NR_MREMAP = 25
+NR_MADVISE = 28
+NR_FTRUNCATE = 77
+NR_MLOCK = 149
+NR_MUNLOCK = 150
+NR_MLOCKALL = 151
+NR_MUNLOCKALL = 152
+NR_PRCTL = 157
+NR_MLOCK2 = 325
+NR_MSEAL = 462
+
 # The top of x86_64's 47-bit user address space (DEFAULT_MAP_WINDOW; TASK_SIZE without 5-level
 # paging).  Machine-dependent limits (5-level paging, mmap_min_addr, max_map_count) are the
 # target's, see vmasim.core.target.

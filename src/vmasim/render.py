@@ -136,12 +136,10 @@ def smaps(vmas: Iterable[Vma], mm: MmStruct | None = None) -> str:
 
 def numa_maps(vmas: Iterable[Vma], mm: MmStruct | None = None) -> str:
     """/proc/PID/numa_maps text for ``vmas``: start address, effective policy and the mapped object."""
-    from vmasim.syscalls.mempolicy import numa_maps_policy
-
     names = ObjectNames()
     out: list[str] = []
     for v in vmas:
-        policy = numa_maps_policy(v, mm) if mm is not None else v.policy
+        policy = mm.effective_policy(v) if mm is not None else v.policy
         line = f"{v.start:x} {mpol_to_str(policy)}"
         _dev, _ino, name = names.columns(v, mm)
         if v.file is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from vmasim.profile import Profile
 FIELD = "_kernel_reports"
 
 
-def stored_reports(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def stored_reports(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The stored kernel reports of a program document, by profile name."""
     reports = doc.get(FIELD, {})
     if not isinstance(reports, dict):

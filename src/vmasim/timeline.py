@@ -22,7 +22,7 @@ import bisect
 import difflib
 import itertools
 import textwrap
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,9 +34,9 @@ from vmasim.explain import why_separate
 from vmasim.profile import Profile
 from vmasim.program.model import new_address_space, run_model_space
 from vmasim.program.parse import Op, Program
+from vmasim.program.report import OpResult
 from vmasim.render import file_offset, mpol_to_str, perms
 from vmasim.report import FileLabels
-from vmasim.syscalls.mempolicy import numa_maps_policy
 
 KINDS = ("anonymous", "file", "shmem", "stack", "heap", "guard", "special")
 
@@ -193,7 +193,7 @@ def _state(vma: Vma, mm: MmStruct, names: _Names) -> VmaState:
         offset=file_offset(vma),
         file=names.files.label(vma),
         flags=tuple(mnemonics(vma.vm_flags)),
-        policy=mpol_to_str(numa_maps_policy(vma, mm)),
+        policy=mpol_to_str(mm.effective_policy(vma)),
         kind=vma_kind(vma, mm),
         anon_vma=vma.anon_vma.id if vma.anon_vma is not None else None,
         forked=vma.fork_child and vma.anon_vma is not None,
@@ -244,7 +244,7 @@ class Step:
     index: int
     lane: str
     op: Op
-    result: dict[str, Any]
+    result: Mapping[str, Any]
     before: Snapshot
     after: Snapshot
     effects: tuple[Effect, ...] = ()
@@ -330,7 +330,7 @@ class _Recorder:
     def snap(self, mm: MmStruct) -> Snapshot:
         return snapshot(mm, self.program.window_start, self.program.window_end, self.heap_base, self.names)
 
-    def __call__(self, run: Any, op: Op, result: dict[str, Any] | None) -> None:
+    def __call__(self, run: Any, op: Op, result: OpResult | None) -> None:
         lane = self.lanes[lane_of(op)]
         if result is None:
             # A fork child is starting: the fork op takes its place in the order now,
@@ -381,8 +381,7 @@ class _Recorder:
 def record_timeline(program: Program, profile: Profile | str | None = None) -> Timeline:
     """Run ``program`` on the model of ``profile`` and keep every process's VMAs after each op.
 
-    Raises :class:`~vmasim.program.model.NotImplementedOp` before running
-    anything if an op is not modelled; an op that would wait forever for a
+    An op that would wait forever for a
     userfaultfd handler ends the run early, with :attr:`Timeline.stopped` set.
     """
     rec = _Recorder(program, profile)
@@ -631,7 +630,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def describe_result(res: dict[str, Any]) -> str:
+def describe_result(res: Mapping[str, Any]) -> str:
     """An op's result as ``run`` prints it: the return value, ``-1 ENOMEM``, or ``8 page(s)`` for touch."""
     if res.get("op") == "touch":
         fault = res.get("fault")

@@ -528,15 +528,11 @@ def view_command(path: str, program: Program, output: str | None, as_svg: bool, 
     import pathlib
     import sys
 
-    from vmasim.program.model import NotImplementedOp
     from vmasim.timeline import record_timeline
 
     if png is not None and as_svg:
         raise ViewError("--screenshot takes a picture of the HTML page; leave out --svg")
-    try:
-        timeline = record_timeline(program, profile)
-    except NotImplementedOp as exc:
-        raise ViewError(str(exc)) from None
+    timeline = record_timeline(program, profile)
     count = len(timeline.steps)
     if step is not None and not 1 <= step <= count:
         raise ViewError(f"--step {step}: the program has {count} step{'s' if count != 1 else ''} (1 to {count})")

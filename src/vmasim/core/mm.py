@@ -193,6 +193,15 @@ class MmStruct:
             for s, e in moved:
                 table.add(s - old + new, e - old + new)
 
+    # --- policies ------------------------------------------------------------
+
+    def effective_policy(self, vma: Vma) -> Mempolicy | None:
+        """The policy numa_maps shows for ``vma`` (show_numa_map() with __get_vma_policy()): its own (for
+        shmem, the object's at the VMA's first page), else the task's; None is the default policy."""
+        file = vma.file
+        own = file.inode.shared_policy_at(vma.pgoff) if file is not None and file.inode.is_shmem else vma.policy
+        return own if own is not None else self.task_policy
+
     # --- lookups -------------------------------------------------------------
 
     def find_vma(self, addr: int) -> Vma | None:

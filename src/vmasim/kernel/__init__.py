@@ -31,7 +31,7 @@ from vmasim.kernel.errors import BuildError, KernelRunError
 from vmasim.kernel.protocol import encode_program
 from vmasim.kernel.runner import default_jobs, run_program, run_programs
 from vmasim.program import parse_program
-from vmasim.report import errno_name
+from vmasim.program.report import errno_name
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from vmasim.program import Op, Program
-from vmasim.report import errno_name
+from vmasim.program.ops import Result
+from vmasim.program.report import OpResult, Report, VmaEntry, errno_name, op_result, rel_addr
 
-Report = dict[str, Any]
+__all__ = ["DecodeError", "Report", "decode_report", "errno_name", "numa_policy"]
 
 #: numa_maps keys that end the policy string (fs/proc/task_mmu.c show_numa_map).
 _NUMA_KEYS = frozenset(
@@ -29,10 +29,6 @@ _NODE_KEY = re.compile(r"^N\d+=")
 
 #: touch fault codes printed by the executor
 _FAULTS: dict[int, str | None] = {0: None, 11: "SIGSEGV", 7: "SIGBUS", 1: "UFFD"}
-
-#: ops whose ``ret`` is an address (a hex string)
-_ADDRESS_OPS = frozenset({"mmap", "mremap"})
-
 
 class DecodeError(ValueError):
     """The executor's output does not have the expected structure."""
@@ -90,27 +86,21 @@ class _Proc:
 
     ops: Sequence[Op]
     labels: dict[tuple[int, int, int], str]
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[OpResult] = field(default_factory=list)
     vmas: list[_Vma] = field(default_factory=list)
     policies: dict[int, str] = field(default_factory=dict)
     children: dict[str, Report] = field(default_factory=dict)
     forking: int = -1  # index of the fork op whose child is being read
 
 
-def _result(op: Op, value: int, err: int) -> dict[str, Any]:
-    if op.op == "touch":
+def _result(op: Op, value: int, err: int) -> OpResult:
+    if type(op.args).result is Result.ACCESS:
         try:
             fault = _FAULTS[err]
         except KeyError:
             raise DecodeError(f"op {op.path}: unknown touch fault code {err}") from None
-        return {"op": "touch", "pages": value, "fault": fault}
-    if err:
-        return {"op": op.op, "ret": -1, "errno": errno_name(err)}
-    if op.op in _ADDRESS_OPS:
-        return {"op": op.op, "ret": hex(value), "errno": None}
-    if op.op == "sbrk":
-        return {"op": "sbrk", "ret": "+" + hex(value), "errno": None}
-    return {"op": op.op, "ret": 0, "errno": None}
+        return op_result(op.args, (value, fault))
+    return op_result(op.args, value, err)
 
 
 def _finish(proc: _Proc, program: Program, init_brk: int) -> Report:
@@ -118,8 +108,8 @@ def _finish(proc: _Proc, program: Program, init_brk: int) -> Report:
         raise DecodeError(f"expected {len(proc.ops)} results, got {len(proc.results)}")
     ws, we = program.window_start, program.window_end
     shmem: dict[tuple[int, int, int], str] = {}
-    vmas: list[dict[str, Any]] = []
-    heap: list[dict[str, Any]] = []
+    vmas: list[VmaEntry] = []
+    heap: list[VmaEntry] = []
 
     def label(v: _Vma) -> str | None:
         if v.inode == 0:
@@ -133,21 +123,15 @@ def _finish(proc: _Proc, program: Program, init_brk: int) -> Report:
             return shmem.setdefault(key, f"shmem#{len(shmem) + 1}")
         return v.name  # not created by the program; should not happen inside the window
 
+    def entry(v: _Vma, start: str, end: str) -> VmaEntry:
+        return {"start": start, "end": end, "perms": v.perms, "offset": hex(v.offset), "file": label(v),
+                "flags": v.flags, "policy": proc.policies.get(v.start, "default")}
+
     for v in proc.vmas:
-        entry: dict[str, Any] = {
-            "perms": v.perms,
-            "offset": hex(v.offset),
-            "file": label(v),
-            "flags": v.flags,
-            "policy": proc.policies.get(v.start, "default"),
-        }
         if v.start < we and v.end > ws:
-            entry["start"], entry["end"] = hex(v.start), hex(v.end)
-            vmas.append(entry)
+            vmas.append(entry(v, hex(v.start), hex(v.end)))
         elif v.name == "[heap]" and v.start >= init_brk:
-            entry["start"] = "+" + hex(v.start - init_brk)
-            entry["end"] = "+" + hex(v.end - init_brk)
-            heap.append(entry)
+            heap.append(entry(v, rel_addr(v.start, init_brk), rel_addr(v.end, init_brk)))
     return {"results": proc.results, "vmas": vmas, "heap": heap, "children": proc.children}
 
 
@@ -184,7 +168,7 @@ def decode_report(lines: Sequence[str], program: Program) -> Report:
                 proc.policies[start] = policy
             elif tag == "N":
                 idx_s, major, minor, inode = rest.split()
-                proc.labels[(int(major, 16), int(minor, 16), int(inode))] = proc.ops[int(idx_s)].args["name"]
+                proc.labels[(int(major, 16), int(minor, 16), int(inode))] = proc.ops[int(idx_s)].args.get("name")
             elif tag == "C":
                 idx = int(rest)
                 op = proc.ops[idx]

@@ -11,8 +11,9 @@ stay in the child, exactly as the parser scopes them.
 Line format (numbers are hex unless noted): ``<code> <op index, dec>
 <output slot, dec or -1> <arg>...`` where an arg is ``<hex>`` (an
 immediate), ``<slot>:<hex>`` (slot + offset, modulo 2**64) or ``x<hex bytes>``
-(a NUL-terminated string; the value is its address).  See the header comment
-of ``executor.c`` for the whole protocol.
+(a NUL-terminated string; the value is its address).  Each op's code and
+arguments come from its definition's :class:`~vmasim.program.ops.Wire`; see
+the header comment of ``executor.c`` for the whole protocol.
 """
 
 from __future__ import annotations
@@ -20,46 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vmasim.program import AddrRef, Op, Program
-
-MASK64 = (1 << 64) - 1
+from vmasim.program.ops import Fork, OpDef
+from vmasim.program.values import MASK64, Address, ObjectRef, Text
 
 #: Limits compiled into the executor (``MAX_OPS``, ``MAX_SLOTS``, ``MAX_ARGS``).
 MAX_OPS = 65536
 MAX_SLOTS = 65536
-
-# x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl)
-NR_MPROTECT = 10
-NR_MMAP = 9
-NR_MUNMAP = 11
-NR_MREMAP = 25
-NR_MADVISE = 28
-NR_FTRUNCATE = 77
-NR_MLOCK = 149
-NR_MUNLOCK = 150
-NR_MLOCKALL = 151
-NR_MUNLOCKALL = 152
-NR_PRCTL = 157
-NR_MLOCK2 = 325
-NR_MSEAL = 462
-
-PR_SET_VMA = 0x53564D41
-PR_SET_VMA_ANON_NAME = 0
-PR_SET_MEMORY_MERGE = 67
-O_RDONLY = 0
-O_RDWR = 2
-
-# op -> (syscall number, argument fields) for ops that are one plain syscall
-_PLAIN: dict[str, tuple[int, tuple[str, ...]]] = {
-    "munmap": (NR_MUNMAP, ("addr", "length")),
-    "mprotect": (NR_MPROTECT, ("addr", "length", "prot")),
-    "madvise": (NR_MADVISE, ("addr", "length", "advice")),
-    "mlock": (NR_MLOCK, ("addr", "length")),
-    "munlock": (NR_MUNLOCK, ("addr", "length")),
-    "mlock2": (NR_MLOCK2, ("addr", "length", "flags")),
-    "mlockall": (NR_MLOCKALL, ("flags",)),
-    "munlockall": (NR_MUNLOCKALL, ()),
-    "mseal": (NR_MSEAL, ("addr", "length", "flags")),
-}
 
 
 class EncodeError(ValueError):
@@ -95,17 +62,23 @@ class _Encoder:
             return f"{(self.window_start + ref.offset) & MASK64:x}"
         return f"{self.slot('a', ref.name)}:{ref.offset & MASK64:x}"
 
-    def fd(self, name: str) -> str:
-        return f"{self.slot('f', name)}:0"
+    def fd(self, name: str | None) -> str:
+        """An object's descriptor, from its slot; an absent one is -1."""
+        return f"{MASK64:x}" if name is None else f"{self.slot('f', name)}:0"
 
-    def emit(self, code: str, op: Op, out: int, *args: str | int) -> None:
-        parts = [code, str(op.index), str(out)]
-        parts.extend(a if isinstance(a, str) else f"{a & MASK64:x}" for a in args)
-        self.lines.append(" ".join(parts))
-
-    def out_addr(self, op: Op) -> int:
-        name = op.args.get("as")
-        return -1 if name is None else self.slot("a", name)
+    def arg(self, args: OpDef, spec: str | int) -> str:
+        """One argument: a constant, or a field encoded by its kind."""
+        if isinstance(spec, int):
+            return f"{spec & MASK64:x}"
+        kind = type(args).kinds().get(spec)
+        value = args.get(spec)
+        if isinstance(kind, Address):
+            return self.addr(value)
+        if isinstance(kind, ObjectRef):
+            return self.fd(value)
+        if isinstance(kind, Text):
+            return "0" if value is None else "x" + value.encode("utf-8", "surrogateescape").hex()
+        return f"{int(value) & MASK64:x}"
 
     def ops(self, ops: Sequence[Op]) -> int:
         """Emit ``ops`` (recursively); return how many lines were emitted."""
@@ -115,64 +88,23 @@ class _Encoder:
         return len(self.lines) - first
 
     def op(self, op: Op) -> None:
-        a = op.args
-        name = op.op
-        if name in _PLAIN:
-            nr, fields = _PLAIN[name]
-            self.emit("s", op, -1, nr, *(self.addr(a[f]) if f == "addr" else int(a[f]) for f in fields))
-        elif name == "mmap":
-            fd = self.fd(a["fd"]) if a["fd"] is not None else MASK64
-            self.emit(
-                "m", op, self.out_addr(op), NR_MMAP, self.addr(a["addr"]), a["length"], a["prot"], a["flags"], fd,
-                a["offset"],
-            )
-        elif name == "mremap":
-            self.emit(
-                "m", op, self.out_addr(op), NR_MREMAP, self.addr(a["addr"]), a["old_length"], a["new_length"],
-                a["flags"], self.addr(a["new_addr"]),
-            )
-        elif name == "mbind":
-            self.emit("N", op, -1, self.addr(a["addr"]), a["length"], a["mode"], a["nodes"], a["flags"])
-        elif name == "set_mempolicy":
-            self.emit("Q", op, -1, a["mode"], a["nodes"])
-        elif name == "sbrk":
-            self.emit("b", op, -1, a["increment"])
-        elif name == "touch":
-            self.emit("t", op, -1, self.addr(a["addr"]), a["length"], int(bool(a["write"])))
-        elif name in ("memfd", "file"):
-            self.emit("M" if name == "memfd" else "F", op, self.slot("f", a["name"]), a["size"])
-        elif name == "open":
-            self.emit("O", op, self.slot("f", a["name"]), self.fd(a["of"]), O_RDWR if a["mode"] == "rw" else O_RDONLY)
-        elif name == "dup":
-            self.emit("D", op, self.slot("f", a["name"]), self.fd(a["of"]))
-        elif name == "ftruncate":
-            self.emit("s", op, -1, NR_FTRUNCATE, self.fd(a["fd"]), a["size"])
-        elif name == "close":
-            self.emit("C", op, -1, self.fd(a["fd"]))
-        elif name == "userfaultfd":
-            self.emit("U", op, self.slot("f", a["name"]), a["features"])
-        elif name == "uffd_register":
-            self.emit("G", op, -1, self.fd(a["uffd"]), self.addr(a["addr"]), a["length"], a["mode"])
-        elif name == "uffd_unregister":
-            self.emit("g", op, -1, self.fd(a["uffd"]), self.addr(a["addr"]), a["length"])
-        elif name == "prctl":
-            if a["option"] == "set_vma_anon_name":
-                label = a["name"]
-                text = 0 if label is None else "x" + label.encode("utf-8", "surrogateescape").hex()
-                self.emit(
-                    "s", op, -1, NR_PRCTL, PR_SET_VMA, PR_SET_VMA_ANON_NAME, self.addr(a["addr"]), a["length"], text
-                )
-            else:
-                self.emit("s", op, -1, NR_PRCTL, PR_SET_MEMORY_MERGE, a["value"], 0, 0, 0)
-        elif name == "fork":
+        args = op.args
+        if isinstance(args, Fork):
             at = len(self.lines)
             self.lines.append("")  # patched once the child's line count is known
             n = self.ops(op.child)
             self.lines[at] = f"K {op.index} -1 {n:x}"
-        elif name == "pad":
-            self.emit("X", op, -1, a["headroom"])
-        else:  # pragma: no cover - the parser admits only the ops above
-            raise EncodeError(f"op {op.path}: the kernel runner does not support {name!r}")
+            return
+        wire = type(args).wire
+        assert wire is not None, f"op {op.op} has no executor encoding"
+        out = -1
+        if wire.out is not None and args.get(wire.out) is not None:
+            out = self.slot("a" if wire.out == "as" else "f", args.get(wire.out))
+        parts = [wire.code, str(op.index), str(out)]
+        if wire.nr is not None:
+            parts.append(f"{wire.nr:x}")
+        parts.extend(self.arg(args, spec) for spec in wire.args)
+        self.lines.append(" ".join(parts))
 
 
 def encode_program(program: Program) -> str:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from vmasim import constants as C
 from vmasim.api import AddressSpace
 from vmasim.core.flags import VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED, from_mnemonics
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.profile import Profile, resolve_profile
-from vmasim.program.parse import MASK64, Op, Program
-from vmasim.report import errno_name, layout
+from vmasim.program import ops
+from vmasim.program.ops import OpDef, Result
+from vmasim.program.parse import Op, Program
+from vmasim.program.report import OpResult, Report, op_result
+from vmasim.program.values import MASK64, AddrRef
+from vmasim.report import layout
+
+T = TypeVar("T", bound=OpDef)
 
 # What the runner's walls are called (a memfd): a program reaching into them sees this object.
 WALL_NAME = "vmasim-wall"
@@ -19,15 +26,7 @@ WALL_NAME = "vmasim-wall"
 
 # Called after each op with the process, the op and its result; and once with the
 # fork op and None when a fork child starts, before it runs its ops.
-StepHook = Callable[["_Run", Op, "dict[str, Any] | None"], None]
-
-
-class NotImplementedOp(Exception):
-    """A program uses an op whose system-call family the model does not implement yet."""
-
-    def __init__(self, op: Op) -> None:
-        self.op = op
-        super().__init__(f"op {op.path} ({op.op}): not implemented yet in the model")
+StepHook = Callable[["_Run", Op, "OpResult | None"], None]
 
 
 class _Run:
@@ -39,18 +38,20 @@ class _Run:
         self.space = space
         self.addrs = addrs
         self.fds = fds
-        self.children: dict[str, Any] = {}
+        self.children: dict[str, Report] = {}
         self.on_step = on_step
 
-    def addr(self, op: Op, key: str = "addr") -> int:
-        ref = op[key]
-        return 0 if ref is None else int(ref.resolve(self.addrs))
+    def addr(self, ref: AddrRef | None) -> int:
+        """An address field's value now (None, no hint, is 0)."""
+        return 0 if ref is None else ref.resolve(self.addrs)
 
     def fd(self, name: str) -> int:
+        """The descriptor a name stands for (-1 once closed: EBADF, like the runner)."""
         return self.fds.get(name, -1)
 
-    def run(self, ops: tuple[Op, ...]) -> dict[str, Any]:
-        results = []
+    def run(self, ops: tuple[Op, ...]) -> Report:
+        """Run ``ops`` in order and report."""
+        results: list[OpResult] = []
         for op in ops:
             results.append(self.step(op))
             if self.on_step is not None:
@@ -64,186 +65,237 @@ class _Run:
             self.children,
         )
 
-    def step(self, op: Op) -> dict[str, Any]:
-        handler = _HANDLERS.get(op.op)
-        if handler is None:
-            raise NotImplementedOp(op)
+    def step(self, op: Op) -> OpResult:
+        """Run one op: its handler's value, or the errno it failed with, as the op's result entry."""
+        args = op.args
+        bound = args.get("as") if type(args).result is Result.ADDRESS else None
         try:
-            ret = handler(self, op)
+            value = HANDLERS[type(args)](self, op)
         except OSError as exc:
-            if op.get("as"):
-                self.addrs[op["as"]] = MASK64
-            code = exc.errno if exc.errno is not None else errno.EINVAL
-            return {"op": op.op, "ret": -1, "errno": errno_name(code)}
-        if isinstance(ret, dict):
-            return ret  # a complete result (touch reports pages and fault, not ret/errno)
-        if op.op in ("mmap", "mremap"):
-            if op.get("as"):
-                self.addrs[op["as"]] = int(ret)
-            return {"op": op.op, "ret": hex(int(ret)), "errno": None}
-        return {"op": op.op, "ret": ret if isinstance(ret, (int, str)) else 0, "errno": None}
+            if bound is not None:
+                self.addrs[bound] = MASK64  # a failed call's "address" is -1, as on the runner
+            return op_result(args, None, exc.errno if exc.errno is not None else errno.EINVAL)
+        if bound is not None:
+            self.addrs[bound] = int(value)
+        return op_result(args, value)
 
 
+Handler = Callable[[_Run, Op], Any]
+#: Each op definition's handler: what running it means on the model.
+HANDLERS: dict[type[OpDef], Handler] = {}
+
+
+def handles(cls: type[OpDef]) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of op definition ``cls``."""
+
+    def register(fn: Handler) -> Handler:
+        HANDLERS[cls] = fn
+        return fn
+
+    return register
+
+
+def _args(op: Op, cls: type[T]) -> T:
+    assert isinstance(op.args, cls)
+    return op.args
+
+
+@handles(ops.Mmap)
 def _mmap(run: _Run, op: Op) -> int:
-    fd = run.fd(op["fd"]) if op["fd"] is not None else -1
-    return run.space.mmap(run.addr(op), op["length"], op["prot"], op["flags"], fd, op["offset"])
+    a = _args(op, ops.Mmap)
+    fd = run.fd(a.fd) if a.fd is not None else None
+    return run.space.mmap(run.addr(a.addr), a.length, a.prot, a.flags, fd, a.offset)
 
 
-def _mremap(run: _Run, op: Op) -> int:
-    new_addr = run.addr(op, "new_addr") if op["new_addr"] is not None else 0
-    return run.space.mremap(run.addr(op), op["old_length"], op["new_length"], op["flags"], new_addr)
-
-
-def _touch(run: _Run, op: Op) -> dict[str, Any]:
-    res = run.space.touch(run.addr(op), op["length"], op["write"])
-    return {"op": "touch", "pages": res.pages, "fault": res.fault}
-
-
+@handles(ops.Munmap)
 def _munmap(run: _Run, op: Op) -> int:
-    run.space.munmap(run.addr(op), op["length"])
+    a = _args(op, ops.Munmap)
+    run.space.munmap(run.addr(a.addr), a.length)
     return 0
 
 
+@handles(ops.Mprotect)
 def _mprotect(run: _Run, op: Op) -> int:
-    run.space.mprotect(run.addr(op), op["length"], op["prot"])
+    a = _args(op, ops.Mprotect)
+    run.space.mprotect(run.addr(a.addr), a.length, a.prot_bits)
     return 0
 
 
+@handles(ops.Madvise)
+def _madvise(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Madvise)
+    run.space.madvise(run.addr(a.addr), a.length, a.advice)
+    return 0
+
+
+@handles(ops.Mlock)
+def _mlock(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Mlock)
+    run.space.mlock(run.addr(a.addr), a.length)
+    return 0
+
+
+@handles(ops.Munlock)
+def _munlock(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Munlock)
+    run.space.munlock(run.addr(a.addr), a.length)
+    return 0
+
+
+@handles(ops.Mlock2)
+def _mlock2(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Mlock2)
+    run.space.mlock2(run.addr(a.addr), a.length, a.flags)
+    return 0
+
+
+@handles(ops.Mlockall)
+def _mlockall(run: _Run, op: Op) -> int:
+    run.space.mlockall(_args(op, ops.Mlockall).flags)
+    return 0
+
+
+@handles(ops.Munlockall)
+def _munlockall(run: _Run, op: Op) -> int:
+    run.space.munlockall()
+    return 0
+
+
+@handles(ops.Mbind)
+def _mbind(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Mbind)
+    run.space.mbind(run.addr(a.addr), a.length, a.mode_bits, a.nodes, a.flags)
+    return 0
+
+
+@handles(ops.SetMempolicy)
+def _set_mempolicy(run: _Run, op: Op) -> int:
+    a = _args(op, ops.SetMempolicy)
+    run.space.set_mempolicy(a.mode_bits, a.nodes)
+    return 0
+
+
+@handles(ops.Mseal)
+def _mseal(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Mseal)
+    run.space.mseal(run.addr(a.addr), a.length, a.flags)
+    return 0
+
+
+@handles(ops.Mremap)
+def _mremap(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Mremap)
+    return run.space.mremap(run.addr(a.addr), a.old_length, a.new_length, a.flags, run.addr(a.new_addr))
+
+
+@handles(ops.Sbrk)
+def _sbrk(run: _Run, op: Op) -> int:
+    return run.space.sbrk(_args(op, ops.Sbrk).increment) - run.space.initial_break
+
+
+@handles(ops.Touch)
+def _touch(run: _Run, op: Op) -> tuple[int, str | None]:
+    a = _args(op, ops.Touch)
+    res = run.space.touch(run.addr(a.addr), a.length, a.write)
+    return res.pages, res.fault
+
+
+@handles(ops.Memfd)
 def _memfd(run: _Run, op: Op) -> int:
-    run.fds[op["name"]] = run.space.memfd_create(op["name"], op["size"])
+    a = _args(op, ops.Memfd)
+    run.fds[a.name] = run.space.memfd_create(a.name, a.size)
     return 0
 
 
+@handles(ops.FileOp)
 def _file(run: _Run, op: Op) -> int:
-    run.fds[op["name"]] = run.space.create_file(op["name"], op["size"])
+    a = _args(op, ops.FileOp)
+    run.fds[a.name] = run.space.create_file(a.name, a.size)
     return 0
 
 
+@handles(ops.Open)
 def _open(run: _Run, op: Op) -> int:
-    run.fds[op["name"]] = run.space.reopen(run.fd(op["of"]), writable=op["mode"] == "rw")
+    a = _args(op, ops.Open)
+    run.fds[a.name] = run.space.reopen(run.fd(a.of), writable=a.mode == C.O_RDWR)
     return 0
 
 
+@handles(ops.Dup)
 def _dup(run: _Run, op: Op) -> int:
-    run.fds[op["name"]] = run.space.dup(run.fd(op["of"]))
+    a = _args(op, ops.Dup)
+    run.fds[a.name] = run.space.dup(run.fd(a.of))
     return 0
 
 
+@handles(ops.Ftruncate)
 def _ftruncate(run: _Run, op: Op) -> int:
-    run.space.ftruncate(run.fd(op["fd"]), op["size"])
+    a = _args(op, ops.Ftruncate)
+    run.space.ftruncate(run.fd(a.fd), a.size)
     return 0
 
 
+@handles(ops.Close)
 def _close(run: _Run, op: Op) -> int:
     # Like the runner: a closed name is unbound, so later uses are EBADF.
-    run.space.close(run.fds.pop(op["fd"], -1))
+    run.space.close(run.fds.pop(_args(op, ops.Close).fd, -1))
     return 0
 
 
+@handles(ops.Userfaultfd)
 def _userfaultfd(run: _Run, op: Op) -> int:
-    run.fds[op["name"]] = run.space.userfaultfd(op["features"])
+    a = _args(op, ops.Userfaultfd)
+    run.fds[a.name] = run.space.userfaultfd(a.features)
     return 0
 
 
+@handles(ops.UffdRegister)
 def _uffd_register(run: _Run, op: Op) -> int:
-    run.space.uffd_register(run.fd(op["uffd"]), run.addr(op), op["length"], op["mode"])
+    a = _args(op, ops.UffdRegister)
+    run.space.uffd_register(run.fd(a.uffd), run.addr(a.addr), a.length, a.mode)
     return 0
 
 
+@handles(ops.UffdUnregister)
 def _uffd_unregister(run: _Run, op: Op) -> int:
-    run.space.uffd_unregister(run.fd(op["uffd"]), run.addr(op), op["length"])
+    a = _args(op, ops.UffdUnregister)
+    run.space.uffd_unregister(run.fd(a.uffd), run.addr(a.addr), a.length)
     return 0
 
 
-def _simple(method: str, *keys: str) -> Callable[[_Run, Op], int]:
-    """A handler calling ``AddressSpace.<method>`` with the op's fields (``addr`` resolved)."""
-
-    def handler(run: _Run, op: Op) -> int:
-        args = [run.addr(op) if k == "addr" else op[k] for k in keys]
-        getattr(run.space, method)(*args)
-        return 0
-
-    return handler
-
-
-def _sbrk(run: _Run, op: Op) -> str:
-    old = run.space.sbrk(op["increment"])
-    return "+" + hex(old - run.space.initial_break)
-
-
-def _prctl(run: _Run, op: Op) -> int:
-    if op["option"] == "set_memory_merge":
-        run.space.prctl_set_memory_merge(op["value"])
-    else:
-        run.space.prctl_set_vma_anon_name(run.addr(op), op["length"], op["name"])
+@handles(ops.PrctlSetVmaAnonName)
+def _prctl_set_vma_anon_name(run: _Run, op: Op) -> int:
+    a = _args(op, ops.PrctlSetVmaAnonName)
+    run.space.prctl_set_vma_anon_name(run.addr(a.addr), a.length, a.name)
     return 0
 
 
+@handles(ops.PrctlSetMemoryMerge)
+def _prctl_set_memory_merge(run: _Run, op: Op) -> int:
+    run.space.prctl_set_memory_merge(_args(op, ops.PrctlSetMemoryMerge).value)
+    return 0
+
+
+@handles(ops.Fork)
 def _fork(run: _Run, op: Op) -> int:
     child = _Run(run.program, run.space.fork(), dict(run.addrs), dict(run.fds), run.on_step)
     if child.on_step is not None:
         child.on_step(child, op, None)  # the child's timeline starts at the fork
-    run.children[op.path.rsplit(".", 1)[-1]] = child.run(op.child)
+    run.children[str(op.index)] = child.run(op.child)
     child.space.exit()
     return 0
 
 
+@handles(ops.Pad)
 def _pad(run: _Run, op: Op) -> int:
     mm = run.space.mm
     # The kernel runner fills the process with unrelated VMAs far from the window; it cannot take
     # VMAs away, so a target below the current count is an error there too.
-    want = mm.max_map_count - op["headroom"]
+    want = mm.max_map_count - _args(op, ops.Pad).headroom
     if want < mm.map_count:
         raise OSError(errno.EINVAL, "pad: the process already has more VMAs than that")
     mm.hidden_map_count += want - mm.map_count
     return 0
-
-
-_HANDLERS: dict[str, Callable[[_Run, Op], Any]] = {
-    "mmap": _mmap,
-    "munmap": _munmap,
-    "mremap": _mremap,
-    "mprotect": _mprotect,
-    "touch": _touch,
-    "memfd": _memfd,
-    "file": _file,
-    "open": _open,
-    "dup": _dup,
-    "ftruncate": _ftruncate,
-    "close": _close,
-    "pad": _pad,
-    "madvise": _simple("madvise", "addr", "length", "advice"),
-    "mlock": _simple("mlock", "addr", "length"),
-    "munlock": _simple("munlock", "addr", "length"),
-    "mlock2": _simple("mlock2", "addr", "length", "flags"),
-    "mlockall": _simple("mlockall", "flags"),
-    "munlockall": _simple("munlockall"),
-    "mbind": _simple("mbind", "addr", "length", "mode", "nodes", "flags"),
-    "set_mempolicy": _simple("set_mempolicy", "mode", "nodes"),
-    "mseal": _simple("mseal", "addr", "length", "flags"),
-    "sbrk": _sbrk,
-    "prctl": _prctl,
-    "fork": _fork,
-    "userfaultfd": _userfaultfd,
-    "uffd_register": _uffd_register,
-    "uffd_unregister": _uffd_unregister,
-}
-
-SUPPORTED_OPS = frozenset(_HANDLERS)
-
-
-def unsupported_ops(program: Program) -> list[Op]:
-    """The ops (fork children included) that the model cannot run yet."""
-    out: list[Op] = []
-
-    def walk(ops: tuple[Op, ...]) -> None:
-        for op in ops:
-            if op.op not in _HANDLERS:
-                out.append(op)
-            walk(op.child)
-
-    walk(program.ops)
-    return out
 
 
 def new_address_space(program: Program, profile: Profile | str | None = None) -> AddressSpace:
@@ -280,26 +332,19 @@ def new_address_space(program: Program, profile: Profile | str | None = None) ->
     return space
 
 
-def run_model(program: Program, profile: Profile | str | None = None) -> dict[str, Any]:
+def run_model(program: Program, profile: Profile | str | None = None) -> Report:
     """Run ``program`` on a fresh model address space of ``profile`` (default: the built-in default)
-    and return its layout report.
-
-    Raises :class:`NotImplementedOp` before running anything if an op is not
-    modelled yet.
-    """
+    and return its layout report."""
     return run_model_space(program, profile)[0]
 
 
 def run_model_space(
     program: Program, profile: Profile | str | None = None, on_step: StepHook | None = None
-) -> tuple[dict[str, Any], AddressSpace]:
+) -> tuple[Report, AddressSpace]:
     """Like :func:`run_model`, also returning the (parent's) address space the program ran on.
 
     ``on_step`` is called after every op of every process (see :data:`StepHook`).
     """
-    missing = unsupported_ops(program)
-    if missing:
-        raise NotImplementedOp(missing[0])
     space = new_address_space(program, profile)
     report = _Run(program, space, {"W": program.window_start}, {}, on_step).run(program.ops)
     return report, space

@@ -1,32 +1,38 @@
-"""Parse and validate ``vmasim-program/1`` documents into typed :class:`Program` values.
+"""Parse and validate ``vmasim-program/1`` documents into :class:`Program` values.
 
-Every value is normalised to what the system call takes: protections, flags,
-advice and modes become the kernel's integers, lengths become unsigned 64-bit
-integers, and addresses become :class:`AddrRef` (a name bound earlier plus an
-offset), resolved only when the program runs.  Both the model and the kernel
-runner execute the same :class:`Program`, so they cannot disagree about what
-a program means.
-
-A malformed program raises :class:`ProgramError` naming the op and the field,
-before anything runs.
+Each op is validated by its definition (:mod:`vmasim.program.ops`), then the
+names it uses are checked against what earlier ops bound.  Whatever the input
+(any bytes, any nesting, any size) a malformed program ends in one
+:class:`ProgramError` naming the op and the field, before anything runs:
+JSON that is not UTF-8, duplicate keys, unknown keys anywhere, values no
+64-bit register could hold, names used before they are bound, forks nested
+too deep, too many ops.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from vmasim import constants as C
+from vmasim.program.ops import OP_NAMES, PRCTL_OPTIONS, Fork, OpDef, definition_of
+from vmasim.program.values import Address, AddrRef, ObjectRef, parse_int
 
 FORMAT = "vmasim-program/1"
 DEFAULT_WINDOW_START = 0x7E0000000000
 DEFAULT_WINDOW_LENGTH = 4 << 30
-MASK64 = (1 << 64) - 1
-#: vm.max_map_count is a C int, so no headroom below it can be larger.
-MAX_HEADROOM = (1 << 31) - 1
+#: Most ops in one program, fork children included (the executor's limit).
+MAX_OPS = 65536
+#: Deepest nesting of forks.
+MAX_FORK_DEPTH = 32
+#: Largest program text.
+MAX_PROGRAM_BYTES = 64 << 20
+#: The address names every program starts with: the window's start.
+WINDOW_NAME = "W"
 
 
 class ProgramError(ValueError):
@@ -41,43 +47,19 @@ class ProgramError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class AddrRef:
-    """An address as written in a program: ``name + offset``, or an absolute value when ``name`` is None."""
-
-    name: str | None
-    offset: int
-
-    def resolve(self, names: Mapping[str, int]) -> int:
-        """The 64-bit address this refers to, given the addresses bound so far."""
-        base = 0 if self.name is None else names[self.name]
-        return (base + self.offset) & MASK64
-
-    def __str__(self) -> str:
-        if self.name is None:
-            return hex(self.offset)
-        if self.offset == 0:
-            return self.name
-        sign = "+" if self.offset > 0 else "-"
-        return f"{self.name}{sign}{hex(abs(self.offset))}"
-
-
-@dataclass(frozen=True, slots=True)
 class Op:
-    """One validated op.  ``args`` holds normalised values keyed by the contract's field names."""
+    """One validated op: its definition's values (``args``), where it is, and its fork child's ops."""
 
     index: int
     path: str
-    op: str
-    args: Mapping[str, Any]
+    args: OpDef
     child: tuple[Op, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def __getitem__(self, key: str) -> Any:
-        return self.args[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The normalised value of field ``key``, or ``default``."""
-        return self.args.get(key, default)
+    @property
+    def op(self) -> str:
+        """The op's name."""
+        return self.args.op
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,532 +78,218 @@ class Program:
         return self.window_start + self.window_length
 
 
-# --- name tables ---------------------------------------------------------------
-
-MMAP_FLAGS: dict[str, int] = {
-    "private": C.MAP_PRIVATE,
-    "shared": C.MAP_SHARED,
-    "shared_validate": C.MAP_SHARED_VALIDATE,
-    "anonymous": C.MAP_ANONYMOUS,
-    "fixed": C.MAP_FIXED,
-    "fixed_noreplace": C.MAP_FIXED_NOREPLACE,
-    "noreserve": C.MAP_NORESERVE,
-    "populate": C.MAP_POPULATE,
-    "locked": C.MAP_LOCKED,
-    "growsdown": C.MAP_GROWSDOWN,
-    "stack": C.MAP_STACK,
-    "droppable": C.MAP_DROPPABLE,
-    "nonblock": C.MAP_NONBLOCK,
-}
-PROT_FLAGS: dict[str, int] = {"growsdown": C.PROT_GROWSDOWN, "growsup": C.PROT_GROWSUP}
-ADVICE: dict[str, int] = {
-    "normal": C.MADV_NORMAL,
-    "random": C.MADV_RANDOM,
-    "sequential": C.MADV_SEQUENTIAL,
-    "willneed": C.MADV_WILLNEED,
-    "dontneed": C.MADV_DONTNEED,
-    "free": C.MADV_FREE,
-    "remove": C.MADV_REMOVE,
-    "dontfork": C.MADV_DONTFORK,
-    "dofork": C.MADV_DOFORK,
-    "mergeable": C.MADV_MERGEABLE,
-    "unmergeable": C.MADV_UNMERGEABLE,
-    "hugepage": C.MADV_HUGEPAGE,
-    "nohugepage": C.MADV_NOHUGEPAGE,
-    "dontdump": C.MADV_DONTDUMP,
-    "dodump": C.MADV_DODUMP,
-    "wipeonfork": C.MADV_WIPEONFORK,
-    "keeponfork": C.MADV_KEEPONFORK,
-    "cold": C.MADV_COLD,
-    "pageout": C.MADV_PAGEOUT,
-    "populate_read": C.MADV_POPULATE_READ,
-    "populate_write": C.MADV_POPULATE_WRITE,
-    "dontneed_locked": C.MADV_DONTNEED_LOCKED,
-    "collapse": C.MADV_COLLAPSE,
-    "guard_install": C.MADV_GUARD_INSTALL,
-    "guard_remove": C.MADV_GUARD_REMOVE,
-}
-MLOCK2_FLAGS: dict[str, int] = {"onfault": C.MLOCK_ONFAULT}
-MLOCKALL_FLAGS: dict[str, int] = {"current": C.MCL_CURRENT, "future": C.MCL_FUTURE, "onfault": C.MCL_ONFAULT}
-MPOL_MODES: dict[str, int] = {
-    "default": C.MPOL_DEFAULT,
-    "preferred": C.MPOL_PREFERRED,
-    "bind": C.MPOL_BIND,
-    "interleave": C.MPOL_INTERLEAVE,
-    "local": C.MPOL_LOCAL,
-    "preferred_many": C.MPOL_PREFERRED_MANY,
-    "weighted_interleave": C.MPOL_WEIGHTED_INTERLEAVE,
-}
-MPOL_MODE_FLAGS: dict[str, int] = {"static": C.MPOL_F_STATIC_NODES, "relative": C.MPOL_F_RELATIVE_NODES}
-MBIND_FLAGS: dict[str, int] = {"strict": C.MPOL_MF_STRICT, "move": C.MPOL_MF_MOVE, "move_all": C.MPOL_MF_MOVE_ALL}
-MREMAP_FLAGS: dict[str, int] = {"maymove": C.MREMAP_MAYMOVE, "fixed": C.MREMAP_FIXED, "dontunmap": C.MREMAP_DONTUNMAP}
-UFFD_MODES: dict[str, int] = {
-    "missing": C.UFFDIO_REGISTER_MODE_MISSING,
-    "wp": C.UFFDIO_REGISTER_MODE_WP,
-    "minor": C.UFFDIO_REGISTER_MODE_MINOR,
-}
-UFFD_FEATURES: dict[str, int] = {
-    "pagefault_flag_wp": 1 << 0,
-    "event_fork": 1 << 1,
-    "event_remap": 1 << 2,
-    "event_remove": 1 << 3,
-    "missing_hugetlbfs": 1 << 4,
-    "missing_shmem": 1 << 5,
-    "event_unmap": 1 << 6,
-    "sigbus": 1 << 7,
-    "thread_id": 1 << 8,
-    "minor_hugetlbfs": 1 << 9,
-    "minor_shmem": 1 << 10,
-    "exact_address": 1 << 11,
-    "wp_hugetlbfs_shmem": 1 << 12,
-    "wp_unpopulated": 1 << 13,
-    "poison": 1 << 14,
-    "wp_async": 1 << 15,
-    "move": 1 << 16,
-}
-MSEAL_FLAGS: dict[str, int] = {}
-PRCTL_OPTIONS = ("set_vma_anon_name", "set_memory_merge")
-
-# op name -> (required fields, optional fields)
-OP_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "mmap": (("addr", "length", "prot", "flags"), ("fd", "offset", "as")),
-    "munmap": (("addr", "length"), ()),
-    "mprotect": (("addr", "length", "prot"), ("prot_flags",)),
-    "madvise": (("addr", "length", "advice"), ()),
-    "mlock": (("addr", "length"), ()),
-    "munlock": (("addr", "length"), ()),
-    "mlock2": (("addr", "length", "flags"), ()),
-    "mlockall": (("flags",), ()),
-    "munlockall": ((), ()),
-    "mbind": (("addr", "length", "mode"), ("nodes", "mode_flags", "flags")),
-    "set_mempolicy": (("mode",), ("nodes", "mode_flags")),
-    "mseal": (("addr", "length"), ("flags",)),
-    "mremap": (("addr", "old_length", "new_length"), ("flags", "new_addr", "as")),
-    "sbrk": (("increment",), ()),
-    "touch": (("addr", "length"), ("write",)),
-    "memfd": (("name", "size"), ()),
-    "file": (("name", "size"), ()),
-    "open": (("name", "of", "mode"), ()),
-    "dup": (("name", "of"), ()),
-    "ftruncate": (("fd", "size"), ()),
-    "close": (("fd",), ()),
-    "userfaultfd": (("name",), ("features",)),
-    "uffd_register": (("uffd", "addr", "length", "mode"), ()),
-    "uffd_unregister": (("uffd", "addr", "length"), ()),
-    "prctl": (("option",), ("addr", "length", "name", "value")),
-    "fork": (("child",), ()),
-    "pad": (("headroom",), ()),
-}
-
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:#-]*$")
-_ADDR_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:([+-])\s*(\S+))?\s*$")
-_SIZE_RE = re.compile(r"^\s*([+-]?)\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*([kKmMgGtT]?)\s*$")
-_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# --- JSON ----------------------------------------------------------------------------------------------
 
 
-# --- scalar parsers --------------------------------------------------------------
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r} in a JSON object")
+        out[key] = value
+    return out
 
 
-class _Ctx:
-    """Validation state: where we are and which names are bound."""
-
-    def __init__(self, where: str, addr_names: set[str], fd_names: dict[str, str]) -> None:
-        self.where = where
-        self.addr_names = addr_names
-        self.fd_names = fd_names  # name -> kind: "file" or "uffd"
-
-    def fail(self, field_name: str | None, message: str) -> ProgramError:
-        return ProgramError(self.where, field_name, message)
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
-def parse_int(value: Any, *, allow_suffix: bool = True) -> int:
-    """Parse an integer, hex string or (when allowed) a K/M/G/T-suffixed size; raise ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m and (allow_suffix or not m.group(3)):
-            sign, digits, suffix = m.groups()
-            n = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 10)
-            n *= _SUFFIX[suffix.lower()]
-            return -n if sign == "-" else n
-    raise ValueError(f"expected an integer, a hex string or a size like '16K', got {value!r}")
-
-
-def _size(ctx: _Ctx, args: Mapping[str, Any], key: str, *, signed: bool = False) -> int:
-    try:
-        n = parse_int(args[key])
-    except ValueError as exc:
-        raise ctx.fail(key, str(exc)) from None
-    if signed:
-        if not -(1 << 63) <= n < (1 << 64):
-            raise ctx.fail(key, "value does not fit in 64 bits")
-        return n
-    if not -(1 << 63) <= n < (1 << 64):
-        raise ctx.fail(key, "value does not fit in 64 bits")
-    return n & MASK64
-
-
-def _addr(ctx: _Ctx, args: Mapping[str, Any], key: str, *, nullable: bool = False) -> AddrRef | None:
-    value = args[key]
-    if value is None:
-        if nullable:
-            return None
-        raise ctx.fail(key, "an address is required here (null is only allowed for mmap and mremap hints)")
-    if isinstance(value, str):
-        m = _ADDR_RE.match(value)
-        if m:
-            name, sign, rest = m.groups()
-            if name not in ctx.addr_names:
-                raise ctx.fail(key, f"name {name!r} is used before it is bound")
-            off = 0
-            if sign is not None:
-                try:
-                    off = parse_int(rest)
-                except ValueError as exc:
-                    raise ctx.fail(key, str(exc)) from None
-                if sign == "-":
-                    off = -off
-            return AddrRef(name, off)
-    try:
-        n = parse_int(value, allow_suffix=False)
-    except ValueError:
-        raise ctx.fail(key, f"expected an address (integer, hex string or NAME+N), got {value!r}") from None
-    if not -(1 << 63) <= n < (1 << 64):
-        raise ctx.fail(key, "address does not fit in 64 bits")
-    return AddrRef(None, n & MASK64)
-
-
-def _names(ctx: _Ctx, args: Mapping[str, Any], key: str, table: Mapping[str, int], *, raw_ok: bool = True) -> int:
-    """A list of names (or one name) from ``table``, OR-ed; a raw integer is accepted as the bits themselves."""
-    value = args[key]
-    if isinstance(value, int) and not isinstance(value, bool) and raw_ok:
-        if value < 0 or value >= 1 << 64:
-            raise ctx.fail(key, "raw flag value out of range")
-        return value
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list):
-        raise ctx.fail(key, f"expected a name or a list of names, got {value!r}")
-    bits = 0
-    for item in items:
-        if not isinstance(item, str):
-            raise ctx.fail(key, f"expected a name, got {item!r}")
+def decode_json(text: str | bytes) -> Any:
+    """The JSON value of ``text``; :class:`ProgramError` for text that is not strict, UTF-8 JSON."""
+    if len(text) > MAX_PROGRAM_BYTES:
+        raise ProgramError("program", None, f"larger than {MAX_PROGRAM_BYTES >> 20} MiB")
+    if isinstance(text, bytes):
         try:
-            bits |= table[item.lower()]
-        except KeyError:
-            known = ", ".join(sorted(table)) or "none"
-            raise ctx.fail(key, f"unknown name {item!r} (known: {known})") from None
-    return bits
-
-
-def _one_name(ctx: _Ctx, args: Mapping[str, Any], key: str, table: Mapping[str, int]) -> int:
-    value = args[key]
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value & MASK64
-    if not isinstance(value, str) or value.lower() not in table:
-        known = ", ".join(sorted(table))
-        raise ctx.fail(key, f"unknown value {value!r} (known: {known})")
-    return table[value.lower()]
-
-
-def parse_prot(value: Any) -> int:
-    """``"none"`` or a string of r, w, x (or a raw integer) to PROT_* bits; raise ValueError otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0 or value >= 1 << 32:
-            raise ValueError("raw prot value out of range")
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"expected 'none' or letters r, w, x, got {value!r}")
-    text = value.strip().lower()
-    if text in ("none", "", "-", "---"):
-        return C.PROT_NONE
-    bits = 0
-    for ch in text:
-        bit = {"r": C.PROT_READ, "w": C.PROT_WRITE, "x": C.PROT_EXEC, "-": 0}.get(ch)
-        if bit is None:
-            raise ValueError(f"expected 'none' or letters r, w, x, got {value!r}")
-        bits |= bit
-    return bits
-
-
-def _prot(ctx: _Ctx, args: Mapping[str, Any], key: str) -> int:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProgramError("program", None, f"not UTF-8 text (byte {exc.start})") from None
     try:
-        return parse_prot(args[key])
-    except ValueError as exc:
-        raise ctx.fail(key, str(exc)) from None
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ProgramError("program", None, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProgramError("program", None, "JSON nested too deeply") from None
+    except ValueError as exc:  # a duplicate key, NaN, an integer with too many digits
+        raise ProgramError("program", None, f"not valid JSON: {exc}") from None
 
 
-def _nodes(ctx: _Ctx, args: Mapping[str, Any], key: str) -> int:
-    value = args.get(key)
-    if value is None:
-        return 0
-    items: list[Any]
-    if isinstance(value, int) and not isinstance(value, bool):
-        items = [value]
-    elif isinstance(value, str):
-        items = []
-        for part in value.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            lo, _, hi = part.partition("-")
-            try:
-                a, b = int(lo), int(hi or lo)
-            except ValueError:
-                raise ctx.fail(key, f"expected node numbers like '0' or '0-3', got {value!r}") from None
-            items.extend(range(a, b + 1))
-    elif isinstance(value, list):
-        items = value
-    else:
-        raise ctx.fail(key, f"expected a list of node numbers, got {value!r}")
-    mask = 0
-    for node in items:
-        if not isinstance(node, int) or isinstance(node, bool) or not 0 <= node < 64:
-            raise ctx.fail(key, f"node numbers are integers 0..63, got {node!r}")
-        mask |= 1 << node
-    return mask
+# --- ops -------------------------------------------------------------------------------------------------
 
 
-def _label(ctx: _Ctx, args: Mapping[str, Any], key: str) -> str:
-    value = args[key]
-    if not isinstance(value, str) or not _NAME_RE.match(value):
-        raise ctx.fail(key, f"expected a name (letters, digits, '_', '.', ':', '#', '-'), got {value!r}")
-    return value
+class _Scope:
+    """The names bound so far in one process: addresses, and objects with their kind."""
+
+    def __init__(self, addrs: set[str], objects: dict[str, str]) -> None:
+        self.addrs = addrs
+        self.objects = objects
+
+    def copy(self) -> _Scope:
+        return _Scope(set(self.addrs), dict(self.objects))
 
 
-def _fd_ref(ctx: _Ctx, args: Mapping[str, Any], key: str, kinds: tuple[str, ...]) -> str:
-    value = args[key]
-    if not isinstance(value, str):
-        raise ctx.fail(key, f"expected the name of an earlier op's object, got {value!r}")
-    kind = ctx.fd_names.get(value)
-    if kind is None:
-        raise ctx.fail(key, f"name {value!r} is used before it is bound")
-    if kind not in kinds:
-        raise ctx.fail(key, f"{value!r} is a {kind}, expected a {' or '.join(kinds)}")
-    return value
-
-
-# --- ops ---------------------------------------------------------------------------
-
-
-def _parse_op(raw: Any, index: int, path: str, ctx_names: tuple[set[str], dict[str, str]]) -> Op:
-    addr_names, fd_names = ctx_names
-    where = f"op {path}"
-    if not isinstance(raw, Mapping):
-        raise ProgramError(where, None, f"an op must be a JSON object, got {raw!r}")
+def _definition(raw: Mapping[str, Any], where: str) -> type[OpDef]:
+    cls = definition_of(dict(raw))
+    if cls is not None:
+        return cls
     name = raw.get("op")
     if not isinstance(name, str):
         raise ProgramError(where, "op", "missing or not a string")
-    where = f"op {path} ({name})"
-    if name not in OP_FIELDS:
-        raise ProgramError(where, "op", f"unknown op {name!r} (known: {', '.join(OP_FIELDS)})")
-    ctx = _Ctx(where, addr_names, fd_names)
-    required, optional = OP_FIELDS[name]
-    for key in required:
-        if key not in raw:
-            raise ctx.fail(key, "missing")
-    for key in raw:
-        if key != "op" and key not in required and key not in optional and not key.startswith("_"):
-            raise ctx.fail(key, "unknown field for this op")
-
-    a: dict[str, Any] = {}
-    child: tuple[Op, ...] = ()
-
-    def opt(key: str) -> bool:
-        return key in raw and raw[key] is not None
-
-    if name == "mmap":
-        a["addr"] = _addr(ctx, raw, "addr", nullable=True)
-        a["length"] = _size(ctx, raw, "length")
-        a["prot"] = _prot(ctx, raw, "prot")
-        a["flags"] = _names(ctx, raw, "flags", MMAP_FLAGS)
-        a["fd"] = _fd_ref(ctx, raw, "fd", ("file", "userfaultfd")) if opt("fd") else None
-        a["offset"] = _size(ctx, raw, "offset") if opt("offset") else 0
-    elif name in ("munmap", "mlock", "munlock"):
-        a["addr"] = _addr(ctx, raw, "addr")
-        a["length"] = _size(ctx, raw, "length")
-    elif name == "mprotect":
-        a["addr"] = _addr(ctx, raw, "addr")
-        a["length"] = _size(ctx, raw, "length")
-        a["prot"] = _prot(ctx, raw, "prot")
-        if opt("prot_flags"):
-            a["prot"] |= _names(ctx, raw, "prot_flags", PROT_FLAGS)
-    elif name == "madvise":
-        a["addr"] = _addr(ctx, raw, "addr")
-        a["length"] = _size(ctx, raw, "length")
-        a["advice"] = _one_name(ctx, raw, "advice", ADVICE)
-    elif name == "mlock2":
-        a["addr"] = _addr(ctx, raw, "addr")
-        a["length"] = _size(ctx, raw, "length")
-        a["flags"] = _names(ctx, raw, "flags", MLOCK2_FLAGS)
-    elif name == "mlockall":
-        a["flags"] = _names(ctx, raw, "flags", MLOCKALL_FLAGS)
-    elif name == "munlockall":
-        pass
-    elif name in ("mbind", "set_mempolicy"):
-        if name == "mbind":
-            a["addr"] = _addr(ctx, raw, "addr")
-            a["length"] = _size(ctx, raw, "length")
-            a["flags"] = _names(ctx, raw, "flags", MBIND_FLAGS) if opt("flags") else 0
-        mode = _one_name(ctx, raw, "mode", MPOL_MODES)
-        if opt("mode_flags"):
-            mode |= _names(ctx, raw, "mode_flags", MPOL_MODE_FLAGS)
-        a["mode"] = mode
-        a["nodes"] = _nodes(ctx, raw, "nodes")
-    elif name == "mseal":
-        a["addr"] = _addr(ctx, raw, "addr")
-        a["length"] = _size(ctx, raw, "length")
-        a["flags"] = _names(ctx, raw, "flags", MSEAL_FLAGS) if opt("flags") else 0
-    elif name == "mremap":
-        a["addr"] = _addr(ctx, raw, "addr")
-        a["old_length"] = _size(ctx, raw, "old_length")
-        a["new_length"] = _size(ctx, raw, "new_length")
-        a["flags"] = _names(ctx, raw, "flags", MREMAP_FLAGS) if opt("flags") else 0
-        a["new_addr"] = _addr(ctx, raw, "new_addr", nullable=True) if "new_addr" in raw else None
-    elif name == "sbrk":
-        a["increment"] = _size(ctx, raw, "increment", signed=True)
-        if a["increment"] >= 1 << 63:
-            raise ctx.fail("increment", "value does not fit in a signed 64-bit integer")
-    elif name == "touch":
-        a["addr"] = _addr(ctx, raw, "addr")
-        a["length"] = _size(ctx, raw, "length")
-        write = raw.get("write", True)
-        if not isinstance(write, bool):
-            raise ctx.fail("write", f"expected true or false, got {write!r}")
-        a["write"] = write
-    elif name in ("memfd", "file"):
-        a["name"] = _label(ctx, raw, "name")
-        a["size"] = _size(ctx, raw, "size")
-    elif name == "open":
-        a["name"] = _label(ctx, raw, "name")
-        a["of"] = _fd_ref(ctx, raw, "of", ("file",))
-        mode = raw["mode"]
-        if mode not in ("r", "rw"):
-            raise ctx.fail("mode", f"expected 'r' or 'rw', got {mode!r}")
-        a["mode"] = mode
-    elif name == "dup":
-        a["name"] = _label(ctx, raw, "name")
-        a["of"] = _fd_ref(ctx, raw, "of", ("file", "userfaultfd"))
-    elif name == "ftruncate":
-        a["fd"] = _fd_ref(ctx, raw, "fd", ("file",))
-        a["size"] = _size(ctx, raw, "size")
-    elif name == "close":
-        a["fd"] = _fd_ref(ctx, raw, "fd", ("file", "userfaultfd"))
-    elif name == "userfaultfd":
-        a["name"] = _label(ctx, raw, "name")
-        a["features"] = _names(ctx, raw, "features", UFFD_FEATURES) if opt("features") else 0
-    elif name in ("uffd_register", "uffd_unregister"):
-        a["uffd"] = _fd_ref(ctx, raw, "uffd", ("userfaultfd",))
-        a["addr"] = _addr(ctx, raw, "addr")
-        a["length"] = _size(ctx, raw, "length")
-        if name == "uffd_register":
-            a["mode"] = _names(ctx, raw, "mode", UFFD_MODES)
-    elif name == "prctl":
-        option = raw["option"]
-        if option not in PRCTL_OPTIONS:
-            raise ctx.fail("option", f"unknown option {option!r} (known: {', '.join(PRCTL_OPTIONS)})")
-        a["option"] = option
-        if option == "set_vma_anon_name":
-            for key in ("addr", "length"):
-                if key not in raw:
-                    raise ctx.fail(key, "missing")
-            a["addr"] = _addr(ctx, raw, "addr")
-            a["length"] = _size(ctx, raw, "length")
-            nm = raw.get("name")
-            if nm is not None and not isinstance(nm, str):
-                raise ctx.fail("name", f"expected a string or null, got {nm!r}")
-            a["name"] = nm
-        else:
-            if "value" not in raw:
-                raise ctx.fail("value", "missing")
-            a["value"] = _size(ctx, raw, "value")
-    elif name == "fork":
-        ops = raw["child"]
-        if not isinstance(ops, list):
-            raise ctx.fail("child", "expected a list of ops")
-        child = _parse_ops(ops, f"{path}.", (set(addr_names), dict(fd_names)))
-    elif name == "pad":
-        n = _size(ctx, raw, "headroom", signed=True)
-        if not 0 <= n <= MAX_HEADROOM:
-            raise ctx.fail("headroom", f"expected 0..{MAX_HEADROOM}, got {n}")
-        a["headroom"] = n
-
-    # Bind names after the op's own fields are checked, so an op cannot refer to itself.
-    if "as" in raw and raw["as"] is not None:
-        if name not in ("mmap", "mremap"):
-            raise ctx.fail("as", "only mmap and mremap bind an address")
-        bound = _label(ctx, raw, "as")
-        if bound == "W":
-            raise ctx.fail("as", "'W' is the window's start and cannot be rebound")
-        a["as"] = bound
-        addr_names.add(bound)
-    elif name in ("mmap", "mremap"):
-        a["as"] = None
-    if name in ("memfd", "file", "open", "dup"):
-        kind = "file"
-        if name == "dup" and fd_names[a["of"]] == "userfaultfd":
-            kind = "userfaultfd"
-        fd_names[a["name"]] = kind
-    elif name == "userfaultfd":
-        fd_names[a["name"]] = "userfaultfd"
-    return Op(index=index, path=path, op=name, args=a, child=child, raw=raw)
+    if name == "prctl":
+        option = raw.get("option")
+        if option is None:
+            raise ProgramError(f"{where} (prctl)", "option", "missing")
+        known = ", ".join(PRCTL_OPTIONS)
+        raise ProgramError(f"{where} (prctl)", "option", f"unknown option {_short(option)} (known: {known})")
+    raise ProgramError(where, "op", f"unknown op {_short(name)} (known: {', '.join(OP_NAMES)})")
 
 
-def _parse_ops(raw_ops: Sequence[Any], prefix: str, names: tuple[set[str], dict[str, str]]) -> tuple[Op, ...]:
-    return tuple(_parse_op(raw, i, f"{prefix}{i}", names) for i, raw in enumerate(raw_ops))
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _first_error(exc: ValidationError) -> tuple[str | None, str]:
+    # Missing fields first, then unknown ones, then bad values, each in the definition's order.
+    rank = {"missing": 0, "extra_forbidden": 1}
+    errors = sorted(exc.errors(include_url=False), key=lambda e: rank.get(e["type"], 2))
+    err = errors[0]
+    loc = err["loc"]
+    field_name = str(loc[0]) if loc else None
+    if err["type"] == "missing":
+        return field_name, "missing"
+    if err["type"] == "extra_forbidden":
+        return field_name, "unknown field for this op"
+    error = err.get("ctx", {}).get("error")
+    return field_name, str(error) if isinstance(error, ValueError) else err["msg"]
+
+
+def _check_names(args: OpDef, scope: _Scope, where: str) -> None:
+    for key, kind in type(args).kinds().items():
+        value = args.get(key)
+        if isinstance(kind, Address) and isinstance(value, AddrRef) and value.name is not None:
+            if value.name not in scope.addrs:
+                raise ProgramError(where, key, f"name {value.name!r} is used before it is bound")
+        elif isinstance(kind, ObjectRef) and value is not None:
+            bound = scope.objects.get(value)
+            if bound is None:
+                raise ProgramError(where, key, f"name {value!r} is used before it is bound")
+            if bound not in kind.kinds:
+                raise ProgramError(where, key, f"{value!r} is a {bound}, expected a {' or '.join(kind.kinds)}")
+
+
+def _bind(args: OpDef, scope: _Scope, where: str) -> None:
+    # After the op's own fields are checked, so that an op cannot refer to what it binds.
+    bound = getattr(args, "as_", None)
+    if bound is not None:
+        if bound == WINDOW_NAME:
+            raise ProgramError(where, "as", f"{WINDOW_NAME!r} is the window's start and cannot be rebound")
+        scope.addrs.add(bound)
+    creates = type(args).creates
+    if creates is not None:
+        kind = scope.objects[args.get("of")] if creates == "of" else creates
+        scope.objects[args.get("name")] = kind
+
+
+class _Parser:
+    """Walks the op tree once, counting ops and fork depth."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def ops(self, raw_ops: Any, prefix: str, scope: _Scope, depth: int, where: str) -> tuple[Op, ...]:
+        if not isinstance(raw_ops, list):
+            raise ProgramError(where, "ops" if not prefix else "child", "expected a list of ops")
+        return tuple(self.op(raw, i, f"{prefix}{i}", scope, depth) for i, raw in enumerate(raw_ops))
+
+    def op(self, raw: Any, index: int, path: str, scope: _Scope, depth: int) -> Op:
+        where = f"op {path}"
+        self.count += 1
+        if self.count > MAX_OPS:
+            raise ProgramError(where, None, f"more than {MAX_OPS} ops in one program")
+        if not isinstance(raw, Mapping):
+            raise ProgramError(where, None, f"an op must be a JSON object, got {type(raw).__name__}")
+        cls = _definition(raw, where)
+        where = f"op {path} ({cls.op_name()})"
+        try:
+            args = cls.model_validate({k: v for k, v in raw.items() if not (isinstance(k, str) and k[:1] == "_")})
+        except ValidationError as exc:
+            field_name, message = _first_error(exc)
+            raise ProgramError(where, field_name, message) from None
+        _check_names(args, scope, where)
+        child: tuple[Op, ...] = ()
+        if isinstance(args, Fork):
+            if depth >= MAX_FORK_DEPTH:
+                raise ProgramError(where, "child", f"forks nested more than {MAX_FORK_DEPTH} deep")
+            child = self.ops(args.child, f"{path}.", scope.copy(), depth + 1, where)
+        _bind(args, scope, where)
+        return Op(index=index, path=path, args=args, child=child, raw=raw)
+
+
+def _window(window: Any) -> tuple[int, int]:
+    start, length = DEFAULT_WINDOW_START, DEFAULT_WINDOW_LENGTH
+    if window is None:
+        return start, length
+    if not isinstance(window, Mapping):
+        raise ProgramError("program", "window", "expected an object with start and length")
+    unknown = sorted(k for k in window if k not in ("start", "length"))
+    if unknown:
+        raise ProgramError("program", "window", f"unknown key {unknown[0]!r} (known: start, length)")
+    try:
+        if "start" in window:
+            start = parse_int(window["start"], allow_suffix=False)
+        if "length" in window:
+            length = parse_int(window["length"])
+    except ValueError as exc:
+        raise ProgramError("program", "window", str(exc)) from None
+    if start % C.PAGE_SIZE or length % C.PAGE_SIZE or length <= 0 or start <= 0:
+        raise ProgramError("program", "window", "start and length must be positive and page-aligned")
+    if start + length > C.TASK_SIZE:
+        raise ProgramError("program", "window", "the window must lie below the top of the user address space")
+    return start, length
 
 
 def parse_program(doc: Mapping[str, Any] | str | bytes) -> Program:
-    """Validate a program (a parsed JSON object, or JSON text) and return it as a :class:`Program`.
+    """Validate a program (a parsed JSON object, or JSON text or bytes) and return it as a :class:`Program`.
 
     Raises :class:`ProgramError` for anything the contract does not allow.
     """
     if isinstance(doc, (str, bytes)):
-        try:
-            doc = json.loads(doc)
-        except json.JSONDecodeError as exc:
-            raise ProgramError("program", None, f"not valid JSON: {exc}") from None
+        doc = decode_json(doc)
     if not isinstance(doc, Mapping):
         raise ProgramError("program", None, "a program must be a JSON object")
     for key in doc:
-        if key not in ("format", "window", "walls", "ops") and not key.startswith("_"):
-            raise ProgramError("program", key, "unknown top-level field")
+        if key not in ("format", "window", "walls", "ops") and not (isinstance(key, str) and key[:1] == "_"):
+            raise ProgramError("program", str(key), "unknown top-level field")
     fmt = doc.get("format", FORMAT)
     if fmt != FORMAT:
         raise ProgramError("program", "format", f"expected {FORMAT!r}, got {fmt!r}")
-    start, length = DEFAULT_WINDOW_START, DEFAULT_WINDOW_LENGTH
-    window = doc.get("window")
-    if window is not None:
-        if not isinstance(window, Mapping):
-            raise ProgramError("program", "window", "expected an object with start and length")
-        try:
-            if "start" in window:
-                start = parse_int(window["start"], allow_suffix=False)
-            if "length" in window:
-                length = parse_int(window["length"])
-        except ValueError as exc:
-            raise ProgramError("program", "window", str(exc)) from None
-        if start % C.PAGE_SIZE or length % C.PAGE_SIZE or length <= 0 or start <= 0:
-            raise ProgramError("program", "window", "start and length must be positive and page-aligned")
-        if start + length > C.TASK_SIZE:
-            raise ProgramError("program", "window", "the window must lie below the top of the user address space")
+    start, length = _window(doc.get("window"))
     walls = doc.get("walls", True)
     if not isinstance(walls, bool):
         raise ProgramError("program", "walls", f"expected true or false, got {walls!r}")
-    raw_ops = doc.get("ops", [])
-    if not isinstance(raw_ops, list):
-        raise ProgramError("program", "ops", "expected a list of ops")
-    ops = _parse_ops(raw_ops, "", ({"W"}, {}))
+    ops = _Parser().ops(doc.get("ops", []), "", _Scope({WINDOW_NAME}, {}), 0, "program")
     return Program(window_start=start, window_length=length, walls=walls, ops=ops, source=dict(doc))
 
 
 def load_program(path: str) -> Program:
-    """Read and validate the program stored in the JSON file at ``path``."""
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
+    """Read and validate the program stored in the JSON file at ``path`` (``-``: standard input)."""
+    if path == "-":
+        import sys
+
+        data = sys.stdin.buffer.read(MAX_PROGRAM_BYTES + 1)
+    else:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_PROGRAM_BYTES + 1)
     try:
-        return parse_program(text)
+        return parse_program(data)
     except ProgramError as exc:
         raise ProgramError(f"{path}: {exc.where}", exc.field, exc.message) from None
+
+
+def walk_ops(ops: Sequence[Op]) -> list[Op]:
+    """Every op of ``ops`` and of their fork children, in preorder."""
+    out: list[Op] = []
+    for op in ops:
+        out.append(op)
+        out.extend(walk_ops(op.child))
+    return out

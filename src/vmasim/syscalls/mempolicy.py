@@ -90,14 +90,6 @@ def mbind_range(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, 
     return vma
 
 
-def numa_maps_policy(vma: Vma, mm: MmStruct) -> Mempolicy | None:
-    """The policy numa_maps shows for ``vma``: its own (for shmem, the object's at the VMA's first page),
-    else the task's (show_numa_map() with __get_vma_policy())."""
-    shmem = vma.file is not None and vma.file.inode.is_shmem
-    own = vma.file.inode.shared_policy_at(vma.pgoff) if vma.file is not None and shmem else vma.policy
-    return own if own is not None else mm.task_policy
-
-
 def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flags: int) -> int:
     """mbind(2): a hole fails the whole call with EFAULT before anything changes (except for MPOL_DEFAULT)."""
     call = "mbind"
