@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,9 @@ def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (pip install -e '.[test]')")
 def test_ruff() -> None:
-    res = _run(["ruff", "check", "src", "tests"])
+    pytest.importorskip("ruff", reason="ruff is not installed (pip install -e '.[test]')")
+    res = _run([sys.executable, "-m", "ruff", "check", "src", "tests"])
     assert res.returncode == 0, res.stdout + res.stderr
 
 

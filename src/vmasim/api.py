@@ -135,8 +135,8 @@ class AddressSpace:
 
     def _repr_html_(self) -> str:
         # Jupyter's rich display: the VMAs as an SVG picture (vmasim.view draws it).
-        from vmasim.timeline import snapshot
-        from vmasim.view import svg_snapshot
+        from vmasim.picture import svg_snapshot
+        from vmasim.snapshot import snapshot
 
         return svg_snapshot(snapshot(self.mm))
 

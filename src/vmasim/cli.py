@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from vmasim.core.errors import WouldBlock
-from vmasim.profile import Profile, ProfileError, resolve_profile
+from vmasim.profile import Profile, ProfileError
 from vmasim.program import Program, ProgramError, load_program, parse_program
 from vmasim.program.model import run_model
 from vmasim.timeline import describe_op as _describe_op
@@ -32,8 +32,10 @@ def target_option(default: str) -> Callable[[F], F]:
 
 
 def _profile(spec: str) -> Profile:
+    from vmasim.probe import resolve_target
+
     try:
-        return resolve_profile(spec)
+        return resolve_target(spec)
     except ProfileError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -195,6 +197,15 @@ def fuzz(seed: int, count: int, category: str, jobs: int | None, out: str, targe
     from vmasim.fuzz import fuzz_command
 
     sys.exit(fuzz_command(seed=seed, count=count, category=category, jobs=jobs, out=out, target=target))
+
+
+@main.command()
+def ops() -> None:
+    """List the ops of the program format and their fields (docs/program-format.md has the whole reference)."""
+    from vmasim.program.reference import ops_table
+
+    for line in ops_table():
+        click.echo(line)
 
 
 @main.command()

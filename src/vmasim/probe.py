@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vmasim.core.target import Cpu, Files, KernelBehaviour, Limits, Memory, Target
-from vmasim.profile import ProcessLayout, Profile, ProfileError, SpecialMapping
+from vmasim.profile import ProcessLayout, Profile, ProfileError, SpecialMapping, resolve_profile
 
 Report = dict[str, Any]
 
@@ -404,6 +404,13 @@ def unmodelled(profile: Profile) -> list[str]:
     if fs not in KNOWN_FS:
         reasons.append(f"regular files live on {fs}, whose mmap placement is not modelled")
     return reasons
+
+
+def resolve_target(spec: str | Profile | None) -> Profile:
+    """Like :func:`vmasim.profile.resolve_profile`, and ``host`` is this machine's probed profile."""
+    if spec == "host":
+        return probe_host()
+    return resolve_profile(spec)
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,8 +7,10 @@ programs' hint-less mappings land).  Profiles are stored as JSON: the built-in
 ones ship in ``vmasim/profiles/``; ``vmasim probe`` writes one for the host.
 
 A profile is named with ``--target`` on the command line and ``target=`` in
-the API: ``default`` (the built-in default), another built-in name, a path to
-a JSON file, or ``host`` (probe this machine; see :mod:`vmasim.probe`).
+the API: ``default`` (the built-in default), another built-in name, or a path
+to a JSON file.  The command line also takes ``host``: the probed profile of
+this machine (:func:`vmasim.probe.resolve_target`; in Python,
+``AddressSpace(target=vmasim.probe.probe_host())``).
 """
 
 from __future__ import annotations
@@ -227,7 +229,7 @@ def load_profile_file(path: str | Path) -> Profile:
 
 
 def resolve_profile(spec: str | Profile | Target | None = None) -> Profile:
-    """The profile ``spec`` names: None or ``default``, a built-in name, ``host`` (probed), or a JSON file."""
+    """The profile ``spec`` names: None or ``default``, a built-in name, or a JSON file (or it is one)."""
     if isinstance(spec, Profile):
         return spec
     if isinstance(spec, Target):
@@ -236,14 +238,13 @@ def resolve_profile(spec: str | Profile | Target | None = None) -> Profile:
     if spec is None or spec == "default":
         return builtins[DEFAULT_PROFILE]
     if spec == "host":
-        from vmasim.probe import probe_host
-
-        return probe_host()
+        raise ProfileError("'host' is probed by the kernel runner: use vmasim.probe.probe_host() "
+                           "(vmasim.probe.resolve_target() also takes 'host')")
     if spec in builtins:
         return builtins[spec]
     if spec.endswith(".json") or "/" in spec:
         return load_profile_file(spec)
-    known = ", ".join(["default", "host", *builtins])
+    known = ", ".join(["default", *builtins])
     raise ProfileError(f"unknown profile {spec!r} (known: {known}, or a path to a .json file)")
 
 

@@ -70,10 +70,11 @@ def compare_command(
             say(f"cannot run on the host kernel: {why}")
             return 2
         target = "host" if target is None else target
-    from vmasim.profile import ProfileError, resolve_profile
+    from vmasim.probe import resolve_target
+    from vmasim.profile import ProfileError
 
     try:
-        profile = resolve_profile(target)
+        profile = resolve_target(target)
     except ProfileError as exc:
         say(f"cannot choose what to model: {exc}")
         return 2

@@ -149,6 +149,20 @@ MNEMONICS: tuple[tuple[int, str], ...] = (
     (VM_SEALED, "sl"),
 )
 _BY_MNEMONIC = {name: bit for bit, name in MNEMONICS}
+#: What each smaps VmFlags mnemonic means, in a few words.
+MNEMONIC_MEANINGS: dict[str, str] = {
+    "rd": "readable", "wr": "writeable", "ex": "executable", "sh": "shared", "mr": "may read",
+    "mw": "may write", "me": "may execute", "ms": "may share", "gd": "stack grows down",
+    "pf": "pure PFN range", "io": "memory-mapped I/O", "sr": "sequential read advised",
+    "rr": "random read advised", "dc": "not copied on fork", "de": "not expanded on remap",
+    "ac": "accounted (commit charge)", "nr": "swap space not reserved", "ht": "hugetlb pages",
+    "sf": "synchronous page faults", "ar": "architecture specific", "wf": "wiped on fork",
+    "dd": "not in core dumps", "sd": "soft dirty", "mm": "mixed map", "hg": "huge pages advised",
+    "nh": "no huge pages advised", "mg": "mergeable (KSM) advised", "um": "userfaultfd missing tracking",
+    "uw": "userfaultfd write-protect tracking", "ui": "userfaultfd minor-fault tracking", "lo": "locked",
+    "lf": "locked on fault", "sl": "sealed", "gu": "may contain guard regions", "dp": "droppable",
+}
+
 
 
 def mnemonics(vm_flags: int) -> list[str]:

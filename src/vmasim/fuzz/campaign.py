@@ -155,10 +155,11 @@ def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out:
         say(f"cannot run on the host kernel: {why}")
         return 2
     from vmasim.kernel import host_kernel_release
-    from vmasim.profile import ProfileError, resolve_profile
+    from vmasim.probe import resolve_target
+    from vmasim.profile import ProfileError
 
     try:
-        profile = resolve_profile(target)
+        profile = resolve_target(target)
     except ProfileError as exc:
         say(str(exc))
         return 2

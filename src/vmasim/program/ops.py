@@ -509,7 +509,7 @@ class PrctlSetVmaAnonName(OpDef):
     """Name (or unname) the anonymous memory of a range: prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)."""
 
     op: Literal["prctl"] = "prctl"
-    option: Literal["set_vma_anon_name"]
+    option: Annotated[Literal["set_vma_anon_name"], Field(description="the prctl option")]
     addr: _ADDR_T
     length: _LEN_T
     name: Annotated[str | None, *Text(ANON_NAME_FORMAT_MAX).annotation(),
@@ -523,7 +523,7 @@ class PrctlSetMemoryMerge(OpDef):
     """Turn KSM on (or off) for every compatible VMA, present and future: prctl(PR_SET_MEMORY_MERGE)."""
 
     op: Literal["prctl"] = "prctl"
-    option: Literal["set_memory_merge"]
+    option: Annotated[Literal["set_memory_merge"], Field(description="the prctl option")]
     value: Annotated[int, *Size().annotation(), Field(description="non-zero to turn it on")]
     family: ClassVar[str] = "attrs"
     wire: ClassVar[Wire | None] = Wire("s", (C.PR_SET_MEMORY_MERGE, "value", 0, 0, 0), nr=C.NR_PRCTL)
