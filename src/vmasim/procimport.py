@@ -362,10 +362,8 @@ def model_vma(v: ProcVma, files: FileTable, file_cache: dict[tuple[str, int], Fi
     if _is_special(v):
         return Vma(v.start, v.end, 0, vm_flags, file=File(Inode("special", v.path)), has_close=True)
     if v.inode == 0:
-        if vm_flags & VM_GROWSDOWN:
-            pgoff = (STACK_TOP_MAX - v.size) >> C.PAGE_SHIFT
-        else:
-            pgoff = v.start >> C.PAGE_SHIFT
+        # exec leaves the stack's top page at pgoff STACK_TOP_MAX >> PAGE_SHIFT - 1; growth lowers it.
+        pgoff = ((STACK_TOP_MAX - v.size) if vm_flags & VM_GROWSDOWN else v.start) >> C.PAGE_SHIFT
         return Vma(v.start, v.end, pgoff, vm_flags)
     key = (v.dev, v.inode)
     file = file_cache.get(key)
@@ -492,20 +490,21 @@ def from_pid(pid: int, files: FileTable | None = None, settings: HostSettings | 
     return build(vmas, settings=settings, files=files, written=written, start_brk=_start_brk(pid), pid=pid)
 
 
-def from_text(text: str, settings: HostSettings | None = None) -> AddressSpace:
+def from_text(text: str, files: FileTable | None = None, settings: HostSettings | None = None) -> AddressSpace:
     """The address space described by saved maps or smaps text."""
     vmas = parse(text)
     if not vmas:
         raise ProcImportError("no VMAs in the text")
-    return build(vmas, settings=settings or host_settings())
+    settings = settings or (files.settings if files is not None else host_settings())
+    return build(vmas, settings=settings, files=files)
 
 
-def from_source(source: str) -> AddressSpace:
+def from_source(source: str, files: FileTable | None = None) -> AddressSpace:
     """``vmasim import``'s argument: a PID (all digits) or a file holding maps or smaps text."""
     if source.isdigit():
-        return from_pid(int(source))
+        return from_pid(int(source), files, files.settings if files is not None else None)
     try:
         text = Path(source).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise ProcImportError(f"cannot read {source}: {exc.strerror}") from None
-    return from_text(text)
+    return from_text(text, files)

@@ -19,7 +19,7 @@ from vmasim import constants as C
 from vmasim.core.flags import VM_GROWSDOWN, VM_MAYSHARE, mnemonics
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import AnonVma, File, Vma
-from vmasim.procimport import FileTable, PageMap, ProcVma, model_vma, read_smaps
+from vmasim.procimport import FileTable, PageMap, ProcVma, model_vma
 
 NEIGHBOURS = 2
 

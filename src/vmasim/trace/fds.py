@@ -61,7 +61,7 @@ class FdTable:
             self._install(fd, handle)
         return handle
 
-    def set(self, fd: int, handle: Handle) -> None:
+    def install(self, fd: int, handle: Handle) -> None:
         """``fd`` now refers to ``handle`` (a new descriptor)."""
         self._install(fd, handle)
 

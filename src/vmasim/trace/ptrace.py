@@ -22,7 +22,7 @@ import errno
 import os
 import signal
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -222,7 +222,7 @@ def _arg_lo(i: int) -> int:
     return 16 + 8 * i
 
 
-def seccomp_filter(calls: Sequence[int], arg_filters: dict[int, tuple[int, Sequence[int]]]) -> bytes:
+def seccomp_filter(calls: Sequence[int], arg_filters: Mapping[int, tuple[int, Sequence[int]]]) -> bytes:
     """A classic-BPF seccomp program: SECCOMP_RET_TRACE for ``calls`` and, for each ``nr`` in
     ``arg_filters`` mapped to ``(arg index, values)``, for that call when the argument's low 32 bits
     are one of the values; SECCOMP_RET_ALLOW for everything else (and for other architectures)."""
@@ -260,7 +260,7 @@ def seccomp_filter(calls: Sequence[int], arg_filters: dict[int, tuple[int, Seque
         code, _jt, jf, k = prog[i]
         prog[i] = (code, trace - i - 1, jf, k)
     del allow
-    for code, jt, jf, _k in prog:
+    for _code, jt, jf, _k in prog:
         assert 0 <= jt < 256 and 0 <= jf < 256, "seccomp filter jump too long"
     return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in prog)
 

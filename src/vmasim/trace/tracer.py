@@ -11,6 +11,7 @@ concurrently in multi-threaded programs; that is one of the approximations.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -84,6 +85,7 @@ class TraceResult:
     exit_status: int | None
     wall: float
     error: str | None = None
+    root: int = 0
 
     @property
     def calls(self) -> int:
@@ -127,16 +129,14 @@ class Tracer:
             self._loop()
         finally:
             for task in list(self.tasks.values()):
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(task.tid, signal.SIGKILL)
-                except OSError:
-                    pass
         failed = P.launch_error(errpipe)
         if failed is not None:
             error = f"cannot run {self.argv[0]}: {failed.strerror}"
         for image in self.images:
             image.close_pagemap()
-        return TraceResult(self.argv, self.images, self.exit_status, time.perf_counter() - started, error)
+        return TraceResult(self.argv, self.images, self.exit_status, time.perf_counter() - started, error, pid)
 
     def _loop(self) -> None:
         while self.tasks:
@@ -265,8 +265,7 @@ class Tracer:
             elif name == "set_mempolicy":
                 call.data["nodes"] = self._node_mask(task.tid, a[1], a[2])
             elif name == "ioctl":
-                handle = task.fdt.handles.get(call.sarg(0))
-                call.data["handle"] = handle
+                call.data["handle"] = task.fdt.handles.get(call.sarg(0))
                 req = a[1] & 0xFFFFFFFF
                 if req == UFFDIO_API:
                     raw = P.read_memory(task.tid, a[2], 16)
@@ -358,7 +357,7 @@ class Tracer:
         elif name == "userfaultfd":
             handle = Handle()
             handle.mm = task.image.mm if task.image is not None else None
-            fdt.set(call.ret, handle)
+            fdt.install(call.ret, handle)
 
     def _finish_memory(self, task: Task, call: Call) -> None:
         image = call.data.get("image")
@@ -389,7 +388,8 @@ class Tracer:
     def _result_mismatch(call: Call, model_ret: int | None, model_err: int) -> str | None:
         if call.err or model_err:
             if call.err != model_err:
-                return f"the kernel returned {call.result_text()}, the model {_errtext(model_err) or hex(model_ret or 0)}"
+                model = _errtext(model_err) or hex(model_ret or 0)
+                return f"the kernel returned {call.result_text()}, the model {model}"
             return None
         if call.name in ("mmap", "mremap", "brk") and model_ret != call.ret:
             return f"the kernel returned {call.ret:#x}, the model {(model_ret or 0):#x}"
@@ -434,8 +434,8 @@ class Tracer:
                 continue
         return None
 
-    def _check(self, image: Image, tid: int, call: Call | None, *, result: str | None = None, quiet: bool = False,
-               before: list[Vma] | None = None) -> None:
+    def _check(self, image: Image, tid: int, call: Call | None, *, result: str | None = None,
+               quiet: bool = False, before: list[Vma] | None = None) -> None:
         """Compare ``image`` with the kernel; count agreement or record a divergence, then repair the model."""
         kernel = self._kernel_layout(image, tid)
         if kernel is None:
@@ -478,7 +478,7 @@ class Tracer:
         image.ended = True
         image.close_pagemap()
 
-    # --- processes -------------------------------------------------------------------------------------------------------
+    # --- processes ---------------------------------------------------------------------------------------
 
     def _cloned(self, task: Task) -> None:
         call = task.call
@@ -486,10 +486,7 @@ class Tracer:
         flags = int(call.data.get("flags", 0)) if call is not None else 0
         image = task.image
         assert image is not None
-        if flags & CLONE_FILES:
-            fdt = task.fdt
-        else:
-            fdt = task.fdt.copy()
+        fdt = task.fdt if flags & CLONE_FILES else task.fdt.copy()
         fdt.users += 1
         tgid = task.tgid if flags & 0x10000 else new_tid  # CLONE_THREAD
         if flags & CLONE_VM:
