@@ -15,7 +15,7 @@ compatible neighbour's).
 from __future__ import annotations
 
 import errno
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -59,6 +59,7 @@ class Stats:
     checks: int = 0
     unchecked: int = 0
     divergences: list[Divergence] = field(default_factory=list)
+    by_call: Counter[str] = field(default_factory=Counter)
 
 
 class Image:

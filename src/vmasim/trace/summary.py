@@ -116,6 +116,7 @@ def process_dict(image: Image) -> dict[str, Any]:
         "agreed": s.agreed,
         "checks": s.checks,
         "unmodelled": s.unmodelled,
+        "by_call": dict(s.by_call.most_common()),
         "divergences": [d.as_dict() for d in s.divergences],
         "final": image.final,
     }

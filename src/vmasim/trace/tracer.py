@@ -376,6 +376,7 @@ class Tracer:
                 self._check(image, task.tid, call, quiet=True)
                 return
             image.stats.calls += 1
+            image.stats.by_call[call.name] += 1
             image.since_check += 1
             mismatch = self._result_mismatch(call, model_ret, model_err)
             every = self.options.every
