@@ -108,25 +108,30 @@ class ProcVma:
 def parse(text: str) -> list[ProcVma]:
     """The VMAs of maps or smaps text, in order; raises :class:`ProcImportError` on anything else."""
     vmas: list[ProcVma] = []
+    hexdigits = "0123456789abcdef"
     for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+        if not line:
             continue
-        m = _HEADER.match(line)
-        if m:
-            start, end, perms, offset, dev, ino, path = m.groups()
-            vmas.append(ProcVma(int(start, 16), int(end, 16), perms, int(offset, 16), dev, int(ino), path.strip()))
+        # Most smaps lines are counters nobody here needs: look at the first character only.
+        if line[0] in hexdigits:
+            m = _HEADER.match(line)
+            if m:
+                start, end, perms, offset, dev, ino, path = m.groups()
+                vmas.append(ProcVma(int(start, 16), int(end, 16), perms, int(offset, 16), dev, int(ino),
+                                    path.strip()))
+                continue
+        elif vmas and line[0] in "VAP" and ":" in line:
+            key, _, value = line.partition(":")
+            if key == "VmFlags":
+                vmas[-1].flags = value.split()
+            elif key == "Anonymous":
+                vmas[-1].anon_kb = int(value.split()[0])
+            elif key == "ProtectionKey":
+                vmas[-1].pkey = int(value.split()[0])
             continue
-        if not vmas:
-            raise ProcImportError(f"line {lineno}: not a /proc/PID/maps or smaps line: {line[:60]!r}")
-        key, _, value = line.partition(":")
-        if key == "VmFlags":
-            vmas[-1].flags = value.split()
-        elif key == "Anonymous":
-            vmas[-1].anon_kb = int(value.split()[0])
-        elif key == "ProtectionKey":
-            vmas[-1].pkey = int(value.split()[0])
-        elif " " in key or not value:
-            raise ProcImportError(f"line {lineno}: not a /proc/PID/maps or smaps line: {line[:60]!r}")
+        elif vmas and line[0].isupper() and ":" in line:
+            continue
+        raise ProcImportError(f"line {lineno}: not a /proc/PID/maps or smaps line: {line[:60]!r}")
     return vmas
 
 

@@ -99,3 +99,17 @@ def test_a_divergence_is_reported_and_repaired(build: Callable[[str], str], monk
     assert div.kind == "layout" and div.call.startswith(skipped[0])
     assert div.kernel and div.model and div.kernel != div.model
     assert image.stats.agreed == image.stats.calls - 1
+
+
+def test_rarer_calls(build: Callable[[str], str]) -> None:
+    """userfaultfd, mseal, mlock2, mlockall, guard regions, DONTFORK/WIPEONFORK forks, mbind, KSM, SysV shm."""
+    result = _trace([build("misc")])
+    _assert_all_agreed(result)
+    parent = result.images[0]
+    for name in ("ioctl", "mseal", "mlock2", "mlockall", "munlockall", "mbind", "set_mempolicy", "prctl", "mremap"):
+        assert parent.stats.by_call[name] > 0, name
+    assert parent.stats.unmodelled == 2  # shmat and shmdt are taken from /proc
+    final = parent.final
+    assert final is not None
+    assert "different flags: VM_SEALED" in final["reasons"]
+    assert "different flags: VM_WIPEONFORK" in final["reasons"]

@@ -18,6 +18,7 @@ import errno
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from vmasim import constants as C
 from vmasim.api import AddressSpace
@@ -79,8 +80,19 @@ class Image:
         self.stats = Stats()
         self.pagemap: PageMap | None = None
         self.ended = False
-        self.final: dict[str, object] | None = None
+        self._final: dict[str, Any] | None = None
         self.since_check = 0
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        """The final layout explained (vmasim.trace.summary.final_layout), once the address space ended."""
+        if not self.ended:
+            return None
+        if self._final is None:
+            from vmasim.trace.summary import final_layout
+
+            self._final = final_layout(self)
+        return self._final
 
     @property
     def name(self) -> str:

@@ -290,7 +290,7 @@ def kcmp_files(pid1: int, fd1: int, pid2: int, fd2: int) -> bool:
 # --- launching -----------------------------------------------------------------------------------------
 
 
-def launch(argv: Sequence[str], program: bytes, *, no_aslr: bool = False) -> tuple[int, int]:
+def launch(argv: Sequence[str], program: bytes, *, no_aslr: bool = False, stdout: int | None = None) -> tuple[int, int]:
     """Fork, let the tracer seize the child, install ``program`` in it and exec ``argv``.
 
     Returns the pid and the read end of a close-on-exec pipe for
@@ -303,6 +303,8 @@ def launch(argv: Sequence[str], program: bytes, *, no_aslr: bool = False) -> tup
     if pid == 0:  # pragma: no cover - the child; coverage cannot follow it
         try:
             os.close(rd)
+            if stdout is not None:
+                os.dup2(stdout, 1)
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             os.kill(os.getpid(), signal.SIGSTOP)
             if no_aslr:

@@ -65,6 +65,7 @@ class Options:
 
     check: str = "end"
     no_aslr: bool = False
+    stdout: int | None = None  # a descriptor for the command's standard output (None: the tracer's)
 
     @property
     def every(self) -> int:
@@ -119,7 +120,7 @@ class Tracer:
         """Trace the command to its end."""
         program = P.seccomp_filter(TRACED, TRACED_IF)
         started = time.perf_counter()
-        pid, errpipe = P.launch(self.argv, program, no_aslr=self.options.no_aslr)
+        pid, errpipe = P.launch(self.argv, program, no_aslr=self.options.no_aslr, stdout=self.options.stdout)
         self.root = pid
         fdt = FdTable()
         fdt.users = 1
@@ -366,7 +367,10 @@ class Tracer:
             if image.ended:
                 return
             image.refresh(result_ranges(call))
-            before = self._neighbourhood(image.mm, touched_ranges(call) + result_ranges(call))
+            every = self.options.every
+            due = bool(every) and image.since_check + 1 >= every
+            # The model's VMAs around the call, kept for the report only when a comparison follows.
+            before = self._neighbourhood(image.mm, touched_ranges(call) + result_ranges(call)) if due else None
             try:
                 if call.data.get("unreadable"):
                     raise Unmodelled("arguments could not be read")
@@ -379,8 +383,7 @@ class Tracer:
             image.stats.by_call[call.name] += 1
             image.since_check += 1
             mismatch = self._result_mismatch(call, model_ret, model_err)
-            every = self.options.every
-            if mismatch is not None or (every and image.since_check >= every):
+            if mismatch is not None or due:
                 self._check(image, task.tid, call, result=mismatch, before=before)
         finally:
             self._release(image)
@@ -473,9 +476,6 @@ class Tracer:
         if image.since_check or self.options.every == 0:
             self._check(image, tid, None)
         image.refresh_all()
-        from vmasim.trace.summary import final_layout
-
-        image.final = final_layout(image)
         image.ended = True
         image.close_pagemap()
 
