@@ -72,6 +72,13 @@ class AddressSpace:
         self._next_fd = 3
         self.initial_break = self.mm.start_brk
 
+    @classmethod
+    def from_proc(cls, pid: int) -> AddressSpace:
+        """The address space of live process ``pid``, imported from /proc/PID/smaps (see vmasim.procimport)."""
+        from vmasim.procimport import from_pid
+
+        return from_pid(pid)
+
     # --- state ---------------------------------------------------------------
 
     @property

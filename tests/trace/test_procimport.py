@@ -107,3 +107,11 @@ def test_live_import_matches_the_kernel() -> None:
     model = model_entries(space.mm, Identities(files), kernel)
     file_backed = [k for k in kernel if k.inode and not k.path.startswith("/memfd")]
     assert compare(file_backed, [m for m in model if m.inode and not m.path.startswith("memfd")]) is None
+
+
+def test_address_space_from_proc() -> None:
+    if not Path("/proc/self/smaps").exists():
+        pytest.skip("no /proc/self/smaps on this host")
+    space = v.AddressSpace.from_proc(os.getpid())
+    assert space.map_count > 10
+    assert any(x.flags[:2] == ["rd", "wr"] and x.anon_vma is not None for x in space)
