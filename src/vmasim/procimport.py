@@ -64,6 +64,12 @@ _KNOWN_FLAGS = {name: bit for bit, name in MNEMONICS}
 _HEADER = re.compile(
     r"^([0-9a-f]+)-([0-9a-f]+) ([-r][-w][-x][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)\s*(.*)$"
 )
+# The lines an import needs, found in one pass (most smaps lines are counters it does not use).
+_WANTED = re.compile(
+    r"^(?:([0-9a-f]+)-([0-9a-f]+) ([-r][-w][-x][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)[ \t]*(.*)"
+    r"|VmFlags:(.*)|Anonymous:\s*(\d+) kB|ProtectionKey:\s*(\d+))$",
+    re.M,
+)
 
 
 class ProcImportError(ValueError):
@@ -107,31 +113,22 @@ class ProcVma:
 
 def parse(text: str) -> list[ProcVma]:
     """The VMAs of maps or smaps text, in order; raises :class:`ProcImportError` on anything else."""
+    first = text.lstrip().partition("\n")[0]
+    if first and not _HEADER.match(first):
+        raise ProcImportError(f"not a /proc/PID/maps or smaps line: {first[:60]!r}")
     vmas: list[ProcVma] = []
-    hexdigits = "0123456789abcdef"
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line:
+    for m in _WANTED.finditer(text):
+        start, end, perms, offset, dev, ino, path, flags, anon, pkey = m.groups()
+        if start is not None:
+            vmas.append(ProcVma(int(start, 16), int(end, 16), perms, int(offset, 16), dev, int(ino), path.strip()))
+        elif not vmas:
             continue
-        # Most smaps lines are counters nobody here needs: look at the first character only.
-        if line[0] in hexdigits:
-            m = _HEADER.match(line)
-            if m:
-                start, end, perms, offset, dev, ino, path = m.groups()
-                vmas.append(ProcVma(int(start, 16), int(end, 16), perms, int(offset, 16), dev, int(ino),
-                                    path.strip()))
-                continue
-        elif vmas and line[0] in "VAP" and ":" in line:
-            key, _, value = line.partition(":")
-            if key == "VmFlags":
-                vmas[-1].flags = value.split()
-            elif key == "Anonymous":
-                vmas[-1].anon_kb = int(value.split()[0])
-            elif key == "ProtectionKey":
-                vmas[-1].pkey = int(value.split()[0])
-            continue
-        elif vmas and line[0].isupper() and ":" in line:
-            continue
-        raise ProcImportError(f"line {lineno}: not a /proc/PID/maps or smaps line: {line[:60]!r}")
+        elif flags is not None:
+            vmas[-1].flags = flags.split()
+        elif anon is not None:
+            vmas[-1].anon_kb = int(anon)
+        else:
+            vmas[-1].pkey = int(pkey)
     return vmas
 
 
@@ -454,13 +451,16 @@ def build(
     mm.brk = brk
     space.initial_break = start_brk
     cache: dict[tuple[str, int], File] = {}
+    stats: dict[tuple[str, int], tuple[int, int | None]] = {}
     made: list[Vma] = []
     for v in vmas:
         size, mode = 0, None
         if pid is not None and v.inode:
-            st = _live_file_stat(pid, v)
-            if st is not None:
-                size, mode = st.st_size, st.st_mode
+            key = (v.dev, v.inode)
+            if key not in stats:
+                st = _live_file_stat(pid, v)
+                stats[key] = (st.st_size, st.st_mode) if st is not None else (0, None)
+            size, mode = stats[key]
         made.append(model_vma(v, files, cache, size, mode))
     if written is None:
         written = [

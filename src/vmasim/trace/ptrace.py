@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import shutil
 import signal
 import struct
 from collections.abc import Mapping, Sequence
@@ -298,6 +299,8 @@ def launch(argv: Sequence[str], program: bytes, *, no_aslr: bool = False, stdout
     filter: a SECCOMP_RET_TRACE with no tracer attached would fail the call
     with ENOSYS.
     """
+    # Search PATH here: an execvp in the child would stop at every failed execve.
+    path = shutil.which(argv[0]) or argv[0]
     rd, wr = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child; coverage cannot follow it
@@ -310,7 +313,7 @@ def launch(argv: Sequence[str], program: bytes, *, no_aslr: bool = False, stdout
             if no_aslr:
                 _libc.personality(ADDR_NO_RANDOMIZE)
             install_seccomp(program)
-            os.execvp(argv[0], list(argv))
+            os.execv(path, list(argv))
         except OSError as exc:
             os.write(wr, f"{exc.errno or 0} {exc.strerror or exc}".encode())
         except BaseException as exc:

@@ -292,9 +292,11 @@ class Tracer:
         name = call.name
         image = task.image
         if name in ("execve", "execveat"):
-            if image is not None and all(self.tasks[t].tgid == task.tgid for t in image.users if t in self.tasks):
+            sole = image is not None and all(
+                self.tasks[t].tgid == task.tgid for t in image.users if t in self.tasks)
+            if image is not None and sole and _exec_target_exists(task.tid, call):
                 # The address space ends here if the exec succeeds: compare it while it still exists.
-                self._end(image, task.tid)
+                self._last_look(image, task.tid)
             task.state = IN_PROCESS
             P.resume(task.tid, to_exit=True)
             return
@@ -469,13 +471,17 @@ class Tracer:
         if mismatch is not None:
             resync(image.mm, kernel, mismatch.lo, mismatch.hi, self.files, image.pagemap)
 
-    def _end(self, image: Image, tid: int) -> None:
-        """The address space is about to go: compare it a last time and keep its final explanation."""
+    def _last_look(self, image: Image, tid: int) -> None:
+        """The address space may be about to go: compare it and bring its page state up to date."""
         if image.ended:
             return
-        if image.since_check or self.options.every == 0:
+        if image.since_check or (self.options.every == 0 and image.stats.calls):
             self._check(image, tid, None)
         image.refresh_all()
+
+    def _end(self, image: Image, tid: int) -> None:
+        """The address space is about to go: a last look, then it is closed for good."""
+        self._last_look(image, tid)
         image.ended = True
         image.close_pagemap()
 
@@ -579,6 +585,24 @@ class Tracer:
         task.fdt.users -= 1
         if task.fdt.users <= 0:
             task.fdt.close_all()
+
+
+def _exec_target_exists(tid: int, call: Call) -> bool:
+    """Whether execve's file exists (a PATH search fails on most directories; those need no last look)."""
+    ptr = call.args[0] if call.name == "execve" else call.args[1]
+    try:
+        raw = P.read_memory(tid, ptr, 256)
+    except OSError:
+        try:
+            raw = P.read_memory(tid, ptr, 1 + (-ptr - 1) % 4096)  # up to the end of its page
+        except OSError:
+            return True
+    path = raw.split(b"\0", 1)[0].decode(errors="surrogateescape")
+    if not path or call.name == "execveat":
+        return True
+    if not path.startswith("/"):
+        path = f"/proc/{tid}/cwd/{path}"
+    return os.path.exists(path)
 
 
 def _errtext(code: int) -> str:

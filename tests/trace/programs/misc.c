@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/mempolicy.h>
 #include <linux/userfaultfd.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -27,11 +28,32 @@
 
 static const long pg = 4096;
 
+static volatile int got_signal;
+
+static void on_signal(int sig) {
+    (void)sig;
+    got_signal = 1;
+}
+
 static char *anon(size_t pages) {
     return mmap(NULL, pages * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 }
 
 int main(void) {
+    /* A failed execve leaves the address space alone; signals and a group-stop are passed on. */
+    execl("/nonexistent/vmasim-no-such-program", "x", (char *)NULL);
+    signal(SIGUSR1, on_signal);
+    raise(SIGUSR1);
+    pid_t waker = fork();
+    if (waker == 0) {
+        usleep(20000);
+        kill(getppid(), SIGCONT);
+        _exit(0);
+    }
+    raise(SIGSTOP);
+    waitpid(waker, NULL, 0);
+    if (!got_signal)
+        return 3;
     /* userfaultfd: register part of a mapping, unregister some of it, close the rest away. */
     int uffd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
     if (uffd < 0)
