@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from vmasim import constants as C
 from vmasim.core.flags import VM_GROWSDOWN, VM_MAYSHARE, mnemonics
 from vmasim.core.mm import MmStruct
-from vmasim.core.vma import AnonVma, File, Vma
+from vmasim.core.vma import AnonVma, File, Inode, Vma
 from vmasim.procimport import FileTable, PageMap, ProcVma, model_vma
 
 NEIGHBOURS = 2
@@ -57,14 +57,15 @@ class Identities:
 
     def __init__(self, files: FileTable) -> None:
         self.files = files
-        self.learnt: dict[int, tuple[str, int]] = {}
+        # Keyed by the Inode itself (identity hash), which keeps it alive: an id() could be reused.
+        self.learnt: dict[Inode, tuple[str, int]] = {}
 
     def of(self, vma: Vma) -> tuple[str, int] | None:
         """The identity, or None when it is not known yet (model-made shmem before the first check)."""
         file = vma.file
         if file is None or file.inode.kind == "special":
             return ("00:00", 0)
-        return self.files.identity(file.inode) or self.learnt.get(id(file.inode))
+        return self.files.identity(file.inode) or self.learnt.get(file.inode)
 
 
 def perms_of(vma: Vma) -> str:
@@ -72,6 +73,20 @@ def perms_of(vma: Vma) -> str:
     f = vma.vm_flags
     return ("r" if f & 1 else "-") + ("w" if f & 2 else "-") + ("x" if f & 4 else "-") + (
         "s" if f & VM_MAYSHARE else "p")
+
+
+def path_of(vma: Vma) -> str:
+    """The path column /proc would show for a model VMA (the [heap]/[stack] labels aside)."""
+    if vma.file is None:
+        return ""
+    inode = vma.file.inode
+    if inode.kind == "special":
+        return inode.label
+    if inode.kind == "shmem":
+        return "/dev/zero (deleted)"
+    if inode.kind == "memfd" and "/" not in inode.label:
+        return f"/memfd:{inode.label} (deleted)"
+    return "/" + inode.label
 
 
 def model_entries(mm: MmStruct, ids: Identities, kernel: list[ProcVma] | None = None) -> list[ProcVma]:
@@ -82,15 +97,15 @@ def model_entries(mm: MmStruct, ids: Identities, kernel: list[ProcVma] | None = 
         ident = ids.of(vma)
         if ident is None:
             k = by_start.get(vma.start)
-            if k is not None and k.inode:
-                ids.learnt[id(vma.file.inode) if vma.file else 0] = (k.dev, k.inode)
+            if k is not None and k.inode and vma.file is not None:
+                ids.learnt[vma.file.inode] = (k.dev, k.inode)
                 ident = (k.dev, k.inode)
             else:
                 ident = ("??", -1)
         dev, ino = ident
         offset = vma.pgoff << C.PAGE_SHIFT if ino else 0
-        label = vma.file.inode.label if vma.file is not None else ""
-        out.append(ProcVma(vma.start, vma.end, perms_of(vma), offset, dev, ino, label, mnemonics(vma.vm_flags)))
+        out.append(ProcVma(vma.start, vma.end, perms_of(vma), offset, dev, ino, path_of(vma),
+                           mnemonics(vma.vm_flags)))
     return out
 
 

@@ -78,18 +78,22 @@ class _Builder:
         if name is not None:
             return name
         inode = file.inode
-        name = f"f{len(self.files) + 1}"
         first = self.inodes.get(id(inode))
-        if first is not None:
-            self.ops.append({"op": "open", "name": name, "of": first, "mode": "rw" if file.writable else "r"})
-        elif inode.kind in ("file", "image"):
-            self.ops.append({"op": "file", "name": name, "size": max(inode.size, C.PAGE_SIZE)})
-            self.inodes[id(inode)] = name
-        elif inode.kind == "memfd":
-            self.ops.append({"op": "memfd", "name": name, "size": max(inode.size, C.PAGE_SIZE)})
-            self.inodes[id(inode)] = name
-        else:
-            raise NotExpressible(f"a {inode.kind} mapping ({inode.label}) has no op")
+        if first is None:
+            # The first struct file of an inode is the one the file or memfd op creates (read-write).
+            first = f"f{len(self.inodes) + 1}"
+            if inode.kind in ("file", "image"):
+                self.ops.append({"op": "file", "name": first, "size": max(inode.size, C.PAGE_SIZE)})
+            elif inode.kind == "memfd":
+                self.ops.append({"op": "memfd", "name": first, "size": max(inode.size, C.PAGE_SIZE)})
+            else:
+                raise NotExpressible(f"a {inode.kind} mapping ({inode.label}) has no op")
+            self.inodes[id(inode)] = first
+            if file.writable and file.readable:
+                self.files[id(file)] = first
+                return first
+        name = f"{first}.{len(self.files) + 1}"
+        self.ops.append({"op": "open", "name": name, "of": first, "mode": "rw" if file.writable else "r"})
         self.files[id(file)] = name
         return name
 

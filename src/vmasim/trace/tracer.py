@@ -500,7 +500,7 @@ class Tracer:
             child_image = image
         else:
             child_image = Image(image.space.fork(), new_tid, image.program, self.files, image.name)
-            child_image.ids.learnt.update(image.ids.learnt)
+            child_image.ids.learnt.update(image.ids.learnt)  # the child maps the same shmem objects
             self._register(child_image, new_tid)
             if image.holder == task.tid:
                 self._release(image)
@@ -618,13 +618,13 @@ def _program_name(tid: int) -> str:
 
 def _vma_line(vma: Vma, image: Image) -> str:
     ident = image.ids.of(vma) or ("??", -1)
-    from vmasim.trace.check import perms_of
+    from vmasim.trace.check import path_of, perms_of
 
     offset = vma.pgoff << C.PAGE_SHIFT if ident[1] else 0
     from vmasim.core.flags import mnemonics
 
-    pv = ProcVma(vma.start, vma.end, perms_of(vma), offset, ident[0], ident[1],
-                 vma.file.inode.label if vma.file is not None else "", mnemonics(vma.vm_flags))
+    pv = ProcVma(vma.start, vma.end, perms_of(vma), offset, ident[0], ident[1], path_of(vma),
+                 mnemonics(vma.vm_flags))
     extra = f"  anon_vma={vma.anon_vma}" if vma.anon_vma is not None else ""
     return pv.line() + extra
 

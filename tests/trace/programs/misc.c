@@ -127,6 +127,13 @@ int main(void) {
         unlink("/dev/shm/vmasim-trace-misc");
         close(fd);
     }
+    /* Many short-lived shared anonymous objects (each its own shmem file). */
+    for (int i = 0; i < 40; i++) {
+        char *sh = mmap(NULL, (1 + i % 5) * pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        sh[0] = 1;
+        if (i % 3)
+            munmap(sh, (1 + i % 5) * pg);
+    }
     /* mremap with MREMAP_DONTUNMAP, and a move onto a fixed address. */
     char *m = anon(4);
     m[0] = 1;
