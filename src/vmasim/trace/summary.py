@@ -59,6 +59,8 @@ def reason_category(left: Vma, right: Vma, reasons: list[str]) -> str:
             return "only VM_ACCOUNT differs (one side was writable private memory before)"
         if all(part in ("VM_READ", "VM_WRITE", "VM_EXEC", "VM_ACCOUNT") for part in diff.split("|")):
             return "different protections"
+        if "VM_MAYSHARE" in diff:
+            return "a shared mapping beside a private one"
         if "VM_GROWSDOWN" in diff:
             return "a stack (VM_GROWSDOWN) beside other memory"
         return "different flags: " + diff

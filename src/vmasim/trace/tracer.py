@@ -28,6 +28,7 @@ from vmasim.trace.fds import FdTable, Handle, open_fds, resolve
 from vmasim.trace.mirror import Image, Unmodelled, result_ranges, run, touched_ranges, uffd_target
 from vmasim.trace.syscalls import (
     CLONE_FILES,
+    CLONE_THREAD,
     CLONE_VFORK,
     CLONE_VM,
     DESCRIPTOR_CALLS,
@@ -495,7 +496,7 @@ class Tracer:
         assert image is not None
         fdt = task.fdt if flags & CLONE_FILES else task.fdt.copy()
         fdt.users += 1
-        tgid = task.tgid if flags & 0x10000 else new_tid  # CLONE_THREAD
+        tgid = task.tgid if flags & CLONE_THREAD else new_tid
         if flags & CLONE_VM:
             child_image = image
         else:
