@@ -75,6 +75,34 @@ class AddressSpace:
         self._next_fd = 3
         self.initial_break = self.mm.start_brk
 
+    @classmethod
+    def from_mm(cls, mm: MmStruct, profile: Profile | None = None) -> AddressSpace:
+        """An AddressSpace around a core address space built elsewhere (an import from /proc, say)."""
+        space = cls.__new__(cls)
+        space.profile = profile if profile is not None else Profile(name="custom", target=mm.target)
+        space.mm = mm
+        space._files = {}
+        space._next_fd = 3
+        space.initial_break = mm.start_brk
+        return space
+
+    @classmethod
+    def from_proc(cls, source: int | str, *, target: Profile | Target | str | None = None) -> AddressSpace:
+        """The address space of a live process (a PID) or of saved maps/smaps text (a path), imported from
+        /proc for what-if analysis (see :mod:`vmasim.procimport` for what is reconstructed how).
+
+        ``target`` is the machine, as for the constructor (for a process on
+        this machine: ``vmasim.probe.probe_host()``).
+        """
+        from vmasim.procimport import FileTable, ProcImportError, from_source, process_settings
+
+        profile = resolve_profile(target)
+        try:
+            mm = from_source(str(source), FileTable(process_settings(profile.target)))
+        except ProcImportError as exc:
+            raise ValueError(f"from_proc(): {exc}") from None
+        return cls.from_mm(mm, profile)
+
     # --- state ---------------------------------------------------------------
 
     @property

@@ -122,13 +122,20 @@ def _print_steps(prog: Program, profile: Profile) -> None:
 
 
 @main.command()
-@click.argument("program", type=click.Path(dir_okay=False))
+@click.argument("program", type=click.Path(dir_okay=False), required=False)
+@click.option("--pid", type=int, default=None, help="Explain a live process's layout instead (imported from /proc).")
 @target_option("default")
-def explain(program: str, target: str) -> None:
+def explain(program: str | None, pid: int | None, target: str) -> None:
     """Run PROGRAM on the model and say, for each pair of neighbouring VMAs, why they did not merge."""
     from vmasim.explain import explain as explain_pairs
     from vmasim.program.model import run_model_space
 
+    if pid is not None:
+        from vmasim.trace.command import explain_pid_command
+
+        sys.exit(explain_pid_command(pid))
+    if program is None:
+        raise click.UsageError("give a PROGRAM or --pid PID")
     prog = _load(program)
     try:
         _report, space = run_model_space(prog, _profile(target))
@@ -295,6 +302,34 @@ def _print_profile(prof: Profile) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--check", default="end", show_default=True,
+              help="When to compare the model with /proc: every, end, or every N calls.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (totals, then every process).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write trace.json and one reproducer program per divergence here.")
+@click.option("--no-aslr", is_flag=True, help="Run the command with address-space randomisation off.")
+@click.option("--explain-all", is_flag=True, help="Explain the final layout of every process, not only the first.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def trace(check: str, as_json: bool, out: str | None, no_aslr: bool, explain_all: bool,
+          command: tuple[str, ...]) -> None:
+    """Run COMMAND under ptrace, mirror each memory call on the model and compare with /proc."""
+    from vmasim.trace.command import trace_command
+
+    sys.exit(trace_command(list(command), check=check, as_json=as_json, out=out, no_aslr=no_aslr,
+                           explain_all=explain_all))
+
+
+@main.command("import")
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Print the imported VMAs as JSON.")
+def import_(source: str, as_json: bool) -> None:
+    """Build an address space from a live process (PID) or a saved maps/smaps FILE and show it."""
+    from vmasim.trace.command import import_command
+
+    sys.exit(import_command(source, as_json=as_json))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -180,10 +180,13 @@ def from_mnemonics(names: list[str] | str) -> int:
     return bits
 
 
+# (bit, "VM_NAME") as plain ints: describe() runs on every refused merge, where enum arithmetic is slow.
+_VM_NAMES: tuple[tuple[int, str], ...] = tuple((int(flag), f"VM_{flag.name}") for flag in VmFlag if flag)
+
+
 def describe(vm_flags: int) -> str:
     """The flags as ``VM_`` names joined with ``|`` (``VM_NONE`` for none)."""
-    names = [f"VM_{flag.name}" for flag in VmFlag if flag and vm_flags & flag]
-    return "|".join(names) or "VM_NONE"
+    return "|".join(name for bit, name in _VM_NAMES if vm_flags & bit) or "VM_NONE"
 
 
 def is_exec_mapping(vm_flags: int) -> bool:

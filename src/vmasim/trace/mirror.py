@@ -1,0 +1,290 @@
+"""The mirror: one model address space per real one, and each traced call applied to it.
+
+An :class:`Image` is what the report calls a process: the address space a
+program got at execve (or a fork child got from its parent), followed until
+the process exits or execs again.  Threads and vfork children share their
+parent's Image (CLONE_VM).
+
+Before a call is applied, the page state of the VMAs it can touch is brought
+up to date (:meth:`Image.refresh`): a private VMA the model holds no anon_vma
+for, but whose pages the kernel shows as anonymous, was written since, and
+gets its anon_vma the way a write fault would (anon_vma_prepare(), reusing a
+compatible neighbour's).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from vmasim import constants as C
+from vmasim.api import AddressSpace
+from vmasim.core.errors import WouldBlock
+from vmasim.core.fault import anon_vma_prepare
+from vmasim.core.flags import VM_SHARED, VM_WRITE
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import File, Inode, Vma
+from vmasim.procimport import FileTable, PageMap
+from vmasim.syscalls.brk import sys_brk
+from vmasim.syscalls.madvise import sys_madvise
+from vmasim.syscalls.mempolicy import sys_mbind, sys_set_mempolicy
+from vmasim.syscalls.mlock import sys_mlock, sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
+from vmasim.syscalls.mmap import sys_mmap
+from vmasim.syscalls.mprotect import sys_mprotect
+from vmasim.syscalls.mremap import sys_mremap
+from vmasim.syscalls.mseal import sys_mseal
+from vmasim.syscalls.munmap import sys_munmap
+from vmasim.syscalls.prctl import sys_prctl_set_memory_merge, sys_prctl_set_vma_anon_name
+from vmasim.syscalls.userfaultfd import uffd_api, uffd_register, uffd_unregister
+from vmasim.trace.check import Divergence, Identities
+from vmasim.trace.fds import Handle
+from vmasim.trace.syscalls import UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER, Call
+
+MASK64 = (1 << 64) - 1
+
+
+class Unmodelled(Exception):
+    """The call is not modelled (shmat, device mappings…): the tracer imports its effect from /proc."""
+
+
+@dataclass(slots=True)
+class Stats:
+    """Per-Image counts for the report."""
+
+    calls: int = 0
+    agreed: int = 0
+    unmodelled: int = 0
+    checks: int = 0
+    unchecked: int = 0
+    divergences: list[Divergence] = field(default_factory=list)
+    by_call: Counter[str] = field(default_factory=Counter)
+
+
+class Image:
+    """One model address space following one real one."""
+
+    def __init__(self, space: AddressSpace, pid: int, program: str, files: FileTable, parent: str | None) -> None:
+        self.space = space
+        self.mm: MmStruct = space.mm
+        self.pid = pid
+        self.program = program
+        self.parent = parent
+        self.files = files
+        self.ids = Identities(files)
+        self.users: set[int] = set()  # live tasks using it (until their exit event)
+        self.holder: int | None = None  # the task whose memory call is in flight
+        self.waiting: deque[int] = deque()
+        self.stats = Stats()
+        self.pagemap: PageMap | None = None
+        self.ended = False
+        self.since_check = 0
+
+    @property
+    def name(self) -> str:
+        """``pid 1234 (program)``."""
+        return f"pid {self.pid} ({self.program})"
+
+    def open_pagemap(self, tid: int) -> None:
+        """Open the pagemap of the address space ``tid`` now uses (pagemap is bound to one mm)."""
+        self.close_pagemap()
+        try:
+            self.pagemap = PageMap(tid)
+        except OSError:
+            self.pagemap = None
+
+    def close_pagemap(self) -> None:
+        """Release the pagemap descriptor."""
+        if self.pagemap is not None:
+            self.pagemap.close()
+            self.pagemap = None
+
+    # --- page state ----------------------------------------------------------------------------------
+
+    def refresh(self, ranges: Iterable[tuple[int, int]], *, neighbours: bool = True) -> None:
+        """Give written VMAs overlapping ``ranges`` (and their neighbours) their anon_vma, as faults would."""
+        if self.pagemap is None:
+            return
+        seen: set[int] = set()
+        todo: list[Vma] = []
+        store = self.mm.vmas
+        for start, end in ranges:
+            if end <= start:
+                continue
+            found = list(store.range(start, end))
+            if neighbours:
+                before = store.prev_of_addr(start) if not found else store.prev(found[0])
+                after = store.find(end) if not found else store.next(found[-1])
+                found = [v for v in (before, *found, after) if v is not None]
+            for vma in found:
+                if id(vma) not in seen:
+                    seen.add(id(vma))
+                    todo.append(vma)
+        self._refresh_vmas(todo)
+
+    def refresh_all(self) -> None:
+        """Refresh every VMA (before a fork copies anon_vmas, and before the final explanation)."""
+        if self.pagemap is not None:
+            self._refresh_vmas(list(self.mm.vmas))
+
+    def _refresh_vmas(self, vmas: list[Vma]) -> None:
+        assert self.pagemap is not None
+        for vma in sorted(vmas, key=lambda v: v.start):
+            # Only private writable memory gains anonymous pages by being written; a VMA made
+            # read-only since was refreshed before the mprotect that did it.
+            if vma.anon_vma is not None or vma.vm_flags & VM_SHARED or not vma.vm_flags & VM_WRITE:
+                continue
+            try:
+                page = self.pagemap.first_anon(vma.start, vma.end)
+            except OSError:
+                return
+            if page is not None and self.mm.vmas.lookup(page) is vma:
+                anon_vma_prepare(self.mm, vma)
+                self.mm.map_pages(page, page + C.PAGE_SIZE, True)
+
+
+def _mmap_file(call: Call) -> File | None:
+    file = call.data.get("file")
+    return file if isinstance(file, File) else None
+
+
+def _node_mask(call: Call) -> int:
+    return int(call.data.get("nodes", 0))
+
+
+def apply(image: Image, call: Call) -> int:
+    """Apply ``call`` to the model; returns the model's result, raises OSError with the model's errno.
+
+    Raises :class:`Unmodelled` for calls the model cannot follow.
+    """
+    mm = image.mm
+    a = call.args
+    name = call.name
+    if name == "mmap":
+        flags = a[3] & 0xFFFFFFFF
+        if call.data.get("device"):
+            raise Unmodelled("mapping of a device or special file")
+        addr = a[0]
+        if flags & C.MAP_32BIT and not flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
+            raise Unmodelled("MAP_32BIT placement is randomised")
+        return sys_mmap(mm, addr, a[1], a[2] & 0xFFFFFFFF, flags, _mmap_file(call), a[5])
+    if name == "munmap":
+        return sys_munmap(mm, a[0], a[1])
+    if name == "mprotect":
+        return sys_mprotect(mm, a[0], a[1], a[2] & 0xFFFFFFFF)
+    if name == "pkey_mprotect":
+        if call.sarg(3) != -1:
+            raise Unmodelled("protection keys other than -1")
+        return sys_mprotect(mm, a[0], a[1], a[2] & 0xFFFFFFFF)
+    if name == "brk":
+        return sys_brk(mm, a[0])
+    if name == "mremap":
+        return sys_mremap(mm, a[0], a[1], a[2], a[3] & 0xFFFFFFFF, a[4])
+    if name == "madvise":
+        return sys_madvise(mm, a[0], a[1], a[2] & 0xFFFFFFFF)
+    if name == "mlock":
+        return sys_mlock(mm, a[0], a[1])
+    if name == "munlock":
+        return sys_munlock(mm, a[0], a[1])
+    if name == "mlock2":
+        return sys_mlock2(mm, a[0], a[1], a[2] & 0xFFFFFFFF)
+    if name == "mlockall":
+        return sys_mlockall(mm, a[0] & 0xFFFFFFFF)
+    if name == "munlockall":
+        return sys_munlockall(mm)
+    if name == "mbind":
+        return sys_mbind(mm, a[0], a[1], a[2] & 0xFFFFFFFF, _node_mask(call), a[5] & 0xFFFFFFFF)
+    if name == "set_mempolicy":
+        return sys_set_mempolicy(mm, a[0] & 0xFFFFFFFF, _node_mask(call))
+    if name == "mseal":
+        return sys_mseal(mm, a[0], a[1], a[2])
+    if name == "prctl":
+        if a[0] == C.PR_SET_MEMORY_MERGE:
+            return sys_prctl_set_memory_merge(mm, a[1])
+        if a[0] == C.PR_SET_VMA and a[1] == C.PR_SET_VMA_ANON_NAME:
+            return sys_prctl_set_vma_anon_name(mm, a[2], a[3], None)
+        raise Unmodelled("prctl option")
+    if name == "ioctl":
+        return _uffd_ioctl(image, call)
+    raise Unmodelled(f"{name} is not modelled")
+
+
+def _uffd_ioctl(image: Image, call: Call) -> int:
+    handle = call.data.get("handle")
+    if not isinstance(handle, Handle) or handle.mm is None:
+        raise Unmodelled("ioctl on a descriptor not known as a userfaultfd")
+    req = call.args[1] & 0xFFFFFFFF
+    if req == UFFDIO_API:
+        mm = handle.mm
+        assert isinstance(mm, MmStruct)
+        handle.uffd = uffd_api(mm, int(call.data.get("features", 0)))
+        handle.file = File(Inode("uffd", "[userfaultfd]"), uffd=handle.uffd)
+        return 0
+    ctx = handle.uffd
+    if ctx is None:
+        raise OSError(errno.EINVAL, "userfaultfd: no UFFDIO_API yet")
+    if req == UFFDIO_REGISTER:
+        return uffd_register(ctx, int(call.data["start"]), int(call.data["len"]), int(call.data["mode"]))
+    if req == UFFDIO_UNREGISTER:
+        return uffd_unregister(ctx, int(call.data["start"]), int(call.data["len"]))
+    raise Unmodelled("userfaultfd ioctl")
+
+
+def uffd_target(call: Call) -> MmStruct | None:
+    """The address space a userfaultfd ioctl acts on (the context's), when it is not the caller's."""
+    handle = call.data.get("handle")
+    if isinstance(handle, Handle) and isinstance(handle.mm, MmStruct):
+        return handle.mm
+    return None
+
+
+def run(image: Image, call: Call) -> tuple[int | None, int]:
+    """Apply ``call`` and return (model result or None, model errno).  Unmodelled propagates."""
+    try:
+        ret = apply(image, call)
+    except WouldBlock:
+        raise Unmodelled("the model says the call would wait for a userfaultfd handler") from None
+    except OSError as exc:
+        return None, exc.errno or errno.EINVAL
+    return ret, 0
+
+
+def touched_ranges(call: Call) -> list[tuple[int, int]]:
+    """The address ranges whose VMAs (and neighbours) ``call`` can split, merge or move, as known at entry."""
+    a = call.args
+    name = call.name
+    page = C.PAGE_SIZE - 1
+    if name == "mmap":
+        flags = a[3] & 0xFFFFFFFF
+        if flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE) or a[0]:
+            return [(a[0] & ~page, (a[0] + a[1] + page) & ~page & MASK64)]
+        return []
+    if name in ("munmap", "mprotect", "pkey_mprotect", "madvise", "mlock", "munlock", "mlock2", "mbind", "mseal"):
+        return [(a[0] & ~page, (a[0] + a[1] + page) & ~page & MASK64)]
+    if name == "mremap":
+        out = [(a[0] & ~page, (a[0] + max(a[1], a[2]) + page) & ~page & MASK64)]
+        if a[3] & (C.MREMAP_FIXED | C.MREMAP_DONTUNMAP):
+            out.append((a[4] & ~page, (a[4] + a[2] + page) & ~page & MASK64))
+        return out
+    if name == "ioctl":
+        if "start" in call.data:
+            start = int(call.data["start"])
+            return [(start, start + int(call.data["len"]))]
+        return []
+    if name == "prctl" and a[0] == C.PR_SET_VMA:
+        return [(a[2], a[2] + a[3])]
+    return []
+
+
+def result_ranges(call: Call) -> list[tuple[int, int]]:
+    """Ranges known only from the kernel's result whose neighbours the model's merge depends on."""
+    a = call.args
+    page = C.PAGE_SIZE - 1
+    if call.err:
+        return []
+    if call.name == "mmap":
+        return [(call.ret, (call.ret + a[1] + page) & ~page)]
+    if call.name == "mremap" and call.ret != a[0]:
+        return [(call.ret, (call.ret + a[2] + page) & ~page)]
+    return []

@@ -1,0 +1,636 @@
+"""The event loop: every stop of every tracee, and what the mirror does at it.
+
+Memory calls on one address space are mirrored strictly one at a time: a
+task stopped at the entry of a memory call is resumed only when no other
+memory call on the same address space is between its entry and exit stops.
+Tasks that are not stopped cannot enter a traced call without stopping, so
+the order in which the model applies calls is the order in which the kernel
+took the mmap lock for them.  Faults, which need no call, still run
+concurrently in multi-threaded programs; that is one of the approximations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from vmasim import constants as C
+from vmasim.api import AddressSpace
+from vmasim.core.mm import MmStruct
+from vmasim.core.vma import Vma
+from vmasim.procimport import ProcImportError, ProcVma, from_pid, read_smaps
+from vmasim.trace import ptrace as P
+from vmasim.trace.check import Divergence, compare, follow_stack_growth, model_entries, resync
+from vmasim.trace.fds import FdTable, Handle, open_fds, resolve
+from vmasim.trace.host import host_files
+from vmasim.trace.mirror import Image, Unmodelled, result_ranges, run, touched_ranges, uffd_target
+from vmasim.trace.syscalls import (
+    CLONE_FILES,
+    CLONE_THREAD,
+    CLONE_VFORK,
+    CLONE_VM,
+    DESCRIPTOR_CALLS,
+    NAME,
+    PROCESS_CALLS,
+    TRACED,
+    TRACED_IF,
+    UFFDIO_API,
+    UFFDIO_REGISTER,
+    UFFDIO_UNREGISTER,
+    USERFAULTFD_IOC_NEW,
+    Call,
+)
+
+RUNNING, NEW, DEFERRED, IN_MEMORY, IN_DESCRIPTOR, IN_PROCESS = range(6)
+_STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+@dataclass(slots=True)
+class Task:
+    """One traced thread."""
+
+    tid: int
+    tgid: int
+    image: Image | None
+    fdt: FdTable
+    state: int = RUNNING
+    call: Call | None = None
+    before: list[Vma] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Options:
+    """How to trace: when to compare (``"every"``, ``"end"`` or every N calls) and with ASLR or not."""
+
+    check: str = "end"
+    no_aslr: bool = False
+    stdout: int | None = None  # a descriptor for the command's standard output (None: the tracer's)
+
+    @property
+    def every(self) -> int:
+        """Compare after this many mirrored calls of an address space (0: only at its end)."""
+        if self.check == "every":
+            return 1
+        if self.check == "end":
+            return 0
+        return int(self.check)
+
+
+@dataclass(slots=True)
+class TraceResult:
+    """What a trace produced: every address space followed, the command's exit status and timing."""
+
+    argv: list[str]
+    images: list[Image]
+    exit_status: int | None
+    wall: float
+    error: str | None = None
+    root: int = 0
+
+    @property
+    def calls(self) -> int:
+        """Mirrored calls over every traced process."""
+        return sum(i.stats.calls for i in self.images)
+
+    @property
+    def agreed(self) -> int:
+        """Calls after which the model's layout matched the kernel's exactly."""
+        return sum(i.stats.agreed for i in self.images)
+
+
+class Tracer:
+    """Runs a command under ptrace and mirrors its address spaces on the model."""
+
+    def __init__(self, argv: list[str], options: Options | None = None) -> None:
+        self.argv = argv
+        self.options = options or Options()
+        self.files = host_files()
+        self.tasks: dict[int, Task] = {}
+        self.images: list[Image] = []
+        self.by_mm: dict[int, Image] = {}
+        self.orphans: set[int] = set()
+        self.exit_status: int | None = None
+        self.root = 0
+
+    # --- running -------------------------------------------------------------------------------------------
+
+    def run(self) -> TraceResult:
+        """Trace the command to its end."""
+        program = P.seccomp_filter(TRACED, TRACED_IF)
+        started = time.perf_counter()
+        pid, errpipe = P.launch(self.argv, program, no_aslr=self.options.no_aslr, stdout=self.options.stdout)
+        self.root = pid
+        fdt = FdTable()
+        fdt.users = 1
+        self.tasks[pid] = Task(pid, pid, None, fdt)
+        error: str | None = None
+        try:
+            self._loop()
+        finally:
+            for task in list(self.tasks.values()):
+                with contextlib.suppress(OSError):
+                    os.kill(task.tid, signal.SIGKILL)
+        failed = P.launch_error(errpipe)
+        if failed is not None:
+            error = f"cannot run {self.argv[0]}: {failed.strerror}"
+        for image in self.images:
+            image.close_pagemap()
+        return TraceResult(self.argv, self.images, self.exit_status, time.perf_counter() - started, error, pid)
+
+    def _loop(self) -> None:
+        while self.tasks:
+            tid, status = P.wait_any()
+            if tid == 0:
+                return
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                self._died(tid, status)
+                continue
+            if not os.WIFSTOPPED(status):
+                continue
+            task = self.tasks.get(tid)
+            sig = os.WSTOPSIG(status)
+            event = P.stop_event(status)
+            if task is None:
+                # A new child reporting before its parent's clone event: wait for the event.
+                self.orphans.add(tid)
+                continue
+            try:
+                self._stop(task, sig, event)
+            except P.PtraceError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+
+    def _stop(self, task: Task, sig: int, event: int) -> None:
+        if event == P.PTRACE_EVENT_SECCOMP:
+            self._entry(task)
+        elif sig == P.SYSCALL_STOP_SIG:
+            self._exit_stop(task)
+        elif event in (P.PTRACE_EVENT_FORK, P.PTRACE_EVENT_VFORK, P.PTRACE_EVENT_CLONE):
+            self._cloned(task)
+        elif event == P.PTRACE_EVENT_EXEC:
+            self._exec(task)
+        elif event == P.PTRACE_EVENT_EXIT:
+            self._exiting(task)
+        elif event == P.PTRACE_EVENT_STOP:
+            if task.state == NEW:
+                task.state = RUNNING
+                P.resume(task.tid)
+            elif sig in _STOP_SIGNALS:
+                P.listen(task.tid)
+            else:
+                P.resume(task.tid, to_exit=task.state in (IN_MEMORY, IN_DESCRIPTOR, IN_PROCESS))
+        else:
+            # A signal on its way to the tracee: pass it on.
+            P.resume(task.tid, sig, to_exit=task.state in (IN_MEMORY, IN_DESCRIPTOR, IN_PROCESS))
+
+    # --- call entry ---------------------------------------------------------------------------------------------
+
+    def _entry(self, task: Task) -> None:
+        info = P.syscall_info(task.tid)
+        name = NAME.get(info.nr)
+        if name is None or (task.image is None and name not in ("execve", "execveat")):
+            P.resume(task.tid)
+            return
+        call = Call(name, info.args, task.tid)
+        task.call = call
+        if name == "ioctl" and (call.args[1] & 0xFFFFFFFF) == USERFAULTFD_IOC_NEW:
+            name = call.name = "userfaultfd"
+        if name in DESCRIPTOR_CALLS:
+            self._descriptor_entry(task, call)
+        elif name in PROCESS_CALLS:
+            self._process_entry(task, call)
+        else:
+            self._memory_entry(task, call)
+
+    def _descriptor_entry(self, task: Task, call: Call) -> None:
+        fdt = task.fdt
+        if call.name == "close":
+            fdt.close(call.sarg(0))
+            P.resume(task.tid)
+        elif call.name == "close_range":
+            first, last, flags = call.args[0] & 0xFFFFFFFF, call.args[1] & 0xFFFFFFFF, call.args[2]
+            if flags & 2 and fdt.users > 1:  # CLOSE_RANGE_UNSHARE
+                self._unshare_files(task)
+            if not flags & 4:  # CLOSE_RANGE_CLOEXEC only marks them
+                task.fdt.close_range(first, last)
+            P.resume(task.tid)
+        else:
+            task.state = IN_DESCRIPTOR
+            P.resume(task.tid, to_exit=True)
+
+    def _unshare_files(self, task: Task) -> None:
+        task.fdt.users -= 1
+        task.fdt = task.fdt.copy()
+        task.fdt.users = 1
+
+    def _memory_entry(self, task: Task, call: Call) -> None:
+        image = task.image
+        assert image is not None
+        self._read_arguments(task, call)
+        target = uffd_target(call)
+        if target is not None and id(target) in self.by_mm:
+            image = self.by_mm[id(target)]
+        call.data["image"] = image
+        if image.holder is not None and image.holder != task.tid:
+            task.state = DEFERRED
+            image.waiting.append(task.tid)
+            return
+        self._start_memory(task, image)
+
+    def _start_memory(self, task: Task, image: Image) -> None:
+        call = task.call
+        assert call is not None
+        image.holder = task.tid
+        task.state = IN_MEMORY
+        if call.name in ("mlockall", "munlockall", "prctl"):
+            image.refresh_all()
+        else:
+            image.refresh(touched_ranges(call))
+        P.resume(task.tid, to_exit=True)
+
+    def _read_arguments(self, task: Task, call: Call) -> None:
+        """Read what pointer and descriptor arguments stand for, while the task is stopped at the entry."""
+        a = call.args
+        name = call.name
+        try:
+            if name == "mmap" and not a[3] & C.MAP_ANONYMOUS:
+                fd = call.sarg(4)
+                handle = task.fdt.get(fd) if fd >= 0 else Handle()
+                file, modelled = resolve(task.tgid, fd, handle, self.files) if fd >= 0 else (None, True)
+                call.data["file"] = file
+                call.data["device"] = not modelled
+            elif name == "mbind":
+                call.data["nodes"] = self._node_mask(task.tid, a[3], a[4])
+            elif name == "set_mempolicy":
+                call.data["nodes"] = self._node_mask(task.tid, a[1], a[2])
+            elif name == "ioctl":
+                call.data["handle"] = task.fdt.handles.get(call.sarg(0))
+                req = a[1] & 0xFFFFFFFF
+                if req == UFFDIO_API:
+                    raw = P.read_memory(task.tid, a[2], 16)
+                    call.data["features"] = int.from_bytes(raw[8:16], "little")
+                elif req in (UFFDIO_REGISTER, UFFDIO_UNREGISTER):
+                    raw = P.read_memory(task.tid, a[2], 24 if req == UFFDIO_REGISTER else 16)
+                    call.data["start"] = int.from_bytes(raw[0:8], "little")
+                    call.data["len"] = int.from_bytes(raw[8:16], "little")
+                    if req == UFFDIO_REGISTER:
+                        call.data["mode"] = int.from_bytes(raw[16:24], "little")
+        except OSError:
+            call.data["unreadable"] = True
+
+    @staticmethod
+    def _node_mask(tid: int, ptr: int, maxnode: int) -> int:
+        if not ptr or maxnode <= 1:
+            return 0
+        nbits = min(maxnode - 1, 64)
+        raw = P.read_memory(tid, ptr, (nbits + 7) // 8)
+        return int.from_bytes(raw, "little") & ((1 << nbits) - 1)
+
+    def _process_entry(self, task: Task, call: Call) -> None:
+        name = call.name
+        image = task.image
+        if name in ("execve", "execveat"):
+            sole = image is not None and all(
+                self.tasks[t].tgid == task.tgid for t in image.users if t in self.tasks)
+            if image is not None and sole and _exec_target_exists(task.tid, call):
+                # The address space ends here if the exec succeeds: compare it while it still exists.
+                self._last_look(image, task.tid)
+            task.state = IN_PROCESS
+            P.resume(task.tid, to_exit=True)
+            return
+        if name == "clone":
+            flags = call.args[0]
+        elif name == "clone3":
+            try:
+                flags = int.from_bytes(P.read_memory(task.tid, call.args[0], 8), "little")
+            except OSError:
+                flags = 0
+        elif name == "vfork":
+            flags = CLONE_VM | CLONE_VFORK
+        else:
+            flags = 0
+        call.data["flags"] = flags
+        assert image is not None
+        if not flags & CLONE_VM:
+            # fork copies anon_vmas: the page state must be right everywhere. It is a memory call.
+            if image.holder is not None and image.holder != task.tid:
+                task.state = DEFERRED
+                image.waiting.append(task.tid)
+                return
+            image.holder = task.tid
+            image.refresh_all()
+        task.state = IN_PROCESS
+        P.resume(task.tid, to_exit=True)
+
+    # --- call exit ------------------------------------------------------------------------------------------------
+
+    def _exit_stop(self, task: Task) -> None:
+        call = task.call
+        state = task.state
+        task.state = RUNNING
+        if call is None or state not in (IN_MEMORY, IN_DESCRIPTOR, IN_PROCESS):
+            P.resume(task.tid)
+            return
+        info = P.syscall_info(task.tid)
+        if info.op == P.OP_EXIT:
+            call.err = -info.rval if info.is_error else 0
+            call.ret = info.rval & ((1 << 64) - 1) if not info.is_error else -1
+        if state == IN_MEMORY:
+            self._finish_memory(task, call)
+        elif state == IN_DESCRIPTOR:
+            self._finish_descriptor(task, call)
+        else:
+            image = task.image
+            if image is not None and image.holder == task.tid:
+                self._release(image)
+        task.call = None
+        P.resume(task.tid)
+
+    def _finish_descriptor(self, task: Task, call: Call) -> None:
+        if call.err:
+            return
+        fdt = task.fdt
+        name = call.name
+        if name in ("dup", "fcntl"):
+            fdt.dup(call.sarg(0), call.ret)
+        elif name in ("dup2", "dup3"):
+            fdt.dup(call.sarg(0), call.sarg(1))
+        elif name == "userfaultfd":
+            handle = Handle()
+            handle.mm = task.image.mm if task.image is not None else None
+            fdt.install(call.ret, handle)
+
+    def _finish_memory(self, task: Task, call: Call) -> None:
+        image = call.data.get("image")
+        assert isinstance(image, Image)
+        try:
+            if image.ended:
+                return
+            image.refresh(result_ranges(call))
+            every = self.options.every
+            due = bool(every) and image.since_check + 1 >= every
+            # The model's VMAs around the call, kept for the report only when a comparison follows.
+            before = self._neighbourhood(image.mm, touched_ranges(call) + result_ranges(call)) if due else None
+            try:
+                if call.data.get("unreadable"):
+                    raise Unmodelled("arguments could not be read")
+                model_ret, model_err = run(image, call)
+            except Unmodelled:
+                image.stats.unmodelled += 1
+                self._check(image, task.tid, call, quiet=True)
+                return
+            image.stats.calls += 1
+            image.stats.by_call[call.name] += 1
+            image.since_check += 1
+            mismatch = self._result_mismatch(call, model_ret, model_err)
+            if mismatch is not None or due:
+                self._check(image, task.tid, call, result=mismatch, before=before)
+        finally:
+            self._release(image)
+
+    @staticmethod
+    def _result_mismatch(call: Call, model_ret: int | None, model_err: int) -> str | None:
+        if call.err or model_err:
+            if call.err != model_err:
+                model = _errtext(model_err) or hex(model_ret or 0)
+                return f"the kernel returned {call.result_text()}, the model {model}"
+            return None
+        if call.name in ("mmap", "mremap", "brk") and model_ret != call.ret:
+            return f"the kernel returned {call.ret:#x}, the model {(model_ret or 0):#x}"
+        return None
+
+    @staticmethod
+    def _neighbourhood(mm: MmStruct, ranges: list[tuple[int, int]]) -> list[Vma]:
+        out: dict[int, Vma] = {}
+        for start, end in ranges:
+            vmas = list(mm.vmas.range(start, end))
+            first = vmas[0] if vmas else None
+            prev = mm.vmas.prev(first) if first is not None else mm.vmas.prev_of_addr(start)
+            nxt = mm.vmas.next(vmas[-1]) if vmas else mm.find_vma(end)
+            for v in (prev, *vmas, nxt):
+                if v is not None:
+                    out[v.start] = v.copy()
+        return [out[k] for k in sorted(out)]
+
+    def _release(self, image: Image) -> None:
+        image.holder = None
+        while image.waiting:
+            tid = image.waiting.popleft()
+            task = self.tasks.get(tid)
+            if task is None or task.state != DEFERRED or task.call is None:
+                continue
+            if task.call.name in PROCESS_CALLS:
+                image.holder = tid
+                image.refresh_all()
+                task.state = IN_PROCESS
+                P.resume(tid, to_exit=True)
+            else:
+                self._start_memory(task, image)
+            return
+
+    # --- comparing ---------------------------------------------------------------------------------------------------
+
+    def _kernel_layout(self, image: Image, tid: int) -> list[ProcVma] | None:
+        for candidate in (tid, *sorted(image.users)):
+            try:
+                return read_smaps(candidate)
+            except (OSError, ProcImportError):
+                continue
+        return None
+
+    def _check(self, image: Image, tid: int, call: Call | None, *, result: str | None = None,
+               quiet: bool = False, before: list[Vma] | None = None) -> None:
+        """Compare ``image`` with the kernel; count agreement or record a divergence, then repair the model."""
+        kernel = self._kernel_layout(image, tid)
+        if kernel is None:
+            return
+        follow_stack_growth(image.mm, kernel)
+        model = model_entries(image.mm, image.ids, kernel)
+        mismatch = compare(kernel, model)
+        stats = image.stats
+        if not quiet:
+            stats.checks += 1
+            if mismatch is None and result is None:
+                stats.agreed += image.since_check
+            else:
+                what = call.describe() if call is not None else "(end of process)"
+                if mismatch is not None:
+                    div = Divergence(what, "layout", mismatch.first, mismatch.kernel, mismatch.model)
+                    if result is not None:
+                        div.detail = result + "; " + div.detail
+                else:
+                    assert result is not None
+                    div = Divergence(what, "result", result)
+                if before is not None:
+                    div.before = [_vma_line(v, image) for v in before]
+                div.context = (call, before)
+                stats.divergences.append(div)
+            image.since_check = 0
+        if mismatch is not None:
+            resync(image.mm, kernel, mismatch.lo, mismatch.hi, self.files, image.pagemap)
+
+    def _last_look(self, image: Image, tid: int) -> None:
+        """The address space may be about to go: compare it and bring its page state up to date."""
+        if image.ended:
+            return
+        if image.since_check or (self.options.every == 0 and image.stats.calls):
+            self._check(image, tid, None)
+        image.refresh_all()
+
+    def _end(self, image: Image, tid: int) -> None:
+        """The address space is about to go: a last look, then it is closed for good."""
+        self._last_look(image, tid)
+        image.ended = True
+        image.close_pagemap()
+
+    # --- processes ---------------------------------------------------------------------------------------
+
+    def _cloned(self, task: Task) -> None:
+        call = task.call
+        new_tid = P.event_msg(task.tid)
+        flags = int(call.data.get("flags", 0)) if call is not None else 0
+        image = task.image
+        assert image is not None
+        fdt = task.fdt if flags & CLONE_FILES else task.fdt.copy()
+        fdt.users += 1
+        tgid = task.tgid if flags & CLONE_THREAD else new_tid
+        if flags & CLONE_VM:
+            child_image = image
+        else:
+            child_image = Image(image.space.fork(), new_tid, image.program, self.files, image.name)
+            child_image.ids.learnt.update(image.ids.learnt)  # the child maps the same shmem objects
+            self._register(child_image, new_tid)
+            if image.holder == task.tid:
+                self._release(image)
+        child_image.users.add(new_tid)
+        child = Task(new_tid, tgid, child_image, fdt, state=NEW)
+        self.tasks[new_tid] = child
+        if child_image is not image and self.options.every:
+            self._check(child_image, new_tid, call)
+        if new_tid in self.orphans:
+            self.orphans.discard(new_tid)
+            child.state = RUNNING
+            P.resume(new_tid)
+        task.state = IN_PROCESS
+        P.resume(task.tid, to_exit=True)
+
+    def _register(self, image: Image, tid: int) -> None:
+        self.images.append(image)
+        self.by_mm[id(image.mm)] = image
+        image.open_pagemap(tid)
+
+    def _exec(self, task: Task) -> None:
+        former = P.event_msg(task.tid)
+        tid = task.tid
+        if former != tid and former in self.tasks:
+            # A non-leader thread exec'd: it carries on under the leader's id.
+            task = self.tasks.pop(former)
+            task.tid = tid
+            self.tasks[tid] = task
+        old = task.image
+        if old is not None:
+            for t in [t for t in old.users if t in self.tasks and self.tasks[t].tgid == task.tgid]:
+                old.users.discard(t)
+            if not old.users and not old.ended:
+                old.ended = True
+                old.close_pagemap()
+            if old.holder == tid:
+                self._release(old)
+        program = _program_name(tid)
+        try:
+            space = AddressSpace.from_mm(from_pid(tid, self.files))
+        except ProcImportError:
+            task.image = None
+            P.resume(tid, to_exit=task.state == IN_PROCESS)
+            return
+        image = Image(space, tid, program, self.files, old.name if old is not None else None)
+        image.users.add(tid)
+        self._register(image, tid)
+        task.image = image
+        if task.fdt.users > 1:
+            self._unshare_files(task)
+        task.fdt.keep_only(open_fds(tid))
+        if self.options.every:
+            self._check(image, tid, None, quiet=True)
+        P.resume(tid, to_exit=task.state == IN_PROCESS)
+
+    def _exiting(self, task: Task) -> None:
+        image = task.image
+        if image is not None:
+            image.users.discard(task.tid)
+            if image.holder == task.tid:
+                self._release(image)
+            if task.tid in image.waiting:
+                image.waiting.remove(task.tid)
+            if not image.users:
+                self._end(image, task.tid)
+        P.resume(task.tid)
+
+    def _died(self, tid: int, status: int) -> None:
+        task = self.tasks.pop(tid, None)
+        if tid == self.root:
+            self.exit_status = os.waitstatus_to_exitcode(status)
+        if task is None:
+            return
+        image = task.image
+        if image is not None:
+            image.users.discard(tid)
+            if image.holder == tid:
+                self._release(image)
+            if not image.users and not image.ended:
+                image.ended = True
+                image.close_pagemap()
+        task.fdt.users -= 1
+        if task.fdt.users <= 0:
+            task.fdt.close_all()
+
+
+def _exec_target_exists(tid: int, call: Call) -> bool:
+    """Whether execve's file exists (a PATH search fails on most directories; those need no last look)."""
+    ptr = call.args[0] if call.name == "execve" else call.args[1]
+    try:
+        raw = P.read_memory(tid, ptr, 256)
+    except OSError:
+        try:
+            raw = P.read_memory(tid, ptr, 1 + (-ptr - 1) % 4096)  # up to the end of its page
+        except OSError:
+            return True
+    path = raw.split(b"\0", 1)[0].decode(errors="surrogateescape")
+    if not path or call.name == "execveat":
+        return True
+    if not path.startswith("/"):
+        path = f"/proc/{tid}/cwd/{path}"
+    return os.path.exists(path)
+
+
+def _errtext(code: int) -> str:
+    return f"-1 {errno.errorcode.get(code, code)}" if code else ""
+
+
+def _program_name(tid: int) -> str:
+    try:
+        return os.path.basename(os.readlink(f"/proc/{tid}/exe"))
+    except OSError:
+        return "?"
+
+
+def _vma_line(vma: Vma, image: Image) -> str:
+    ident = image.ids.of(vma) or ("??", -1)
+    from vmasim.trace.check import path_of, perms_of
+
+    offset = vma.pgoff << C.PAGE_SHIFT if ident[1] else 0
+    from vmasim.core.flags import mnemonics
+
+    pv = ProcVma(vma.start, vma.end, perms_of(vma), offset, ident[0], ident[1], path_of(vma),
+                 mnemonics(vma.vm_flags))
+    extra = f"  anon_vma={vma.anon_vma}" if vma.anon_vma is not None else ""
+    return pv.line() + extra
+
+
+def trace(argv: list[str], options: Options | None = None) -> TraceResult:
+    """Trace ``argv`` to its end and return what the mirror found."""
+    return Tracer(argv, options).run()
