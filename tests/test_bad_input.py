@@ -95,7 +95,10 @@ def test_mprotect_errors(space: v.AddressSpace, args: tuple, code: int) -> None:
 
 
 def test_mprotect_zero_length_is_a_no_op(space: v.AddressSpace) -> None:
-    space.mprotect(W + 100 * P, 0, v.PROT_READ)
+    before = space.maps()
+    assert space.mprotect(W + 100 * P, 0, v.PROT_READ) is None  # nothing mapped there, and no error
+    assert space.mprotect(W, 0, v.PROT_NONE) is None
+    assert space.maps() == before
 
 
 def test_mprotect_eacces_applies_up_to_the_refusing_vma() -> None:

@@ -33,8 +33,6 @@ from vmasim.syscalls.munmap import sys_munmap
 from vmasim.syscalls.prctl import sys_prctl_set_memory_merge, sys_prctl_set_vma_anon_name
 from vmasim.syscalls.userfaultfd import uffd_api, uffd_register, uffd_unregister, userfaultfd_release_all
 
-MASK64 = (1 << 64) - 1
-
 
 def _truncate_size_check(mm: MmStruct, inode: Inode, size: int) -> None:
     # do_truncate(): a negative length is EINVAL; past the file system's limit, EFBIG.
@@ -137,7 +135,7 @@ class AddressSpace:
     def __len__(self) -> int:
         return len(self.mm.vmas)
 
-    def vmas(self, start: int = 0, end: int = MASK64) -> list[VmaView]:
+    def vmas(self, start: int = 0, end: int = C.MASK64) -> list[VmaView]:
         """Read-only views of the VMAs overlapping ``[start, end)``, in address order."""
         return [VmaView(v) for v in self.mm.vmas.range(start, end)]
 
@@ -149,15 +147,15 @@ class AddressSpace:
     def _raw(self, start: int, end: int) -> list[Vma]:
         return list(self.mm.vmas.range(start, end))
 
-    def maps(self, start: int = 0, end: int = MASK64) -> str:
+    def maps(self, start: int = 0, end: int = C.MASK64) -> str:
         """/proc/PID/maps text for the VMAs overlapping ``[start, end)``."""
         return render.maps(self._raw(start, end), self.mm)
 
-    def smaps(self, start: int = 0, end: int = MASK64) -> str:
+    def smaps(self, start: int = 0, end: int = C.MASK64) -> str:
         """/proc/PID/smaps text (header, sizes and VmFlags) for the VMAs overlapping ``[start, end)``."""
         return render.smaps(self._raw(start, end), self.mm)
 
-    def numa_maps(self, start: int = 0, end: int = MASK64) -> str:
+    def numa_maps(self, start: int = 0, end: int = C.MASK64) -> str:
         """/proc/PID/numa_maps text for the VMAs overlapping ``[start, end)``."""
         return render.numa_maps(self._raw(start, end), self.mm)
 
@@ -168,7 +166,7 @@ class AddressSpace:
 
         return svg_snapshot(snapshot(self.mm))
 
-    def explain(self, start: int = 0, end: int = MASK64) -> list[tuple[VmaView, VmaView, list[str]]]:
+    def explain(self, start: int = 0, end: int = C.MASK64) -> list[tuple[VmaView, VmaView, list[str]]]:
         """For each pair of neighbouring VMAs overlapping ``[start, end)``: why they are two VMAs.
 
         An empty list of reasons means they are compatible and would merge on
@@ -259,11 +257,11 @@ class AddressSpace:
 
     def uffd_register(self, fd: int, addr: int, length: int, mode: int) -> None:
         """UFFDIO_REGISTER of ``[addr, addr+length)`` with UFFDIO_REGISTER_MODE_* ``mode``."""
-        uffd_register(self._uffd(fd), addr & MASK64, length & MASK64, mode)
+        uffd_register(self._uffd(fd), addr & C.MASK64, length & C.MASK64, mode)
 
     def uffd_unregister(self, fd: int, addr: int, length: int) -> None:
         """UFFDIO_UNREGISTER of ``[addr, addr+length)``."""
-        uffd_unregister(self._uffd(fd), addr & MASK64, length & MASK64)
+        uffd_unregister(self._uffd(fd), addr & C.MASK64, length & C.MASK64)
 
     # --- system calls ----------------------------------------------------------
 
@@ -271,15 +269,15 @@ class AddressSpace:
         """mmap(2): map ``length`` bytes; returns the address.  ``addr=None`` means no hint."""
         # A bad fd is only an error where the kernel looks at it (after the offset check).
         file = self._files.get(fd) if fd is not None and not flags & C.MAP_ANONYMOUS else None
-        return sys_mmap(self.mm, (addr or 0) & MASK64, length & MASK64, prot, flags, file, offset & MASK64)
+        return sys_mmap(self.mm, (addr or 0) & C.MASK64, length & C.MASK64, prot, flags, file, offset & C.MASK64)
 
     def munmap(self, addr: int, length: int) -> None:
         """munmap(2): unmap every mapping overlapping ``[addr, addr+length)``."""
-        sys_munmap(self.mm, addr & MASK64, length & MASK64)
+        sys_munmap(self.mm, addr & C.MASK64, length & C.MASK64)
 
     def mprotect(self, addr: int, length: int, prot: int) -> None:
         """mprotect(2): change the protection of ``[addr, addr+length)`` (PROT_GROWSDOWN/UP accepted)."""
-        sys_mprotect(self.mm, addr & MASK64, length & MASK64, prot)
+        sys_mprotect(self.mm, addr & C.MASK64, length & C.MASK64, prot)
 
     def touch(self, addr: int, length: int, write: bool = True) -> TouchResult:
         """Access each page of ``[addr, addr+length)`` in order, stopping at the first fault.
@@ -287,23 +285,23 @@ class AddressSpace:
         Returns how many pages were accessed and the fault (``"SIGSEGV"``,
         ``"SIGBUS"`` or None).  A write fault gives a private VMA its anon_vma.
         """
-        return touch(self.mm, addr & MASK64, length & MASK64, write)
+        return touch(self.mm, addr & C.MASK64, length & C.MASK64, write)
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
         """madvise(2): flag-changing advice splits and merges; holes give ENOMEM after the mapped parts."""
-        sys_madvise(self.mm, addr & MASK64, length & MASK64, advice)
+        sys_madvise(self.mm, addr & C.MASK64, length & C.MASK64, advice)
 
     def mlock(self, addr: int, length: int) -> None:
         """mlock(2): lock and populate; an unaligned start is rounded down."""
-        sys_mlock(self.mm, addr & MASK64, length & MASK64)
+        sys_mlock(self.mm, addr & C.MASK64, length & C.MASK64)
 
     def mlock2(self, addr: int, length: int, flags: int = 0) -> None:
         """mlock2(2): with MLOCK_ONFAULT pages are locked as they are faulted in."""
-        sys_mlock2(self.mm, addr & MASK64, length & MASK64, flags)
+        sys_mlock2(self.mm, addr & C.MASK64, length & C.MASK64, flags)
 
     def munlock(self, addr: int, length: int) -> None:
         """munlock(2)."""
-        sys_munlock(self.mm, addr & MASK64, length & MASK64)
+        sys_munlock(self.mm, addr & C.MASK64, length & C.MASK64)
 
     def mlockall(self, flags: int) -> None:
         """mlockall(2): MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT."""
@@ -315,7 +313,7 @@ class AddressSpace:
 
     def mbind(self, addr: int, length: int, mode: int, nodes: int = 0, flags: int = 0) -> None:
         """mbind(2): ``mode`` may carry MPOL_F_STATIC_NODES/RELATIVE_NODES; ``nodes`` is a node bit mask."""
-        sys_mbind(self.mm, addr & MASK64, length & MASK64, mode, nodes, flags)
+        sys_mbind(self.mm, addr & C.MASK64, length & C.MASK64, mode, nodes, flags)
 
     def set_mempolicy(self, mode: int, nodes: int = 0) -> None:
         """set_mempolicy(2): the task policy, shown by numa_maps for VMAs without a policy of their own."""
@@ -323,12 +321,12 @@ class AddressSpace:
 
     def mseal(self, addr: int, length: int, flags: int = 0) -> None:
         """mseal(2): seal a fully mapped range."""
-        sys_mseal(self.mm, addr & MASK64, length & MASK64, flags)
+        sys_mseal(self.mm, addr & C.MASK64, length & C.MASK64, flags)
 
     def mremap(self, addr: int, old_length: int, new_length: int, flags: int = 0, new_addr: int | None = None) -> int:
         """mremap(2): shrink, grow in place or move (MREMAP_MAYMOVE/FIXED/DONTUNMAP); returns the address."""
-        return sys_mremap(self.mm, addr & MASK64, old_length & MASK64, new_length & MASK64, flags,
-                          (new_addr or 0) & MASK64)
+        return sys_mremap(self.mm, addr & C.MASK64, old_length & C.MASK64, new_length & C.MASK64, flags,
+                          (new_addr or 0) & C.MASK64)
 
     def brk(self, addr: int) -> int:
         """brk(2): returns the new break, or the old one when the kernel refuses."""

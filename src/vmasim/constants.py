@@ -9,6 +9,9 @@ from __future__ import annotations
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
+PAGE_MASK = ~(PAGE_SIZE - 1)
+#: What a 64-bit register holds: arguments are taken modulo 2**64, as the kernel receives them.
+MASK64 = (1 << 64) - 1
 
 # mmap/mprotect protection bits (include/uapi/asm-generic/mman-common.h)
 PROT_NONE = 0x0

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kernelhelpers import Run, executor_processes
 
-from vmasim.kernel import KernelRunError, host_kernel_release, run_program, run_programs
+from vmasim.kernel import KernelRunError, run_program, run_programs
 from vmasim.program import parse_program
 
 pytestmark = pytest.mark.kernel
@@ -306,6 +306,3 @@ def test_no_stray_processes_or_temp_dirs(tmp_path: Path, monkeypatch: pytest.Mon
     assert executor_processes() == []
     assert list(tmp_path.iterdir()) == []
 
-
-def test_host_kernel_release() -> None:
-    assert host_kernel_release() == os.uname().release

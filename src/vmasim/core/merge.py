@@ -16,23 +16,13 @@ is what ``vmasim explain`` shows.
 
 from __future__ import annotations
 
-import enum
-import errno
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vmasim.constants import PAGE_SHIFT
-from vmasim.core.errors import SplitRefused, kernel_error
+from vmasim.core.errors import SplitRefused
 from vmasim.core.flags import VM_IGNORE_MERGE, VM_SPECIAL, VM_STICKY, describe
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import AnonVma, File, Mempolicy, UffdCtx, Vma, mpol_equal
-
-
-class MergeState(enum.Enum):
-    """Outcome of a merge attempt (enum vma_merge_state)."""
-
-    NOMERGE = "nomerge"
-    SUCCESS = "success"
 
 
 @dataclass(slots=True, eq=False)
@@ -61,7 +51,6 @@ class VmaMergeStruct:
     copied_from: Vma | None = None
     just_expand: bool = False
     target: Vma | None = None
-    state: MergeState = MergeState.NOMERGE
     refusals: list[str] = field(default_factory=list)
 
     @classmethod
@@ -238,7 +227,6 @@ def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
     start, end = vmg.start, vmg.end
     left_side = start == middle.start
     right_side = end == middle.end
-    vmg.state = MergeState.NOMERGE
     sticky = vmg.vm_flags & VM_STICKY
 
     if vmg.vm_flags & VM_SPECIAL:
@@ -313,7 +301,6 @@ def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
 
     mm.set_flags(target, target.vm_flags | sticky)
     vmg.target = target
-    vmg.state = MergeState.SUCCESS
     return target
 
 
@@ -346,7 +333,6 @@ def vma_merge_new_range(vmg: VmaMergeStruct) -> Vma | None:
     """
     prev, nxt = vmg.prev, vmg.next
     end = vmg.end
-    vmg.state = MergeState.NOMERGE
     if vmg.vm_flags & VM_SPECIAL:
         vmg.refuse("the flags include VM_SPECIAL (IO, DONTEXPAND, PFNMAP or MIXEDMAP)")
         return None
@@ -372,7 +358,6 @@ def vma_merge_new_range(vmg: VmaMergeStruct) -> Vma | None:
     if vmg.target is None:
         return None
     target = vma_expand(vmg)
-    vmg.state = MergeState.SUCCESS
     return target
 
 
@@ -386,12 +371,6 @@ def vma_merge_extend(mm: MmStruct, vma: Vma, delta: int) -> Vma | None:
     vmg.middle = None
     vmg.next = mm.find_vma(vma.end)
     return vma_merge_new_range(vmg)
-
-
-def vma_shrink(mm: MmStruct, vma: Vma, start: int, end: int, pgoff: int) -> None:
-    """Like vma_shrink(): narrow ``vma`` to ``[start, end)`` (inside its current range) with ``pgoff``."""
-    assert vma.start <= start < end <= vma.end
-    mm.set_range(vma, start, end, pgoff)
 
 
 # --- splitting --------------------------------------------------------------------------------
@@ -441,63 +420,50 @@ def vma_modify(vmg: VmaMergeStruct) -> Vma:
     return vma
 
 
+def _set_flags_keeping_sticky(mm: MmStruct, vma: Vma, vm_flags: int) -> None:
+    # The sticky flags the covering VMA carries (its own, or picked up in a merge) survive the update,
+    # as vma_modify_flags() hands them back to its caller in 6.19.
+    mm.set_flags(vma, vm_flags | (vma.vm_flags & VM_STICKY))
+
+
 def vma_modify_flags(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, vm_flags: int) -> Vma:
-    """Like vma_modify_flags(): ``[start, end)`` of ``vma`` with new vm_flags (set by the caller afterwards)."""
+    """Like vma_modify_flags(): ``[start, end)`` of ``vma`` gets ``vm_flags``; the VMA that now covers it."""
     vmg = VmaMergeStruct.for_vma(mm, prev, vma, start, end)
     vmg.vm_flags = vm_flags
-    return vma_modify(vmg)
+    done = vma_modify(vmg)
+    _set_flags_keeping_sticky(mm, done, vm_flags)
+    return done
 
 
 def vma_modify_name(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, name: str | None) -> Vma:
-    """Like vma_modify_name(): ``[start, end)`` of ``vma`` with a new anonymous name."""
+    """Like vma_modify_name(): ``[start, end)`` of ``vma`` gets an anonymous name; the VMA that now covers it."""
     vmg = VmaMergeStruct.for_vma(mm, prev, vma, start, end)
     vmg.anon_name = name
-    return vma_modify(vmg)
+    done = vma_modify(vmg)
+    done.anon_name = name  # replace_anon_vma_name()
+    return done
 
 
 def vma_modify_policy(
     mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, policy: Mempolicy | None
 ) -> Vma:
-    """Like vma_modify_policy(): ``[start, end)`` of ``vma`` with a new mempolicy."""
+    """Like vma_modify_policy(): ``[start, end)`` of ``vma`` gets a mempolicy; the VMA that now covers it."""
     vmg = VmaMergeStruct.for_vma(mm, prev, vma, start, end)
     vmg.policy = policy
-    return vma_modify(vmg)
+    done = vma_modify(vmg)
+    done.policy = policy  # vma_replace_policy()
+    return done
 
 
 def vma_modify_flags_uffd(
     mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, vm_flags: int, ctx: UffdCtx | None
 ) -> Vma:
-    """Like vma_modify_flags_uffd(): ``[start, end)`` of ``vma`` with new flags and userfaultfd context."""
+    """Like vma_modify_flags_uffd(): ``[start, end)`` of ``vma`` gets new flags and userfaultfd context; the
+    VMA that now covers it."""
     vmg = VmaMergeStruct.for_vma(mm, prev, vma, start, end)
     vmg.vm_flags = vm_flags
     vmg.uffd_ctx = ctx
-    return vma_modify(vmg)
-
-
-def modify_contiguous(
-    mm: MmStruct, first: Vma, start: int, end: int, fixup: Callable[[Vma | None, Vma, int, int], Vma], call: str
-) -> None:
-    """Walk ``[start, end)`` VMA by VMA from ``first`` (which contains ``start``), as mprotect and mlock do.
-
-    ``fixup(prev, vma, start, end)`` changes one VMA's part of the range and
-    returns the VMA now covering it.  A hole stops the walk with ENOMEM,
-    keeping the changes already made (do_mprotect_pkey(), apply_vma_lock_flags()).
-    """
-    prev = modify_prev(mm, first, start)
-    nstart = start
-    tmp = first.start
-    cur: Vma | None = first
-    while cur is not None and cur.start < end:
-        if cur.start != tmp:
-            raise kernel_error(errno.ENOMEM, call, "hole in the range")
-        done = fixup(prev, cur, nstart, min(cur.end, end))
-        tmp = nstart = done.end
-        prev = done
-        cur = mm.vma_next(done)
-    if tmp < end:
-        raise kernel_error(errno.ENOMEM, call, "hole at the end of the range")
-
-
-def modify_prev(mm: MmStruct, vma: Vma, start: int) -> Vma | None:
-    """The ``prev`` that callers pass to the modify path: the VMA before ``vma``, or ``vma`` when starting inside it."""
-    return vma if start > vma.start else mm.vma_prev(vma)
+    done = vma_modify(vmg)
+    _set_flags_keeping_sticky(mm, done, vm_flags)
+    done.uffd_ctx = ctx  # userfaultfd_set_ctx()
+    return done

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vmasim.constants import MASK64
 from vmasim.program import AddrRef, Op, Program
 from vmasim.program.ops import Fork, OpDef
-from vmasim.program.values import MASK64, Address, ObjectRef, Text
+from vmasim.program.values import Address, ObjectRef, Text
 
 #: Limits compiled into the executor (``MAX_OPS``, ``MAX_SLOTS``, ``MAX_ARGS``).
 MAX_OPS = 65536

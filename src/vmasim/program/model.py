@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from vmasim import constants as C
 from vmasim.api import AddressSpace
+from vmasim.constants import MASK64
 from vmasim.core.flags import VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED, from_mnemonics
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.profile import Profile, resolve_profile
@@ -15,7 +16,7 @@ from vmasim.program import ops
 from vmasim.program.ops import OpDef, Result
 from vmasim.program.parse import Op, Program
 from vmasim.program.report import OpResult, Report, op_result
-from vmasim.program.values import MASK64, AddrRef
+from vmasim.program.values import AddrRef
 from vmasim.report import layout
 
 T = TypeVar("T", bound=OpDef)

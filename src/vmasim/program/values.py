@@ -22,7 +22,6 @@ from pydantic import PlainValidator, WithJsonSchema
 
 from vmasim import constants as C
 
-MASK64 = (1 << 64) - 1
 #: The identifier grammar of names an op binds and other ops use (``as``, object names).
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Longest name: plenty for a label, short enough for any protocol line.
@@ -57,7 +56,7 @@ class CType(enum.Enum):
 
 def fits_register(value: int) -> bool:
     """Whether a 64-bit register can hold ``value`` (as a signed or an unsigned number)."""
-    return -(1 << 63) <= value <= MASK64
+    return -(1 << 63) <= value <= C.MASK64
 
 
 def parse_int(value: Any, *, allow_suffix: bool = True) -> int:
@@ -80,7 +79,7 @@ def parse_int(value: Any, *, allow_suffix: bool = True) -> int:
 def _register(n: int, what: str = "value") -> int:
     if not fits_register(n):
         raise ValueError(f"{what} {n:#x} does not fit in a 64-bit register")
-    return n & MASK64
+    return n & C.MASK64
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +92,7 @@ class AddrRef:
     def resolve(self, names: Mapping[str, int]) -> int:
         """The 64-bit address this refers to, given the addresses bound so far."""
         base = 0 if self.name is None else names[self.name]
-        return (base + self.offset) & MASK64
+        return (base + self.offset) & C.MASK64
 
     def __str__(self) -> str:
         if self.name is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 from vmasim import constants as C
+from vmasim.core.addr import page_align
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import populate_range, vm_start_gap
 from vmasim.core.flags import (
@@ -18,7 +19,7 @@ from vmasim.core.flags import (
 from vmasim.core.merge import VmaMergeStruct, vma_merge_new_range
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
-from vmasim.syscalls.munmap import complete_munmap, gather_munmap_vmas, page_align
+from vmasim.syscalls.munmap import complete_munmap, gather_munmap_vmas
 
 
 def do_brk_flags(mm: MmStruct, brkvma: Vma | None, addr: int, length: int) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
 
 from vmasim import constants as C
+from vmasim.core.addr import page_align
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import anon_vma_prepare, fault_in
 from vmasim.core.flags import (
@@ -27,15 +27,14 @@ from vmasim.core.flags import (
     VM_SEQ_READ,
     VM_SHARED,
     VM_SPECIAL,
-    VM_STICKY,
     VM_WIPEONFORK,
     VM_WRITE,
     ksm_compatible,
 )
-from vmasim.core.merge import modify_prev, vma_modify_flags
+from vmasim.core.merge import vma_modify_flags
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
-from vmasim.syscalls.munmap import page_align
+from vmasim.core.walk import Holes, walk_range
 
 CALL = "madvise"
 
@@ -168,14 +167,12 @@ def madvise_vma_behavior(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, e
     if new_flags == vma.vm_flags:
         return vma
     try:
-        vma = vma_modify_flags(mm, prev, vma, start, end, new_flags)
+        return vma_modify_flags(mm, prev, vma, start, end, new_flags)
     except OSError as exc:
         # madvise() reports resource shortage, such as a refused split, as EAGAIN.
         if exc.errno == errno.ENOMEM:
             raise _error(errno.EAGAIN, "splitting the VMA was refused") from None
         raise
-    mm.set_flags(vma, new_flags | (vma.vm_flags & VM_STICKY))
-    return vma
 
 
 def _madvise_populate(mm: MmStruct, start: int, end: int, write: bool) -> None:
@@ -209,40 +206,7 @@ def sys_madvise(mm: MmStruct, start: int, length: int, advice: int) -> int:
     if advice in (C.MADV_POPULATE_READ, C.MADV_POPULATE_WRITE):
         _madvise_populate(mm, start, end, advice == C.MADV_POPULATE_WRITE)
         return 0
-    madvise_walk_vmas(mm, start, end, lambda prev, vma, s, e: madvise_vma_behavior(mm, prev, vma, s, e, advice))
+    # madvise_walk_vmas(): holes are skipped, and reported once every mapped part had its advice.
+    walk_range(mm, start, end, lambda prev, vma, s, e: madvise_vma_behavior(mm, prev, vma, s, e, advice),
+               holes=Holes.SKIP, call=CALL)
     return 0
-
-
-def madvise_walk_vmas(
-    mm: MmStruct, start: int, end: int, visit: Callable[[Vma | None, Vma, int, int], Vma], call: str = CALL
-) -> None:
-    """Like madvise_walk_vmas(): ``visit(prev, vma, start, end)`` each VMA's part of the range, skipping holes.
-
-    ``visit`` returns the VMA now covering the part.  An error from one VMA
-    stops the walk; holes are reported (ENOMEM) only once every mapped part
-    has been visited.
-    """
-    vma = mm.find_vma(start)
-    if vma is None:
-        raise kernel_error(errno.ENOMEM, call, "no mapping in the range")
-    prev = modify_prev(mm, vma, start)
-    unmapped = False
-    cursor = start
-    cur: Vma | None = vma
-    while True:
-        if cur is None:
-            raise kernel_error(errno.ENOMEM, call, "hole at the end of the range")
-        if cursor < cur.start:
-            unmapped = True
-            cursor = cur.start
-            if cursor >= end:
-                break
-        stop = min(cur.end, end)
-        done = visit(prev, cur, cursor, stop)
-        cursor = max(stop, done.end)
-        if cursor >= end:
-            break
-        prev = done
-        cur = mm.find_vma(done.end)
-    if unmapped:
-        raise kernel_error(errno.ENOMEM, call, "the range has holes")

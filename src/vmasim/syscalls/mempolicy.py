@@ -11,11 +11,12 @@ from __future__ import annotations
 import errno
 
 from vmasim import constants as C
+from vmasim.core.addr import page_align
 from vmasim.core.errors import kernel_error
-from vmasim.core.merge import modify_prev, vma_modify_policy
+from vmasim.core.merge import vma_modify_policy
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Mempolicy, Vma, mpol_equal
-from vmasim.syscalls.munmap import page_align
+from vmasim.core.walk import Holes, range_contains_unmapped, walk_range
 
 MPOL_MF_VALID = C.MPOL_MF_STRICT | C.MPOL_MF_MOVE | C.MPOL_MF_MOVE_ALL
 
@@ -86,7 +87,6 @@ def mbind_range(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, 
     if vma.file is not None and vma.file.inode.is_shmem:
         # shmem_set_policy(): shmem keeps the policy with the object, for the whole VMA's pages.
         vma.file.inode.set_shared_policy(vma.pgoff, vma.pgoff + vma.pages, policy)
-    vma.policy = policy
     return vma
 
 
@@ -106,29 +106,18 @@ def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flag
     policy = mpol_new(mm, mode, mode_flags, nodes, call)
     # queue_pages_range(): the range must be mapped without holes (holes are fine for MPOL_DEFAULT,
     # but a range with no mapping at all is EFAULT either way).
-    first = mm.vmas.find_intersection(start, end)
-    if first is None:
+    if mm.vmas.find_intersection(start, end) is None:
         raise kernel_error(errno.EFAULT, call, "nothing mapped in the range")
-    if policy is not None:
-        cursor = start
-        for vma in mm.vmas.range(start, end):
-            if vma.start > cursor:
-                raise kernel_error(errno.EFAULT, call, "hole in the range")
-            cursor = vma.end
-        if cursor < end:
-            raise kernel_error(errno.EFAULT, call, "hole at the end of the range")
+    if policy is not None and range_contains_unmapped(mm, start, end):
+        raise kernel_error(errno.EFAULT, call, "the range has holes")
     # queue_pages_range(): a page on a node outside the requested ones (every page is on the first
     # online node here) cannot stay with MPOL_MF_STRICT and no move: EIO, and nothing changes.
     strict = flags & C.MPOL_MF_STRICT and not flags & (C.MPOL_MF_MOVE | C.MPOL_MF_MOVE_ALL)
     home = online_nodes(mm) & -online_nodes(mm)
     if strict and policy is not None and not nodes & home and mm.pages.first_in(start, end) is not None:
         raise kernel_error(errno.EIO, call, "pages on other nodes and MPOL_MF_STRICT")
-    prev = modify_prev(mm, first, start)
-    cur: Vma | None = first
-    while cur is not None and cur.start < end:
-        done = mbind_range(mm, prev, cur, max(start, cur.start), min(end, cur.end), policy)
-        prev = done
-        cur = mm.vma_next(done)
+    walk_range(mm, start, end, lambda prev, vma, s, e: mbind_range(mm, prev, vma, s, e, policy),
+               holes=Holes.ALLOW, call=call)
     return 0
 
 

@@ -14,13 +14,11 @@ from vmasim.core.flags import (
     VM_LOCKED_MASK,
     VM_LOCKONFAULT,
     VM_SPECIAL,
-    VM_STICKY,
 )
-from vmasim.core.merge import modify_contiguous, vma_modify_flags
+from vmasim.core.merge import vma_modify_flags
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
-
-MASK64 = (1 << 64) - 1
+from vmasim.core.walk import Holes, walk_all, walk_range
 
 
 def mlock_fixup(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, newflags: int) -> Vma:
@@ -28,30 +26,26 @@ def mlock_fixup(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, 
     oldflags = vma.vm_flags
     if newflags == oldflags or oldflags & (VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE):
         return vma
-    vma = vma_modify_flags(mm, prev, vma, start, end, newflags)
-    mm.set_flags(vma, newflags | (vma.vm_flags & VM_STICKY))
-    return vma
+    return vma_modify_flags(mm, prev, vma, start, end, newflags)
 
 
 def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, call: str) -> None:
     """Like apply_vma_lock_flags(): the range must start in a VMA; a hole stops it with ENOMEM."""
     end = start + length
-    if end > MASK64:
+    if end > C.MASK64:
         raise kernel_error(errno.EINVAL, call, "range wraps")
     if end == start:
         return
-    vma = mm.vmas.lookup(start)
-    if vma is None:
-        raise kernel_error(errno.ENOMEM, call, "the range starts in a hole")
+
     def fixup(prev: Vma | None, cur: Vma, nstart: int, stop: int) -> Vma:
         return mlock_fixup(mm, prev, cur, nstart, stop, (cur.vm_flags & ~VM_LOCKED_MASK) | flags)
 
-    modify_contiguous(mm, vma, start, end, fixup, call)
+    walk_range(mm, start, end, fixup, holes=Holes.STOP, call=call)
 
 
 def _align(start: int, length: int) -> tuple[int, int]:
     # mlock and munlock accept an unaligned start: the range is widened to whole pages.
-    length = (length + (start & (C.PAGE_SIZE - 1)) + C.PAGE_SIZE - 1) & ~(C.PAGE_SIZE - 1) & MASK64
+    length = (length + (start & (C.PAGE_SIZE - 1)) + C.PAGE_SIZE - 1) & ~(C.PAGE_SIZE - 1) & C.MASK64
     return start & ~(C.PAGE_SIZE - 1), length
 
 
@@ -125,16 +119,14 @@ def apply_mlockall_flags(mm: MmStruct, flags: int) -> None:
     to_add = 0
     if flags & C.MCL_CURRENT:
         to_add = VM_LOCKED | (VM_LOCKONFAULT if flags & C.MCL_ONFAULT else 0)
-    prev: Vma | None = None
-    vma = mm.find_vma(0)
-    while vma is not None:
-        newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | to_add
+
+    def fixup(prev: Vma | None, vma: Vma, start: int, end: int) -> Vma:
         try:
-            done = mlock_fixup(mm, prev, vma, vma.start, vma.end, newflags)
+            return mlock_fixup(mm, prev, vma, start, end, (vma.vm_flags & ~VM_LOCKED_MASK) | to_add)
         except OSError:
-            done = vma  # errors are ignored, but prev must stay right
-        prev = done
-        vma = mm.vma_next(done)
+            return vma  # errors are ignored, but prev must stay right
+
+    walk_all(mm, fixup)
 
 
 def sys_mlockall(mm: MmStruct, flags: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 from vmasim import constants as C
+from vmasim.core.addr import page_align
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import populate_range
 from vmasim.core.flags import (
@@ -36,12 +37,7 @@ from vmasim.core.placement import get_unmapped_area
 from vmasim.core.prot import calc_vm_prot_bits, mmap_pkey
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.syscalls.mlock import can_do_mlock
-from vmasim.syscalls.munmap import (
-    accounted_pages,
-    complete_munmap,
-    gather_munmap_vmas,
-    page_align,
-)
+from vmasim.syscalls.munmap import accounted_pages, complete_munmap, gather_munmap_vmas
 
 CALL = "mmap"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 from vmasim import constants as C
+from vmasim.core.addr import page_align
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import populate_range
 from vmasim.core.flags import (
@@ -18,14 +19,13 @@ from vmasim.core.flags import (
     VM_PKEY_MASK,
     VM_SEALED,
     VM_SHARED,
-    VM_STICKY,
     VM_WRITE,
 )
-from vmasim.core.merge import modify_contiguous, vma_modify_flags
+from vmasim.core.merge import vma_modify_flags
 from vmasim.core.mm import MmStruct
 from vmasim.core.prot import calc_vm_prot_bits, mprotect_pkey
 from vmasim.core.vma import Vma
-from vmasim.syscalls.munmap import page_align
+from vmasim.core.walk import Holes, walk_range
 
 CALL = "mprotect"
 
@@ -51,8 +51,6 @@ def mprotect_fixup(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: in
         # Nothing was ever written, so the charge can be given back.
         newflags &= ~VM_ACCOUNT
     vma = vma_modify_flags(mm, prev, vma, start, end, newflags)
-    # Sticky flags picked up by a merge survive the flag update.
-    mm.set_flags(vma, newflags | (vma.vm_flags & VM_STICKY))
     if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
         # A locked private mapping made writable is populated again, now with write faults (COW).
         populate_range(mm, start, end, can_block=False)
@@ -97,5 +95,5 @@ def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
             raise kernel_error(errno.EACCES, CALL, "protection not allowed by the mapping")
         return mprotect_fixup(mm, prev, cur, nstart, stop, newflags)
 
-    modify_contiguous(mm, vma, start, end, fixup, CALL)
+    walk_range(mm, start, end, fixup, holes=Holes.STOP, call=CALL)
     return 0

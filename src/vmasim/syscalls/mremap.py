@@ -6,6 +6,7 @@ import errno
 from dataclasses import dataclass
 
 from vmasim import constants as C
+from vmasim.core.addr import page_align
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import populate_range
 from vmasim.core.flags import (
@@ -22,7 +23,7 @@ from vmasim.core.merge import VmaMergeStruct, vma_merge_extend, vma_merge_new_ra
 from vmasim.core.mm import MmStruct
 from vmasim.core.placement import get_unmapped_area
 from vmasim.core.vma import Vma
-from vmasim.syscalls.munmap import do_vmi_munmap, page_align
+from vmasim.syscalls.munmap import do_vmi_munmap
 from vmasim.syscalls.userfaultfd import mremap_userfaultfd_prep
 
 CALL = "mremap"

@@ -5,24 +5,15 @@ from __future__ import annotations
 import errno
 
 from vmasim import constants as C
+from vmasim.core.addr import page_align
 from vmasim.core.errors import kernel_error
-from vmasim.core.flags import VM_SEALED, VM_STICKY
-from vmasim.core.merge import modify_contiguous, vma_modify_flags
+from vmasim.core.flags import VM_SEALED
+from vmasim.core.merge import vma_modify_flags
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
-from vmasim.syscalls.munmap import page_align
+from vmasim.core.walk import Holes, walk_range
 
 CALL = "mseal"
-
-
-def range_contains_unmapped(mm: MmStruct, start: int, end: int) -> bool:
-    """Like range_contains_unmapped(): any byte of ``[start, end)`` outside every VMA."""
-    prev_end = start
-    for vma in mm.vmas.range(start, end):
-        if vma.start > prev_end:
-            return True
-        prev_end = vma.end
-    return prev_end < end
 
 
 def sys_mseal(mm: MmStruct, start: int, length: int, flags: int) -> int:
@@ -39,20 +30,13 @@ def sys_mseal(mm: MmStruct, start: int, length: int, flags: int) -> int:
         raise kernel_error(errno.EINVAL, CALL, "range wraps")
     if end == start:
         return 0
-    if range_contains_unmapped(mm, start, end):
-        raise kernel_error(errno.ENOMEM, CALL, "the range is not fully mapped")
-    vma = mm.vmas.lookup(start)
-    assert vma is not None
 
     def fixup(prev: Vma | None, cur: Vma, nstart: int, stop: int) -> Vma:
         # mseal_apply(): VMAs already sealed are left alone (no split).
         if cur.vm_flags & VM_SEALED:
             return cur
-        new_flags = cur.vm_flags | VM_SEALED
-        done = vma_modify_flags(mm, prev, cur, nstart, stop, new_flags)
-        mm.set_flags(done, new_flags | (done.vm_flags & VM_STICKY))
-        return done
+        return vma_modify_flags(mm, prev, cur, nstart, stop, cur.vm_flags | VM_SEALED)
 
-    # The range has no holes (checked above), so the contiguous walk never fails on one.
-    modify_contiguous(mm, vma, start, end, fixup, CALL)
+    # range_contains_unmapped() first: a hole anywhere is ENOMEM before anything is sealed.
+    walk_range(mm, start, end, fixup, holes=Holes.FIRST, call=CALL)
     return 0

@@ -5,16 +5,12 @@ from __future__ import annotations
 import errno
 
 from vmasim.constants import PAGE_SIZE
+from vmasim.core.addr import page_align
 from vmasim.core.errors import kernel_error
 from vmasim.core.flags import VM_ACCOUNT, VM_SEALED
 from vmasim.core.merge import split_vma
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
-
-
-def page_align(length: int) -> int:
-    """Like PAGE_ALIGN() on an unsigned long: round up, wrapping to 0 at the top of 64 bits."""
-    return (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & ((1 << 64) - 1)
 
 
 def gather_munmap_vmas(mm: MmStruct, first: Vma, start: int, end: int, call: str) -> list[Vma]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import errno
 
 from vmasim import constants as C
+from vmasim.core.addr import page_align
 from vmasim.core.errors import kernel_error
 from vmasim.core.flags import VM_MERGEABLE, ksm_compatible
 from vmasim.core.merge import vma_modify_name
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
-from vmasim.syscalls.madvise import madvise_walk_vmas
-from vmasim.syscalls.munmap import page_align
+from vmasim.core.walk import Holes, walk_range
 
 CALL = "prctl(PR_SET_VMA)"
 #: ANON_VMA_NAME_MAX_LEN: the longest name, its terminating NUL included.
@@ -32,13 +32,11 @@ def _name_vma(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, na
     if vma.anon_name == name:
         return vma
     try:
-        done = vma_modify_name(mm, prev, vma, start, end, name)
+        return vma_modify_name(mm, prev, vma, start, end, name)
     except OSError as exc:
         if exc.errno == errno.ENOMEM:
             raise kernel_error(errno.EAGAIN, CALL, "splitting the VMA was refused") from None
         raise
-    done.anon_name = name  # replace_anon_vma_name()
-    return done
 
 
 def sys_prctl_set_vma_anon_name(mm: MmStruct, start: int, length: int, name: str | None) -> int:
@@ -61,7 +59,9 @@ def sys_prctl_set_vma_anon_name(mm: MmStruct, start: int, length: int, name: str
         raise kernel_error(errno.EINVAL, CALL, "range wraps")
     if end == start:
         return 0
-    madvise_walk_vmas(mm, start, end, lambda prev, vma, s, e: _name_vma(mm, prev, vma, s, e, name), CALL)
+    # madvise_set_anon_name() walks like madvise: holes are skipped, then reported.
+    walk_range(mm, start, end, lambda prev, vma, s, e: _name_vma(mm, prev, vma, s, e, name),
+               holes=Holes.SKIP, call=CALL)
     return 0
 
 

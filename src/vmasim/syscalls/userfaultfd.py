@@ -11,15 +11,15 @@ from vmasim.core.flags import (
     VM_DROPPABLE,
     VM_HUGETLB,
     VM_MAYWRITE,
-    VM_STICKY,
     VM_UFFD_FLAGS,
     VM_UFFD_MINOR,
     VM_UFFD_MISSING,
     VM_UFFD_WP,
 )
-from vmasim.core.merge import modify_prev, vma_modify_flags_uffd
+from vmasim.core.merge import vma_modify_flags_uffd
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import UffdCtx, Vma
+from vmasim.core.walk import Holes, walk_all, walk_range
 
 UFFD_FEATURE_WP_ASYNC = 1 << 15
 UFFD_FEATURE_EVENT_REMAP = 1 << 2
@@ -98,18 +98,14 @@ def uffd_register(ctx: UffdCtx, start: int, length: int, mode: int) -> int:
             raise kernel_error(errno.EPERM, call, "mapping can never be writable")
         if vma.uffd_ctx is not None and vma.uffd_ctx is not ctx:
             raise kernel_error(errno.EBUSY, call, "already registered with another userfaultfd")
-    vma = vmas[0]
-    prev = modify_prev(mm, vma, start)
-    cur: Vma | None = vma
-    while cur is not None and cur.start < end:
-        if not (cur.uffd_ctx is ctx and cur.vm_flags & vm_flags == vm_flags):
-            new_flags = (cur.vm_flags & ~VM_UFFD_FLAGS) | vm_flags
-            done = vma_modify_flags_uffd(mm, prev, cur, max(start, cur.start), min(end, cur.end), new_flags, ctx)
-            mm.set_flags(done, new_flags | (done.vm_flags & VM_STICKY))
-            _set_ctx(mm, done, ctx, vm_flags)
-            cur = done
-        prev = cur
-        cur = mm.vma_next(cur)
+
+    def register(prev: Vma | None, vma: Vma, s: int, e: int) -> Vma:
+        # userfaultfd_register_range(): VMAs registered already, the same way, are left alone.
+        if vma.uffd_ctx is ctx and vma.vm_flags & vm_flags == vm_flags:
+            return vma
+        return vma_modify_flags_uffd(mm, prev, vma, s, e, (vma.vm_flags & ~VM_UFFD_FLAGS) | vm_flags, ctx)
+
+    walk_range(mm, start, end, register, holes=Holes.ALLOW, call=call)
     return 0
 
 
@@ -117,13 +113,12 @@ def userfaultfd_clear_vma(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, 
     """Like userfaultfd_clear_vma(): drop the registration of ``[start, end)``, merging where possible."""
     whole = start == vma.start and end == vma.end
     try:
-        done = vma_modify_flags_uffd(mm, prev, vma, start, end, vma.vm_flags & ~VM_UFFD_FLAGS, None)
+        return vma_modify_flags_uffd(mm, prev, vma, start, end, vma.vm_flags & ~VM_UFFD_FLAGS, None)
     except OSError:
         if not whole:
             raise
-        done = vma  # give_up_on_oom: just clear the flags without merging
-    _set_ctx(mm, done, None, 0)
-    return done
+        _set_ctx(mm, vma, None, 0)  # give_up_on_oom: just clear the flags without merging
+        return vma
 
 
 def uffd_unregister(ctx: UffdCtx, start: int, length: int) -> int:
@@ -135,14 +130,11 @@ def uffd_unregister(ctx: UffdCtx, start: int, length: int) -> int:
             raise kernel_error(errno.EINVAL, call, "registered with another userfaultfd")
         if not vma_can_userfault(vma, vma.vm_flags, wp_async):
             raise kernel_error(errno.EINVAL, call, "memory of this kind cannot be registered")
-    vma = vmas[0]
-    prev = modify_prev(mm, vma, start)
-    cur: Vma | None = vma
-    while cur is not None and cur.start < end:
-        if cur.uffd_ctx is not None:
-            cur = userfaultfd_clear_vma(mm, prev, cur, max(start, cur.start), min(end, cur.end))
-        prev = cur
-        cur = mm.vma_next(cur)
+
+    def unregister(prev: Vma | None, vma: Vma, s: int, e: int) -> Vma:
+        return userfaultfd_clear_vma(mm, prev, vma, s, e) if vma.uffd_ctx is not None else vma
+
+    walk_range(mm, start, end, unregister, holes=Holes.ALLOW, call=call)
     return 0
 
 
@@ -151,13 +143,11 @@ def userfaultfd_release_all(ctx: UffdCtx) -> None:
     mm = ctx.mm
     assert isinstance(mm, MmStruct)
     ctx.released = True
-    prev: Vma | None = None
-    vma = mm.find_vma(0)
-    while vma is not None:
-        if vma.uffd_ctx is ctx:
-            vma = userfaultfd_clear_vma(mm, prev, vma, vma.start, vma.end)
-        prev = vma
-        vma = mm.vma_next(vma)
+
+    def release(prev: Vma | None, vma: Vma, s: int, e: int) -> Vma:
+        return userfaultfd_clear_vma(mm, prev, vma, s, e) if vma.uffd_ctx is ctx else vma
+
+    walk_all(mm, release)
 
 
 def dup_userfaultfd(vma: Vma) -> None:

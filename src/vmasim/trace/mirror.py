@@ -42,8 +42,6 @@ from vmasim.trace.check import Divergence, Identities
 from vmasim.trace.fds import Handle
 from vmasim.trace.syscalls import UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER, Call
 
-MASK64 = (1 << 64) - 1
-
 
 class Unmodelled(Exception):
     """The call is not modelled (shmat, device mappings…): the tracer imports its effect from /proc."""
@@ -258,14 +256,14 @@ def touched_ranges(call: Call) -> list[tuple[int, int]]:
     if name == "mmap":
         flags = a[3] & 0xFFFFFFFF
         if flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE) or a[0]:
-            return [(a[0] & ~page, (a[0] + a[1] + page) & ~page & MASK64)]
+            return [(a[0] & ~page, (a[0] + a[1] + page) & ~page & C.MASK64)]
         return []
     if name in ("munmap", "mprotect", "pkey_mprotect", "madvise", "mlock", "munlock", "mlock2", "mbind", "mseal"):
-        return [(a[0] & ~page, (a[0] + a[1] + page) & ~page & MASK64)]
+        return [(a[0] & ~page, (a[0] + a[1] + page) & ~page & C.MASK64)]
     if name == "mremap":
-        out = [(a[0] & ~page, (a[0] + max(a[1], a[2]) + page) & ~page & MASK64)]
+        out = [(a[0] & ~page, (a[0] + max(a[1], a[2]) + page) & ~page & C.MASK64)]
         if a[3] & (C.MREMAP_FIXED | C.MREMAP_DONTUNMAP):
-            out.append((a[4] & ~page, (a[4] + a[2] + page) & ~page & MASK64))
+            out.append((a[4] & ~page, (a[4] + a[2] + page) & ~page & C.MASK64))
         return out
     if name == "ioctl":
         if "start" in call.data:
