@@ -14,7 +14,7 @@ from vmasim.core.flags import VM_ACCOUNT, VM_LOCKED, is_data_mapping, is_exec_ma
 from vmasim.core.ranges import RangeSet
 from vmasim.core.store import VmaStore
 from vmasim.core.target import DEFAULT_TARGET, Target
-from vmasim.core.vma import IdSource, Mempolicy, Vma
+from vmasim.core.vma import File, IdSource, Inode, Mempolicy, Vma
 
 DEFAULT_STACK_RLIMIT = 8 << 20
 # mmap_base()'s smallest gap below the top of the address space (arch/x86/mm/mmap.c).
@@ -115,6 +115,27 @@ class MmStruct:
         """Insert a new VMA (map_count += 1)."""
         self.vmas.insert(vma)
         self._account(vma, +1)
+
+    def insert_vm_struct(self, vma: Vma) -> None:
+        """Like insert_vm_struct(): add a mapping built outside the mmap path (an executable's image, a
+        runner's own mappings, an import from /proc); its range must be free."""
+        if self.vmas.find_intersection(vma.start, vma.end) is not None:
+            raise ValueError(f"insert_vm_struct: {vma.start:#x}-{vma.end:#x} overlaps a VMA")
+        self.link(vma)
+
+    def install_special_mapping(self, start: int, end: int, vm_flags: int, name: str) -> Vma:
+        """Like _install_special_mapping() (vDSO, vvar): no file, but vm_ops with a close hook, so the VMA is
+        never anonymous and never merges away."""
+        vma = Vma(start, end, 0, vm_flags, file=File(Inode("special", name)), has_close=True)
+        self.insert_vm_struct(vma)
+        return vma
+
+    def add_foreign_vmas(self, count: int) -> None:
+        """Count ``count`` more VMAs that the process has but the model does not hold (a runner's stack and
+        padding): they take part in every map_count check."""
+        if count < 0:
+            raise ValueError("add_foreign_vmas: count must not be negative")
+        self.hidden_map_count += count
 
     def unlink(self, vma: Vma) -> None:
         """Remove a VMA for good (map_count -= 1)."""

@@ -295,7 +295,7 @@ def _pad(run: _Run, op: Op) -> int:
     want = mm.max_map_count - _args(op, ops.Pad).headroom
     if want < mm.map_count:
         raise OSError(errno.EINVAL, "pad: the process already has more VMAs than that")
-    mm.hidden_map_count += want - mm.map_count
+    mm.add_foreign_vmas(want - mm.map_count)
     return 0
 
 
@@ -318,18 +318,17 @@ def new_address_space(program: Program, profile: Profile | str | None = None) ->
     mm.start_brk = mm.brk = space.initial_break = layout.initial_break
     image = File(Inode("file", "vmasim-executor", layout.image_end - layout.image_start, foreign=True),
                  writable=False)
-    mm.link(Vma(layout.image_start, layout.image_end, 0, VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC, file=image))
+    mm.insert_vm_struct(Vma(layout.image_start, layout.image_end, 0, VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC,
+                            file=image))
     for special in layout.special_mappings:
-        # _install_special_mapping(): no file, but vm_ops (with a close hook), so never "anonymous".
-        mm.link(Vma(special.start, special.end, 0, from_mnemonics(list(special.flags)),
-                    file=File(Inode("special", special.name)), has_close=True))
+        mm.install_special_mapping(special.start, special.end, from_mnemonics(list(special.flags)), special.name)
     top = layout.walls_top
     if program.walls and program.window_end < top:
         wall = File(Inode("memfd", WALL_NAME, top - program.window_end, foreign=True))
-        mm.link(Vma(program.window_end, top, 0, VM_SHARED | VM_MAYSHARE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC,
-                    file=wall))
+        mm.insert_vm_struct(Vma(program.window_end, top, 0,
+                                VM_SHARED | VM_MAYSHARE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC, file=wall))
     baseline = layout.baseline_map_count_walls if program.walls else layout.baseline_map_count
-    mm.hidden_map_count = max(0, baseline - len(mm.vmas))
+    mm.add_foreign_vmas(max(0, baseline - mm.map_count))
     return space
 
 
