@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 import vmasim.compare.command as compare_mod
-from vmasim.compare import compare_command, diff_reports
-from vmasim.program import Program, parse_program
+from vmasim.compare import compare_command, diff_reports, print_side_by_side
+from vmasim.program import Program, load_program, parse_program
 from vmasim.program.model import run_model
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 OPS: list[dict[str, Any]] = [
     {"op": "mmap", "addr": "W", "length": "16K", "prot": "rw",
      "flags": ["private", "anonymous", "fixed_noreplace"], "as": "a"},
@@ -169,3 +170,28 @@ def test_compare_command_rich_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     marked = [line for line in text.splitlines() if "> " in line and "---p" in line]
     assert marked, text  # the first differing line carries the marker
     assert "[rd wr mr mw me ac]" in text  # flags are shown literally, not eaten as markup
+
+
+def test_compare_quiet_and_json(tmp_path: Path) -> None:
+    good = _write(tmp_path, "p.json", {"ops": OPS})
+    out = io.StringIO()
+    assert compare_command((good,), kernel=_perturbed, out=out, quiet=True) == 1
+    text = out.getvalue()
+    assert "| kernel" not in text and "difference(s):" in text  # no layout table, the differences
+    out = io.StringIO()
+    assert compare_command((good,), kernel=_perturbed, out=out, as_json=True) == 1
+    doc = json.loads(out.getvalue())
+    assert doc["status"] == 1 and doc["programs"][0]["status"] == "differ"
+    assert doc["programs"][0]["differences"]
+
+
+def test_compare_fits_an_80_column_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    prog = load_program(str(EXAMPLES / "01-seed-split-and-merge.json"))
+    model = run_model(prog)
+    kernel = copy.deepcopy(model)
+    kernel["vmas"][0]["flags"] = [*kernel["vmas"][0]["flags"], "lo"]
+    print_side_by_side("seed", prog, model, kernel, width=80)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any(line.startswith("- 7e0000000000") for line in lines)
+    assert any(line.startswith("+ 7e0000000000") and "lo]" in line for line in lines)

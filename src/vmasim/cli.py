@@ -178,11 +178,16 @@ def view(program: str, output: str | None, as_svg: bool, step: int | None, scree
 @main.command()
 @click.argument("programs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @target_option("host")
-def compare(programs: tuple[str, ...], target: str) -> None:
-    """Run each PROGRAM on the model and on the host kernel and show where the layouts differ."""
+@click.option("-q", "--quiet", is_flag=True, help="Only each program's verdict and its differences, no layouts.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: each program's verdict and differences.")
+def compare(programs: tuple[str, ...], target: str, quiet: bool, as_json: bool) -> None:
+    """Run each PROGRAM on the model and on the host kernel and show where the layouts differ.
+
+    Exit status: 0 all agree, 1 some differ, 2 some could not be compared.
+    """
     from vmasim.compare import compare_command
 
-    sys.exit(compare_command(programs, target=target))
+    sys.exit(compare_command(programs, target=target, quiet=quiet, as_json=as_json))
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,13 @@ def _kernel_runner() -> tuple[KernelRun | None, str]:
 
 
 def compare_command(
-    programs: tuple[str, ...], *, kernel: KernelRun | None = None, out: Any = None, target: Any = None
+    programs: tuple[str, ...],
+    *,
+    kernel: KernelRun | None = None,
+    out: Any = None,
+    target: Any = None,
+    quiet: bool = False,
+    as_json: bool = False,
 ) -> int:
     """Run each program file on the model and on the host kernel; print both layouts and the differences.
 
@@ -38,15 +45,27 @@ def compare_command(
     1 if any differ, 2 if any program could not be compared (invalid, would
     wait forever for a userfaultfd handler, the kernel runner failed or is
     unavailable).  ``kernel`` replaces the host kernel runner (tests use a
-    fake one).
+    fake one).  ``quiet`` leaves out the layouts (only verdicts and
+    differences); ``as_json`` prints one JSON object instead of text.
     """
     from vmasim.core.errors import WouldBlock
     from vmasim.program.model import run_model
 
     stream = out if out is not None else sys.stdout
+    verdicts: list[dict[str, Any]] = []
 
     def say(text: str = "") -> None:
-        print(text, file=stream, flush=True)
+        if not as_json:
+            print(text, file=stream, flush=True)
+
+    def verdict(path: str, status_text: str, **extra: Any) -> None:
+        verdicts.append({"path": path, "status": status_text, **extra})
+
+    def finish(code: int, **extra: Any) -> int:
+        if as_json:
+            doc = {"status": code, **extra, "programs": verdicts}
+            print(json.dumps(doc, indent=2), file=stream, flush=True)
+        return code
 
     status = 0
     loaded: list[tuple[str, Program]] = []
@@ -57,18 +76,20 @@ def compare_command(
         except ProgramError as exc:
             # load_program() already names the file, the op and the field.
             say(f"invalid program: {exc}")
+            verdict(path, "invalid", error=str(exc))
             status = 2
         except OSError as exc:
             say(f"{path}: cannot read: {exc.strerror or exc}")
+            verdict(path, "unreadable", error=str(exc.strerror or exc))
             status = 2
     runnable = loaded
     if not runnable:
-        return status
+        return finish(status)
     if kernel is None:
         kernel, why = _kernel_runner()
         if kernel is None:
             say(f"cannot run on the host kernel: {why}")
-            return 2
+            return finish(2, error=f"cannot run on the host kernel: {why}")
         target = "host" if target is None else target
     from vmasim.probe import resolve_target
     from vmasim.profile import ProfileError
@@ -77,26 +98,30 @@ def compare_command(
         profile = resolve_target(target)
     except ProfileError as exc:
         say(f"cannot choose what to model: {exc}")
-        return 2
+        return finish(2, error=str(exc))
     say(f"model of profile {profile.name} ({profile.release}) against the host kernel")
     for path, prog in runnable:
         try:
             mrep = run_model(prog, profile)
         except WouldBlock as exc:  # a program that would wait forever is not compared
             say(f"{path}: not compared: {exc}")
+            verdict(path, "not compared", error=str(exc))
             status = 2
             continue
         try:
             krep = kernel(prog)
         except Exception as exc:  # the runner's KernelRunError, or anything a broken runner raises
             say(f"{path}: the kernel runner failed: {exc}")
+            verdict(path, "kernel runner failed", error=str(exc))
             status = 2
             continue
         diffs = diff_reports(mrep, krep)
-        if out is None:
-            print_side_by_side(path, prog, mrep, krep)
-        else:
-            _print_plain(say, prog, mrep, krep)
+        if not quiet and not as_json:
+            if out is None:
+                print_side_by_side(path, prog, mrep, krep)
+            else:
+                _print_plain(say, prog, mrep, krep)
+        verdict(path, "differ" if diffs else "agree", differences=diffs)
         if diffs:
             say(f"{path}: {len(diffs)} difference(s):")
             for line in diffs:
@@ -104,4 +129,4 @@ def compare_command(
             status = max(status, 1)
         else:
             say(f"{path}: agree")
-    return status
+    return finish(status, model=profile.name, release=profile.release)

@@ -100,8 +100,27 @@ def _align_lines(model: Mapping[str, Any], kernel: Mapping[str, Any]) -> list[tu
     return out
 
 
-def print_side_by_side(title: str, program: Program, model: Mapping[str, Any], kernel: Mapping[str, Any]) -> None:
-    """Print a two-column table (model | kernel), the first differing row highlighted."""
+def stacked_lines(rows: Sequence[tuple[str, str]]) -> list[str]:
+    """Rows one above the other, like a unified diff (``-`` the model, ``+`` the kernel, both when equal):
+    what fits a narrow terminal."""
+    out = ["--- model", "+++ kernel"]
+    for a, b in rows:
+        if a == b:
+            out.append(f"  {a}")
+        else:
+            if a:
+                out.append(f"- {a}")
+            if b:
+                out.append(f"+ {b}")
+    return out
+
+
+def print_side_by_side(
+    title: str, program: Program, model: Mapping[str, Any], kernel: Mapping[str, Any], *, width: int | None = None
+) -> None:
+    """Print both reports: as a two-column table (model | kernel, the first differing row highlighted) when
+    the terminal (or ``width``) is wide enough, else one above the other (see :func:`stacked_lines`); a pipe
+    gets the table at whatever width it needs."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -109,8 +128,16 @@ def print_side_by_side(title: str, program: Program, model: Mapping[str, Any], k
     rows = side_by_side_rows(program, model, kernel)
     widest = max([len(a) for a, _ in rows] + [len(b) for _, b in rows] + [20])
     console = Console(highlight=False, soft_wrap=False)
+    if width is None and console.is_terminal:
+        width = console.width
+    if width is not None and 2 * widest + 10 > width:
+        console = Console(highlight=False, soft_wrap=True, width=width, no_color=not console.is_terminal)
+        console.print(Text(title, style="bold"))
+        for line in stacked_lines(rows):
+            style = {"-": "red", "+": "green"}.get(line[:1])
+            console.print(Text(line, style=style or ""))
+        return
     if not console.is_terminal:
-        # Plain output (a pipe, a test): make it wide enough that maps lines are not wrapped.
         console = Console(highlight=False, width=2 * widest + 12, no_color=True)
     table = Table(title=title, show_lines=False, expand=False)
     # The marker column keeps the first difference findable where colour is not shown (pipes, logs).
