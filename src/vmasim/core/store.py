@@ -6,7 +6,8 @@ VMAs are kept in address order in *blocks*: short Python lists of at most
 ``2 * LOAD`` VMAs, the layout sortedcontainers uses (a list of lists beats a
 tree of nodes in pure Python).  Next to each block's VMAs the store keeps their
 start addresses (for ``bisect``) and the *gap below* each VMA: the free bytes
-between it and the VMA before it (or address 0 for the lowest VMA).  Each block
+between it and the VMA before it (or address 0 for the lowest VMA), in an
+``array`` of machine words so that a gap costs no int object.  Each block
 knows its largest gap, and a max segment tree over the blocks knows the largest
 gap of every run of blocks::
 
@@ -50,6 +51,7 @@ growing its neighbour over the freed range, so the order never changes.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from itertools import chain
@@ -57,19 +59,20 @@ from typing import TypeVar
 
 from vmasim.core.vma import Vma
 
-_T = TypeVar("_T")
+# The columns of a block: its VMAs, their starts, their gaps (machine words, not int objects).
+_T = TypeVar("_T", list[Vma], list[int], "array[int]")
 
 
-def _cut(blocks: list[list[_T]], j: int, at: int) -> None:
+def _cut(blocks: list[_T], j: int, at: int) -> None:
     """Move the tail of block ``j`` from index ``at`` into a new block after it."""
     whole = blocks[j]
     blocks.insert(j + 1, whole[at:])
     del whole[at:]
 
 
-def _glue(blocks: list[list[_T]], j: int) -> None:
+def _glue(blocks: list[_T], j: int) -> None:
     """Append block ``j`` to block ``j - 1``."""
-    blocks[j - 1].extend(blocks.pop(j))
+    blocks[j - 1] += blocks.pop(j)
 
 
 class VmaStore:
@@ -84,7 +87,7 @@ class VmaStore:
     def __init__(self) -> None:
         self._vmas: list[list[Vma]] = []
         self._starts: list[list[int]] = []
-        self._gaps: list[list[int]] = []
+        self._gaps: list[array[int]] = []
         self._firsts: list[int] = []  # the start of each block's first VMA
         self._bmax: list[int] = []  # the largest gap of each block
         self._cap = 1  # leaves in the segment tree, a power of two >= the number of blocks
@@ -246,7 +249,7 @@ class VmaStore:
         if not firsts:
             self._vmas.append([vma])
             self._starts.append([start])
-            self._gaps.append([start])
+            self._gaps.append(array("Q", (start,)))
             firsts.append(start)
             self._bmax.append(start)
             self._stale = True
