@@ -426,12 +426,12 @@ class Report:
                 "rows": rows, "scaling": self.scaling(), "memory": self.memory, "notes": self.notes}
 
     def scaling(self) -> dict[str, float]:
-        """Each call's model time at the largest size over its time at the smallest."""
+        """Each call's model time at the largest size over its time at the smallest (fork, linear, left out)."""
         lo, hi = min(self.sizes), max(self.sizes)
         at = {(r.call, r.n): r.model_us for r in self.rows}
         out = {}
         for r in self.rows:
-            if r.n == hi and (r.call, lo) in at and at[(r.call, lo)] > 0:
+            if r.key != "fork" and r.n == hi and (r.call, lo) in at and at[(r.call, lo)] > 0:
                 out[r.call] = r.model_us / at[(r.call, lo)]
         return out
 
@@ -717,12 +717,12 @@ def format_report(report: Report) -> str:
     width = max(len(r.call) for r in report.rows) if report.rows else 20
     for n in report.sizes:
         lines.append("")
-        head = f"N = {n:,} VMAs".ljust(width) + f"{'model':>10}{'kernel':>10}{'ratio':>8}"
+        head = f"N = {n:,} VMAs".ljust(width) + f"{'model':>12}{'kernel':>12}{'ratio':>8}"
         if has_unicorn:
             head += f"{'unicorn':>10}"
         lines.append(head)
         for r in (r for r in report.rows if r.n == n):
-            line = r.call.ljust(width) + _num(r.model_us, 10) + _num(r.kernel_us, 10) + _num(r.ratio, 8)
+            line = r.call.ljust(width) + _num(r.model_us, 12) + _num(r.kernel_us, 12) + _num(r.ratio, 8)
             if has_unicorn:
                 line += _num(r.unicorn_us, 10)
             lines.append(line)
