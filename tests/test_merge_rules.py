@@ -299,3 +299,20 @@ def test_split_refused_at_max_map_count():
         vma_modify_flags(mm, v, v, 1 * P, 2 * P, RW & ~VM_READ)
     assert layout(mm) == [(0, 1, 0), (1, 4, 1)]
     check_invariants(mm)
+
+
+def test_refusals_are_recorded_raw_and_worded_on_demand(mm, monkeypatch):
+    import vmasim.core.merge as merge_module
+
+    prev = mk(mm, 0, 1, flags=RO)
+    mk(mm, 2, 3, pgoff=7)
+    # Wording a refusal must not happen while merging: describe() is what made refusals slow.
+    monkeypatch.setattr(merge_module, "describe", lambda flags: pytest.fail("worded on the merge path"))
+    vmg = VmaMergeStruct(mm=mm, start=1 * P, end=2 * P, pgoff=1, vm_flags=RW, prev=prev, next=mm.find_vma(2 * P))
+    assert vma_merge_new_range(vmg) is None
+    monkeypatch.undo()
+    assert [(r.code, r.side) for r in vmg.refusals] == [("flags", "prev"), ("pgoff", "next")]
+    assert vmg.refusals[0].a == RW ^ RO
+    assert [str(r) for r in vmg.refusals] == ["prev: vm_flags differ in VM_WRITE",
+                                             "next: pgoff not contiguous (0x7 != 0x2)"]
+    assert vmg.refusals[1].reason() == "pgoff not contiguous (0x7 != 0x2)"

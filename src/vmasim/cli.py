@@ -1,4 +1,4 @@
-"""The ``vmasim`` command: run programs on the model or the kernel, compare them, explain, fuzz."""
+"""The ``vmasim`` command: run programs on the model or the kernel, compare them, explain, fuzz, bench."""
 
 from __future__ import annotations
 
@@ -335,6 +335,17 @@ def import_(source: str, as_json: bool) -> None:
     from vmasim.trace.command import import_command
 
     sys.exit(import_command(source, as_json=as_json))
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Tiny sizes and few repetitions: shows that the bench works.")
+@click.option("--sizes", help="VMA counts, separated by commas (default 10,1000,10000,65000).")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
+def bench(quick: bool, sizes: str | None, as_json: bool) -> None:
+    """Time the model against the host kernel: the same calls on the same layouts, at several VMA counts."""
+    from vmasim.bench import bench_command
+
+    sys.exit(bench_command(quick=quick, sizes=sizes, as_json=as_json))
 
 
 if __name__ == "__main__":  # pragma: no cover

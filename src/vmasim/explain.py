@@ -40,8 +40,8 @@ def why_separate(mm: MmStruct, left: Vma, right: Vma) -> list[str]:
             return ["the left VMA's vm_ops has a close hook, so a merge may not delete it"]
         return []
     seen: set[str] = set()
-    for why in into_left.refusals + into_right.refusals:
-        text = why.split(": ", 1)[1] if why.startswith(("prev: ", "next: ")) else why
+    for refusal in into_left.refusals + into_right.refusals:
+        text = refusal.reason()
         if text not in seen:
             seen.add(text)
             reasons.append(text)

@@ -11,18 +11,69 @@ through :func:`vma_merge_new_range`, which may expand a neighbour instead of
 creating a VMA.
 
 Every refused merge records why on the merge struct (``refusals``), which
-is what ``vmasim explain`` shows.
+is what ``vmasim explain`` shows.  A refusal is kept raw (a code and the
+values involved) and worded only when someone asks, so refused merges cost
+the hot path next to nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from vmasim.constants import PAGE_SHIFT
 from vmasim.core.errors import SplitRefused
 from vmasim.core.flags import VM_IGNORE_MERGE, VM_SPECIAL, VM_STICKY, describe
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import AnonVma, File, Mempolicy, UffdCtx, Vma, mpol_equal
+
+
+def _anon_vma_pair(a: Any, b: Any) -> str:
+    return " and ".join(sorted(str(x) for x in (a, b)))
+
+
+# How each refusal code reads; ``a`` and ``b`` are the raw values recorded with it.
+_WORDING: dict[str, Callable[[Any, Any], str]] = {
+    "special": lambda a, b: "the flags include VM_SPECIAL (IO, DONTEXPAND, PFNMAP or MIXEDMAP)",
+    "inside": lambda a, b: "the range is strictly inside one VMA",
+    "policy": lambda a, b: f"mempolicy differs ({a} vs {b})",
+    "flags": lambda a, b: f"vm_flags differ in {describe(a)}",
+    "file": lambda a, b: "different files (struct file)",
+    "uffd": lambda a, b: "different userfaultfd contexts",
+    "name": lambda a, b: "different anonymous names",
+    "fork_source": lambda a, b: "has no anon_vma and the range's anon_vma came through fork",
+    "fork_target": lambda a, b: "its anon_vma came through fork and the range has none",
+    "anon_vmas": lambda a, b: f"different anon_vmas ({_anon_vma_pair(a, b)}): each side was written to separately",
+    "pgoff": lambda a, b: f"pgoff not contiguous ({a:#x} != {b:#x})",
+    "prev_next_anon": lambda a, b: "prev and next have different anon_vmas; merging with prev only",
+    "close_middle": lambda a, b: "the VMA would be deleted but its vm_ops has a close hook",
+    "close_next": lambda a, b: "next would be deleted but its vm_ops has a close hook; merging with prev only",
+    "close_next_expand": lambda a, b: "next has a close hook and cannot be deleted; expanding prev only",
+    "anon_vmas_old": lambda a, b: "the anon_vmas differ and the target's chain is not singular (pre-6.16 rule)",
+}
+
+
+class Refusal(NamedTuple):
+    """Why a merge was refused, kept raw: a code, the side it concerns and the values involved.
+
+    Wording it (``describe()`` over the flag names, formatting addresses) is
+    left to :meth:`reason`, which only ``explain`` calls.
+    """
+
+    code: str
+    side: str = ""
+    a: Any = None
+    b: Any = None
+
+    def reason(self) -> str:
+        """The refusal in words, without the side."""
+        return _WORDING[self.code](self.a, self.b)
+
+    def __str__(self) -> str:
+        """The refusal in words, prefixed with its side (``prev: `` or ``next: ``) when it concerns one."""
+        text = self.reason()
+        return f"{self.side}: {text}" if self.side else text
 
 
 @dataclass(slots=True, eq=False)
@@ -51,7 +102,7 @@ class VmaMergeStruct:
     copied_from: Vma | None = None
     just_expand: bool = False
     target: Vma | None = None
-    refusals: list[str] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
 
     @classmethod
     def for_vma(cls, mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int) -> VmaMergeStruct:
@@ -71,9 +122,9 @@ class VmaMergeStruct:
             middle=vma,
         )
 
-    def refuse(self, why: str) -> bool:
-        """Record why a merge was refused; always False so predicates can ``return vmg.refuse(...)``."""
-        self.refusals.append(why)
+    def refuse(self, code: str, side: str = "", a: Any = None, b: Any = None) -> bool:
+        """Record a refused merge (a :class:`Refusal`); always False, so predicates can ``return vmg.refuse(...)``."""
+        self.refusals.append(Refusal(code, side, a, b))
         return False
 
 
@@ -89,36 +140,21 @@ def _side(merge_next: bool) -> str:
     return "next" if merge_next else "prev"
 
 
-def attributes_mismatch(
-    vma: Vma,
-    vm_flags: int,
-    file: File | None,
-    policy: Mempolicy | None,
-    uffd_ctx: UffdCtx | None,
-    anon_name: str | None,
-) -> str | None:
-    """Why ``vma`` cannot merge with a range of these attributes (is_mergeable_vma()), or None."""
-    if not mpol_equal(policy, vma.policy):
-        return f"mempolicy differs ({vma.policy} vs {policy})"
-    diff = (vma.vm_flags ^ vm_flags) & ~VM_IGNORE_MERGE
-    if diff:
-        return f"vm_flags differ in {describe(diff)}"
-    if vma.file is not file:
-        return "different files (struct file)"
-    if vma.uffd_ctx is not uffd_ctx:
-        return "different userfaultfd contexts"
-    if vma.anon_name != anon_name:
-        return "different anonymous names"
-    return None
-
-
 def is_mergeable_vma(vmg: VmaMergeStruct, merge_next: bool) -> bool:
     """Like is_mergeable_vma(): the proposed attributes match the neighbour's."""
     vma = vmg.next if merge_next else vmg.prev
     assert vma is not None
-    why = attributes_mismatch(vma, vmg.vm_flags, vmg.file, vmg.policy, vmg.uffd_ctx, vmg.anon_name)
-    if why is not None:
-        return vmg.refuse(f"{_side(merge_next)}: {why}")
+    if not mpol_equal(vmg.policy, vma.policy):
+        return vmg.refuse("policy", _side(merge_next), vma.policy, vmg.policy)
+    diff = (vma.vm_flags ^ vmg.vm_flags) & ~VM_IGNORE_MERGE
+    if diff:
+        return vmg.refuse("flags", _side(merge_next), diff)
+    if vma.file is not vmg.file:
+        return vmg.refuse("file", _side(merge_next))
+    if vma.uffd_ctx is not vmg.uffd_ctx:
+        return vmg.refuse("uffd", _side(merge_next))
+    if vma.anon_name != vmg.anon_name:
+        return vmg.refuse("name", _side(merge_next))
     return True
 
 
@@ -137,19 +173,18 @@ def is_mergeable_anon_vma(vmg: VmaMergeStruct, merge_next: bool) -> bool:
             return True
         if src_anon is tgt_anon:
             return True
-        return vmg.refuse(f"{side}: the anon_vmas differ and the target's chain is not singular (pre-6.16 rule)")
+        return vmg.refuse("anon_vmas_old", side)
     if tgt_anon is None and src_anon is not None:
         # The target would take our anon_vma; a fork child's chain cannot be shared that way.
         if vma_is_fork_child(src) or vma_is_fork_child(vmg.copied_from):
-            return vmg.refuse(f"{side}: has no anon_vma and the range's anon_vma came through fork")
+            return vmg.refuse("fork_source", side)
         return True
     if tgt_anon is not None and src_anon is None:
         if vma_is_fork_child(tgt):
-            return vmg.refuse(f"{side}: its anon_vma came through fork and the range has none")
+            return vmg.refuse("fork_target", side)
         return True
     if src_anon is not tgt_anon:
-        pair = " and ".join(sorted(str(a) for a in (tgt_anon, src_anon)))
-        return vmg.refuse(f"{side}: different anon_vmas ({pair}): each side was written to separately")
+        return vmg.refuse("anon_vmas", side, tgt_anon, src_anon)
     return True
 
 
@@ -161,7 +196,7 @@ def can_vma_merge_before(vmg: VmaMergeStruct) -> bool:
         return False
     pglen = (vmg.end - vmg.start) >> PAGE_SHIFT
     if nxt.pgoff != vmg.pgoff + pglen:
-        return vmg.refuse(f"next: pgoff not contiguous ({nxt.pgoff:#x} != {vmg.pgoff + pglen:#x})")
+        return vmg.refuse("pgoff", "next", nxt.pgoff, vmg.pgoff + pglen)
     return True
 
 
@@ -172,7 +207,7 @@ def can_vma_merge_after(vmg: VmaMergeStruct) -> bool:
     if not (is_mergeable_vma(vmg, False) and is_mergeable_anon_vma(vmg, False)):
         return False
     if prev.pgoff + prev.pages != vmg.pgoff:
-        return vmg.refuse(f"prev: pgoff not contiguous ({prev.pgoff + prev.pages:#x} != {vmg.pgoff:#x})")
+        return vmg.refuse("pgoff", "prev", prev.pgoff + prev.pages, vmg.pgoff)
     return True
 
 
@@ -196,7 +231,7 @@ def can_vma_merge_right(vmg: VmaMergeStruct, can_merge_left: bool) -> bool:
     # Each neighbour may accept the range while disagreeing with the other.
     if prev.anon_vma is None or nxt.anon_vma is None or prev.anon_vma is nxt.anon_vma:
         return True
-    return vmg.refuse("prev and next have different anon_vmas; merging with prev only")
+    return vmg.refuse("prev_next_anon")
 
 
 def can_merge_remove_vma(vma: Vma) -> bool:
@@ -230,10 +265,10 @@ def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
     sticky = vmg.vm_flags & VM_STICKY
 
     if vmg.vm_flags & VM_SPECIAL:
-        vmg.refuse("the flags include VM_SPECIAL (IO, DONTEXPAND, PFNMAP or MIXEDMAP)")
+        vmg.refuse("special")
         return None
     if not left_side and not right_side:
-        vmg.refuse("the range is strictly inside one VMA")
+        vmg.refuse("inside")
         return None
 
     merge_left = left_side and can_vma_merge_left(vmg)
@@ -247,13 +282,13 @@ def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
 
     remove_middle = left_side and right_side
     if remove_middle and not can_merge_remove_vma(middle):
-        vmg.refuse("the VMA would be deleted but its vm_ops has a close hook")
+        vmg.refuse("close_middle")
         return None
     merge_both = merge_left and merge_right
     if merge_both:
         assert nxt is not None
         if not can_merge_remove_vma(nxt):
-            vmg.refuse("next would be deleted but its vm_ops has a close hook; merging with prev only")
+            vmg.refuse("close_next")
             merge_right = merge_both = False
 
     if merge_right:
@@ -334,7 +369,7 @@ def vma_merge_new_range(vmg: VmaMergeStruct) -> Vma | None:
     prev, nxt = vmg.prev, vmg.next
     end = vmg.end
     if vmg.vm_flags & VM_SPECIAL:
-        vmg.refuse("the flags include VM_SPECIAL (IO, DONTEXPAND, PFNMAP or MIXEDMAP)")
+        vmg.refuse("special")
         return None
     if prev is None and nxt is None:
         return None
@@ -353,7 +388,7 @@ def vma_merge_new_range(vmg: VmaMergeStruct) -> Vma | None:
         if merge_right:
             assert nxt is not None
             if not can_merge_remove_vma(nxt):
-                vmg.refuse("next has a close hook and cannot be deleted; expanding prev only")
+                vmg.refuse("close_next_expand")
                 vmg.end = end
     if vmg.target is None:
         return None

@@ -2,10 +2,12 @@
 
 Everything from ``mm.mmap_limit`` (the top of the mmap area: the vDSO, the
 stack) up to the 47-bit map window counts as occupied, so a hint-less mapping
-lands top-down from there, or from the highest VMA below it.  The search walks
-gaps downwards from the top; it costs O(log n) plus one step per gap too small
-to use.  Which allocator a mapping uses depends on its object, as in the
-kernel: regular files on ext2/ext4/xfs/erofs align to huge pages
+lands top-down from there, or from the highest VMA below it.  The store finds
+the highest gap that fits in O(log n)
+(:meth:`~vmasim.core.store.VmaStore.highest_gap`, which tracks the largest gap
+per block as the maple tree does per node), however many small gaps lie above
+it.  Which allocator a mapping uses depends on its object, as in the kernel:
+regular files on ext2/ext4/xfs/erofs align to huge pages
 (thp_get_unmapped_area()), shmem follows the target's shmem THP settings
 (shmem_get_unmapped_area()), anonymous private mappings of whole 2 MiB
 multiples are THP aligned.
@@ -31,21 +33,6 @@ def _no_memory(detail: str) -> OSError:
     return kernel_error(errno.ENOMEM, "get_unmapped_area", detail)
 
 
-def _highest_gap(mm: MmStruct, low: int, high: int, length: int) -> tuple[int, int] | None:
-    """The highest gap ``[gap_start, gap_end)`` clipped to ``[low, high)`` that holds ``length`` bytes.
-
-    Returns ``(clipped_end, start_of_the_vma_above_or_limit)``.
-    """
-    for gap_start, above in mm.vmas.gaps_down(high, mm.mmap_limit):
-        upper = min(high, above)
-        if upper <= low:
-            return None
-        lower = max(low, gap_start)
-        if upper > lower and upper - lower >= length:
-            return upper, above
-    return None
-
-
 def unmapped_area_topdown(
     mm: MmStruct, length: int, align_mask: int = 0, align_offset: int = 0, *, high: int | None = None
 ) -> int:
@@ -54,7 +41,7 @@ def unmapped_area_topdown(
     low = max(PAGE_SIZE, mm.mmap_min_addr)
     high = min(mm.mmap_base, mm.mmap_limit) if high is None else high
     while True:
-        found = _highest_gap(mm, low, high, need)
+        found = mm.vmas.highest_gap(low, high, need, mm.mmap_limit)
         if found is None:
             raise _no_memory("no gap large enough")
         gap_end, above_start = found

@@ -1,43 +1,131 @@
-"""The ordered VMA store: the model's maple tree.
+"""The ordered VMA store: the model's maple tree, with the gap search of mas_empty_area_rev().
 
-VMAs are kept in a ``sortedcontainers.SortedDict`` keyed by start address, so
-lookup by address, neighbour access, insertion and removal are all O(log n).
-A VMA's start is its key, so the store is the only place allowed to change it
-(:meth:`VmaStore.set_range`).
+Layout
+------
+VMAs are kept in address order in *blocks*: short Python lists of at most
+``2 * LOAD`` VMAs, the layout sortedcontainers uses (a list of lists beats a
+tree of nodes in pure Python).  Next to each block's VMAs the store keeps their
+start addresses (for ``bisect``) and the *gap below* each VMA: the free bytes
+between it and the VMA before it (or address 0 for the lowest VMA), in an
+``array`` of machine words so that a gap costs no int object.  Each block
+knows its largest gap, and a max segment tree over the blocks knows the largest
+gap of every run of blocks::
+
+                         tree[1] = max gap of all
+                        /                        \\
+             tree[2] = max of blocks 0-1    tree[3] = max of blocks 2-3
+              /             \\                  /           \\
+         block 0          block 1          block 2        block 3 (bmax: largest gap below a VMA)
+    [v0 v1 v2 ...]   [v40 v41 ...]    [...]            [...]
+    starts, gaps     starts, gaps     starts, gaps     starts, gaps
+
+    gap below v41 = v41.start - v40.end
+
+The gap above the highest VMA runs to a ``top`` the caller gives (the top of
+the mmap area), so it is not stored.
+
+Costs
+-----
+Lookups bisect the block firsts, then one block: O(log n).  insert, remove
+and set_range change one block and the gap of the VMA above: O(log n + LOAD)
+(a list insert, and ``max()`` over the block when its largest gap shrank).
+They do not touch the segment tree: they note the blocks whose largest gap
+changed, and the next search fixes those leaf-to-root paths first (O(log n)
+each).  Splitting a full block, folding a block that fell under ``LOAD / 2``
+into a neighbour, or more than ``LOAD`` noted blocks, make the next search
+rebuild the tree instead (O(n / LOAD)).  So a run of changes without a
+hint-less mmap in between costs the tree nothing.
+
+:meth:`VmaStore.highest_gap`, the search of get_unmapped_area(), looks at the
+gap that straddles ``high``, then asks for the highest gap of at least the
+needed size below it: one block scan, a walk up and down the segment tree, one
+more block scan.  Every gap it skips is unclipped and too small, except the
+one that straddles ``low``, which it checks last.  So the search costs
+O(log n + LOAD) however the VMAs are packed, where walking the gaps one by one
+cost a step per gap.
+
+A VMA's start is its key, so the store is the only place allowed to change a
+stored VMA's bounds (:meth:`VmaStore.set_range`); callers shrink a VMA before
+growing its neighbour over the freed range, so the order never changes.
 """
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-
-from sortedcontainers import SortedDict
+from itertools import chain
+from typing import TypeVar
 
 from vmasim.core.vma import Vma
 
+# The columns of a block: its VMAs, their starts, their gaps (machine words, not int objects).
+_T = TypeVar("_T", list[Vma], list[int], "array[int]")
+
+
+def _cut(blocks: list[_T], j: int, at: int) -> None:
+    """Move the tail of block ``j`` from index ``at`` into a new block after it."""
+    whole = blocks[j]
+    blocks.insert(j + 1, whole[at:])
+    del whole[at:]
+
+
+def _glue(blocks: list[_T], j: int) -> None:
+    """Append block ``j`` to block ``j - 1``."""
+    blocks[j - 1] += blocks.pop(j)
+
 
 class VmaStore:
-    """Non-overlapping VMAs ordered by address."""
+    """Non-overlapping VMAs ordered by address, with the largest free gap tracked per block."""
 
-    __slots__ = ("_tree",)
+    __slots__ = ("_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_len", "_stale", "_starts", "_tree", "_vmas")
+
+    #: Blocks hold LOAD / 2 to 2 * LOAD VMAs (fewer only when the store is that small).  16 to 128
+    #: measured the same within noise at 65,000 VMAs; smaller blocks cost memory, larger ones max().
+    LOAD = 32
 
     def __init__(self) -> None:
-        self._tree: SortedDict = SortedDict()
+        self._vmas: list[list[Vma]] = []
+        self._starts: list[list[int]] = []
+        self._gaps: list[array[int]] = []
+        self._firsts: list[int] = []  # the start of each block's first VMA
+        self._bmax: list[int] = []  # the largest gap of each block
+        self._cap = 1  # leaves in the segment tree, a power of two >= the number of blocks
+        self._tree: list[int] = [-1, -1]
+        # The tree is brought up to date only when a search needs it: blocks whose largest
+        # gap changed since, or a full rebuild once blocks were split, joined or dropped.
+        self._dirty: list[int] = []
+        self._stale = False
+        self._len = 0
 
     def __len__(self) -> int:
-        return len(self._tree)
+        return self._len
 
     def __iter__(self) -> Iterator[Vma]:
-        return iter(self._tree.values())
+        return chain.from_iterable(self._vmas)
+
+    # --- lookups -------------------------------------------------------------------
+
+    def _find_pos(self, addr: int) -> tuple[int, int]:
+        """Block and index of the first VMA ending above ``addr``; ``(len(blocks), 0)`` when none does."""
+        firsts = self._firsts
+        j = bisect_right(firsts, addr) - 1
+        if j < 0:
+            return 0, 0
+        starts = self._starts[j]
+        i = bisect_right(starts, addr) - 1
+        if self._vmas[j][i].end > addr:
+            return j, i
+        i += 1
+        if i < len(starts):
+            return j, i
+        return j + 1, 0
 
     def find(self, addr: int) -> Vma | None:
         """Like find_vma(): the first VMA that ends above ``addr`` (it may start above it too)."""
-        tree = self._tree
-        below = self.prev_of_addr(addr + 1)
-        if below is not None and below.end > addr:
-            return below
-        for key in tree.irange(minimum=addr, inclusive=(False, False)):
-            nxt: Vma = tree[key]
-            return nxt
+        j, i = self._find_pos(addr)
+        if j < len(self._vmas):
+            return self._vmas[j][i]
         return None
 
     def find_intersection(self, start: int, end: int) -> Vma | None:
@@ -60,55 +148,344 @@ class VmaStore:
 
     def next(self, vma: Vma) -> Vma | None:
         """The VMA after ``vma`` (not necessarily adjacent)."""
-        tree = self._tree
-        for key in tree.irange(minimum=vma.start, inclusive=(False, False)):
-            nxt: Vma = tree[key]
-            return nxt
+        firsts = self._firsts
+        j = bisect_right(firsts, vma.start) - 1
+        if j < 0:
+            return self._vmas[0][0] if firsts else None
+        i = bisect_right(self._starts[j], vma.start)
+        block = self._vmas[j]
+        if i < len(block):
+            return block[i]
+        if j + 1 < len(firsts):
+            return self._vmas[j + 1][0]
         return None
 
     def prev_of_addr(self, addr: int) -> Vma | None:
         """The last VMA that starts below ``addr``."""
-        tree = self._tree
-        for key in tree.irange(maximum=addr, inclusive=(False, False), reverse=True):
-            vma: Vma = tree[key]
-            return vma
-        return None
-
-    def gaps_down(self, high: int, top: int) -> Iterator[tuple[int, int]]:
-        """The free gaps that start below ``high``, highest first, as ``(gap_start, start_above)``.
-
-        ``start_above`` is the start of the VMA right above the gap, or ``top``
-        above the last VMA; the last gap yielded starts at 0.
-        """
-        tree = self._tree
-        above = next(iter(tree.irange(minimum=high)), top)
-        for key in tree.irange(maximum=high, inclusive=(True, False), reverse=True):
-            vma: Vma = tree[key]
-            yield vma.end, above
-            above = key
-        yield 0, above
+        j = bisect_left(self._firsts, addr) - 1
+        if j < 0:
+            return None
+        return self._vmas[j][bisect_left(self._starts[j], addr) - 1]
 
     def range(self, start: int, end: int) -> Iterator[Vma]:
         """The VMAs overlapping ``[start, end)``, in order.  Do not mutate the store while iterating."""
-        first = self.find(start)
-        if first is None or first.start >= end:
-            return
-        for key in self._tree.irange(minimum=first.start, maximum=end, inclusive=(True, False)):
-            yield self._tree[key]
+        j, i = self._find_pos(start)
+        blocks = self._vmas
+        while j < len(blocks):
+            block = blocks[j]
+            while i < len(block):
+                vma = block[i]
+                if vma.start >= end:
+                    return
+                yield vma
+                i += 1
+            j += 1
+            i = 0
+
+    # --- the gap search ----------------------------------------------------------------
+
+    def highest_gap(self, low: int, high: int, length: int, top: int) -> tuple[int, int] | None:
+        """The highest free gap whose part inside ``[low, high)`` holds ``length`` bytes, like mas_empty_area_rev().
+
+        A gap runs from the end of a VMA (or 0) to the start of the next VMA
+        (or ``top`` above the highest one).  Returns ``(end, above)``: the end
+        of the gap's part inside ``[low, high)``, and where the gap itself
+        ends (the start of the VMA right above it, or ``top``).  None when no
+        gap fits.
+        """
+        need = max(length, 1)
+        firsts = self._firsts
+        nb = len(firsts)
+        # The gap under the first VMA at or above ``high``: clipped by ``high``, maybe by ``low``.
+        j = bisect_left(firsts, high) - 1
+        if j < 0:
+            above = firsts[0] if nb else top
+            upper = min(high, above)
+            if upper - max(low, 0) >= need:
+                return upper, above
+            return None
+        starts = self._starts[j]
+        i = bisect_left(starts, high)
+        if i < len(starts):
+            above = starts[i]
+        elif j + 1 < nb:
+            above = firsts[j + 1]
+        else:
+            above = top
+        upper = min(high, above)
+        if upper - max(low, self._vmas[j][i - 1].end) >= need:
+            return upper, above
+        if upper <= low:
+            return None
+        # Every lower gap ends at a VMA below ``high``: only ``low`` can clip it.
+        gaps = self._gaps[j]
+        k = i - 1
+        if self._bmax[j] >= need:
+            while k >= 0 and gaps[k] < need:
+                k -= 1
+        else:
+            k = -1
+        if k < 0:
+            j = self._tree_rightmost(j, need)
+            if j < 0:
+                return None
+            gaps = self._gaps[j]
+            k = len(gaps) - 1
+            while gaps[k] < need:
+                k -= 1
+        gap_end = self._starts[j][k]
+        if gap_end - max(low, gap_end - gaps[k]) >= need:
+            return gap_end, gap_end
+        # It straddles ``low`` and what is left above ``low`` is too small; lower gaps are below ``low``.
+        return None
+
+    # --- changes ----------------------------------------------------------------------
 
     def insert(self, vma: Vma) -> None:
         """Add a VMA; its range must be free."""
-        assert vma.start not in self._tree, f"overlapping insert at {vma.start:#x}"
-        self._tree[vma.start] = vma
+        start = vma.start
+        firsts = self._firsts
+        self._len += 1
+        if not firsts:
+            self._vmas.append([vma])
+            self._starts.append([start])
+            self._gaps.append(array("Q", (start,)))
+            firsts.append(start)
+            self._bmax.append(start)
+            self._stale = True
+            return
+        j = bisect_right(firsts, start) - 1
+        if j < 0:
+            j = 0
+        starts = self._starts[j]
+        block = self._vmas[j]
+        i = bisect_left(starts, start)
+        assert i == len(starts) or starts[i] != start, f"overlapping insert at {start:#x}"
+        if i:
+            prev_end = block[i - 1].end
+        elif j:
+            prev_end = self._vmas[j - 1][-1].end
+        else:
+            prev_end = 0
+        gap = start - prev_end
+        block.insert(i, vma)
+        starts.insert(i, start)
+        self._gaps[j].insert(i, gap)
+        if not i:
+            firsts[j] = start
+        if gap > self._bmax[j]:
+            self._bmax[j] = gap
+            self._touch(j)
+        i += 1
+        if i < len(starts):
+            self._set_gap(j, i, starts[i] - vma.end)
+        elif j + 1 < len(firsts):
+            self._set_gap(j + 1, 0, firsts[j + 1] - vma.end)
+        if len(starts) > 2 * self.LOAD:
+            self._split(j)
 
     def remove(self, vma: Vma) -> None:
         """Drop a VMA."""
-        del self._tree[vma.start]
+        j, i = self._locate(vma)
+        block = self._vmas[j]
+        starts = self._starts[j]
+        gaps = self._gaps[j]
+        if i:
+            prev_end = block[i - 1].end
+        elif j:
+            prev_end = self._vmas[j - 1][-1].end
+        else:
+            prev_end = 0
+        del block[i]
+        del starts[i]
+        old = gaps.pop(i)
+        self._len -= 1
+        if i < len(starts):
+            self._set_gap(j, i, starts[i] - prev_end)
+        elif j + 1 < len(self._firsts):
+            self._set_gap(j + 1, 0, self._firsts[j + 1] - prev_end)
+        if not block:
+            self._drop_block(j)
+            return
+        if not i:
+            self._firsts[j] = starts[0]
+        if old == self._bmax[j]:
+            self._refresh_bmax(j)
+        if len(block) < self.LOAD // 2 and len(self._firsts) > 1:
+            self._join(j)
 
     def set_range(self, vma: Vma, start: int, end: int) -> None:
         """Move a stored VMA's bounds; the caller guarantees no overlap results."""
+        j, i = self._locate(vma)
         if start != vma.start:
-            del self._tree[vma.start]
+            if i:
+                prev_end = self._vmas[j][i - 1].end
+            elif j:
+                prev_end = self._vmas[j - 1][-1].end
+            else:
+                prev_end = 0
             vma.start = start
-            self._tree[start] = vma
-        vma.end = end
+            self._starts[j][i] = start
+            if not i:
+                self._firsts[j] = start
+            self._set_gap(j, i, start - prev_end)
+        if end != vma.end:
+            vma.end = end
+            i += 1
+            if i < len(self._starts[j]):
+                self._set_gap(j, i, self._starts[j][i] - end)
+            elif j + 1 < len(self._firsts):
+                self._set_gap(j + 1, 0, self._firsts[j + 1] - end)
+
+    # --- block and tree upkeep ------------------------------------------------------------
+
+    def _locate(self, vma: Vma) -> tuple[int, int]:
+        """Block and index of a stored VMA."""
+        start = vma.start
+        j = bisect_right(self._firsts, start) - 1
+        i = bisect_left(self._starts[j], start)
+        assert j >= 0 and self._vmas[j][i] is vma, f"{vma} is not in the store"
+        return j, i
+
+    def _set_gap(self, j: int, i: int, gap: int) -> None:
+        """Set the gap below VMA ``i`` of block ``j``, keeping the block maximum and the tree right."""
+        gaps = self._gaps[j]
+        old = gaps[i]
+        gaps[i] = gap
+        bmax = self._bmax[j]
+        if gap > bmax:
+            self._bmax[j] = gap
+            self._touch(j)
+        elif old == bmax and gap < old:
+            self._refresh_bmax(j)
+
+    def _refresh_bmax(self, j: int) -> None:
+        m = max(self._gaps[j])
+        if m != self._bmax[j]:
+            self._bmax[j] = m
+            self._touch(j)
+
+    def _touch(self, j: int) -> None:
+        """Block ``j``'s largest gap changed: its tree path needs fixing before the next search."""
+        if not self._stale:
+            dirty = self._dirty
+            dirty.append(j)
+            if len(dirty) > self.LOAD:
+                self._stale = True
+
+    def _split(self, j: int) -> None:
+        """Cut block ``j`` in two halves."""
+        half = len(self._starts[j]) // 2
+        _cut(self._vmas, j, half)
+        _cut(self._starts, j, half)
+        _cut(self._gaps, j, half)
+        self._firsts.insert(j + 1, self._starts[j + 1][0])
+        self._bmax[j] = max(self._gaps[j])
+        self._bmax.insert(j + 1, max(self._gaps[j + 1]))
+        self._stale = True
+
+    def _join(self, j: int) -> None:
+        """Fold the short block ``j`` into a neighbour, splitting again if that overflows."""
+        if j == 0:
+            j = 1
+        _glue(self._vmas, j)
+        _glue(self._starts, j)
+        _glue(self._gaps, j)
+        del self._firsts[j]
+        self._bmax[j - 1] = max(self._bmax[j - 1], self._bmax.pop(j))
+        self._stale = True
+        if len(self._starts[j - 1]) > 2 * self.LOAD:
+            self._split(j - 1)
+
+    def _drop_block(self, j: int) -> None:
+        for lists in (self._vmas, self._starts, self._gaps, self._firsts, self._bmax):
+            del lists[j]
+        self._stale = True
+
+    def _sync_tree(self) -> None:
+        """Bring the segment tree up to date with the blocks' largest gaps."""
+        if self._stale:
+            self._rebuild_tree()
+        else:
+            bmax = self._bmax
+            for j in self._dirty:
+                self._tree_set(j, bmax[j])
+        self._dirty.clear()
+        self._stale = False
+
+    def _rebuild_tree(self) -> None:
+        """Build the max segment tree over the blocks' largest gaps (-1 in unused leaves)."""
+        nb = len(self._bmax)
+        cap = 1
+        while cap < nb:
+            cap <<= 1
+        tree = [-1] * (2 * cap)
+        tree[cap : cap + nb] = self._bmax
+        h = cap
+        while h > 1:
+            half = h >> 1
+            pairs = zip(tree[h : 2 * h : 2], tree[h + 1 : 2 * h : 2], strict=True)
+            tree[half:h] = [a if a > b else b for a, b in pairs]
+            h = half
+        self._cap = cap
+        self._tree = tree
+
+    def _tree_set(self, j: int, value: int) -> None:
+        """Block ``j``'s largest gap is now ``value``: fix its path to the root, stopping where nothing changes."""
+        tree = self._tree
+        k = j + self._cap
+        tree[k] = value
+        k >>= 1
+        while k:
+            left = tree[2 * k]
+            right = tree[2 * k + 1]
+            m = left if left > right else right
+            if tree[k] == m:
+                return
+            tree[k] = m
+            k >>= 1
+
+    def _tree_rightmost(self, j: int, need: int) -> int:
+        """The last block before block ``j`` whose largest gap is at least ``need``, or -1."""
+        if self._dirty or self._stale:
+            self._sync_tree()
+        tree = self._tree
+        cap = self._cap
+        k = j + cap
+        # Climbing from the leaf, the left siblings met cover the blocks below j, nearest first.
+        while k > 1:
+            if k & 1 and tree[k - 1] >= need:
+                k -= 1
+                while k < cap:
+                    k = 2 * k + 1 if tree[2 * k + 1] >= need else 2 * k
+                return k - cap
+            k >>= 1
+        return -1
+
+    def _check(self) -> None:
+        """Assert every invariant of the layout (for tests)."""
+        nb = len(self._vmas)
+        assert len(self._starts) == len(self._gaps) == len(self._firsts) == len(self._bmax) == nb
+        assert self._len == sum(map(len, self._vmas))
+        prev_end = 0
+        prev_start = -1
+        for j in range(nb):
+            block, starts, gaps = self._vmas[j], self._starts[j], self._gaps[j]
+            assert block, "empty block"
+            assert len(block) <= 2 * self.LOAD
+            assert nb == 1 or len(block) >= self.LOAD // 2
+            assert len(starts) == len(gaps) == len(block)
+            assert self._firsts[j] == starts[0]
+            for vma, start, gap in zip(block, starts, gaps, strict=True):
+                assert vma.start == start and start > prev_start and start < vma.end
+                assert start >= prev_end, "overlapping VMAs"
+                assert gap == start - prev_end
+                prev_end, prev_start = vma.end, start
+            assert self._bmax[j] == max(gaps)
+        self._sync_tree()
+        cap = self._cap
+        assert cap >= nb and cap & (cap - 1) == 0 and len(self._tree) == 2 * cap
+        assert self._tree[cap : cap + nb] == self._bmax
+        assert all(v == -1 for v in self._tree[cap + nb :])
+        for k in range(1, cap):
+            assert self._tree[k] == max(self._tree[2 * k], self._tree[2 * k + 1])
