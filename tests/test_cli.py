@@ -48,3 +48,19 @@ def test_explain_says_why() -> None:
     res = CliRunner().invoke(main, ["explain", str(EXAMPLES / "06-vm-account.json")])
     assert res.exit_code == 0, res.output
     assert "vm_flags differ in VM_ACCOUNT" in res.output
+
+
+def test_explain_covers_fork_children_and_says_each_reason_once(tmp_path: Path) -> None:
+    prog = tmp_path / "p.json"
+    prog.write_text(json.dumps({"ops": [
+        {"op": "memfd", "name": "m", "size": "64K"},
+        {"op": "mmap", "addr": "W", "length": "8K", "prot": "rw", "flags": ["shared", "fixed"], "fd": "m"},
+        {"op": "mmap", "addr": "W+0x2000", "length": "8K", "prot": "rw", "flags": ["shared", "fixed"], "fd": "m",
+         "offset": "16K"},
+        {"op": "fork", "child": [{"op": "mprotect", "addr": "W", "length": "4K", "prot": "r"}]}]}))
+    res = CliRunner().invoke(main, ["explain", str(prog)])
+    assert res.exit_code == 0, res.output
+    assert "--- the child of fork op 3" in res.output
+    parent, child = res.output.split("--- the child of fork op 3")
+    assert parent.count("pgoff not contiguous") == 1  # asked both ways, said once
+    assert "vm_flags differ in VM_WRITE" in child and child.count("pgoff not contiguous") == 1

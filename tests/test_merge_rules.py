@@ -314,5 +314,6 @@ def test_refusals_are_recorded_raw_and_worded_on_demand(mm, monkeypatch):
     assert [(r.code, r.side) for r in vmg.refusals] == [("flags", "prev"), ("pgoff", "next")]
     assert vmg.refusals[0].a == RW ^ RO
     assert [str(r) for r in vmg.refusals] == ["prev: vm_flags differ in VM_WRITE",
-                                             "next: pgoff not contiguous (0x7 != 0x2)"]
-    assert vmg.refusals[1].reason() == "pgoff not contiguous (0x7 != 0x2)"
+                                             "next: pgoff not contiguous (the lower part ends at 0x2, the upper "
+                                             "starts at 0x7)"]
+    assert vmg.refusals[1].reason() == "pgoff not contiguous (the lower part ends at 0x2, the upper starts at 0x7)"

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from vmasim.api import AddressSpace
 from vmasim.core.errors import WouldBlock
 from vmasim.profile import Profile, ProfileError
 from vmasim.program import Program, ProgramError, load_program, parse_program
@@ -137,21 +138,31 @@ def explain(program: str | None, pid: int | None, target: str) -> None:
     if program is None:
         raise click.UsageError("give a PROGRAM or --pid PID")
     prog = _load(program)
+    # Fork children explained too: the runner's hook hands over each child's address space as it starts.
+    processes: list[tuple[str, AddressSpace]] = []
+
+    def keep_children(run: Any, op: Any, result: Any) -> None:
+        if result is None:
+            processes.append((op.path, run.space))
+
     try:
-        _report, space = run_model_space(prog, _profile(target))
+        _report, space = run_model_space(prog, _profile(target), on_step=keep_children)
     except WouldBlock as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(space.maps(prog.window_start, prog.window_end), nl=False)
-    pairs = explain_pairs(space.mm, prog.window_start, prog.window_end)
-    if not pairs:
-        click.echo("(fewer than two VMAs in the window: nothing to explain)")
-    for left, right, reasons in pairs:
-        click.echo(f"{left.start:x}-{left.end:x} | {right.start:x}-{right.end:x}:")
-        if reasons:
-            for why in reasons:
-                click.echo(f"    {why}")
-        else:
-            click.echo("    compatible: no operation has tried to merge them since they became so")
+    for path, proc in [("", space), *processes]:
+        if path:
+            click.echo(f"--- the child of fork op {path}")
+        click.echo(proc.maps(prog.window_start, prog.window_end), nl=False)
+        pairs = explain_pairs(proc.mm, prog.window_start, prog.window_end)
+        if not pairs:
+            click.echo("(fewer than two VMAs in the window: nothing to explain)")
+        for left, right, reasons in pairs:
+            click.echo(f"{left.start:x}-{left.end:x} | {right.start:x}-{right.end:x}:")
+            if reasons:
+                for why in reasons:
+                    click.echo(f"    {why}")
+            else:
+                click.echo("    compatible: no operation has tried to merge them since they became so")
 
 
 @main.command()

@@ -45,7 +45,7 @@ _WORDING: dict[str, Callable[[Any, Any], str]] = {
     "fork_source": lambda a, b: "has no anon_vma and the range's anon_vma came through fork",
     "fork_target": lambda a, b: "its anon_vma came through fork and the range has none",
     "anon_vmas": lambda a, b: f"different anon_vmas ({_anon_vma_pair(a, b)}): each side was written to separately",
-    "pgoff": lambda a, b: f"pgoff not contiguous ({a:#x} != {b:#x})",
+    "pgoff": lambda a, b: f"pgoff not contiguous (the lower part ends at {a:#x}, the upper starts at {b:#x})",
     "prev_next_anon": lambda a, b: "prev and next have different anon_vmas; merging with prev only",
     "close_middle": lambda a, b: "the VMA would be deleted but its vm_ops has a close hook",
     "close_next": lambda a, b: "next would be deleted but its vm_ops has a close hook; merging with prev only",
@@ -196,7 +196,7 @@ def can_vma_merge_before(vmg: VmaMergeStruct) -> bool:
         return False
     pglen = (vmg.end - vmg.start) >> PAGE_SHIFT
     if nxt.pgoff != vmg.pgoff + pglen:
-        return vmg.refuse("pgoff", "next", nxt.pgoff, vmg.pgoff + pglen)
+        return vmg.refuse("pgoff", "next", vmg.pgoff + pglen, nxt.pgoff)
     return True
 
 
