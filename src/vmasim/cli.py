@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -147,9 +148,17 @@ def compare(programs: tuple[str, ...]) -> None:
     sys.exit(compare_command(programs))
 
 
+def _at_most_cpus(jobs: int | None) -> int | None:
+    """``--jobs`` above the usable CPUs only makes the programs' timers race each other."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs is not None and jobs > cpus:
+        raise click.BadParameter(f"{jobs} is more than the {cpus} CPU(s) this process may use")
+    return jobs
+
+
 @main.command()
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the program generator.")
-@click.option("--count", type=int, default=1000, show_default=True, help="How many programs to run.")
+@click.option("--count", type=click.IntRange(min=0), default=1000, show_default=True, help="How many programs to run.")
 @click.option(
     "--category",
     type=click.Choice(["core", "attrs", "lifecycle", "all"]),
@@ -157,7 +166,13 @@ def compare(programs: tuple[str, ...]) -> None:
     show_default=True,
     help="Which system-call families the programs exercise.",
 )
-@click.option("--jobs", type=int, default=None, help="Parallel kernel workers (default: CPU count).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    callback=lambda ctx, param, value: _at_most_cpus(value),
+    help="Parallel kernel workers, at most the CPU count (default: CPU count).",
+)
 @click.option("--out", type=click.Path(file_okay=False), default="fuzz-out", show_default=True,
               help="Where shrunk reproducers of divergences are saved.")
 def fuzz(seed: int, count: int, category: str, jobs: int | None, out: str) -> None:

@@ -17,15 +17,23 @@ of ``executor.c`` for the whole protocol.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from vmasim.program import AddrRef, Op, Program
 
 MASK64 = (1 << 64) - 1
 
-#: Limits compiled into the executor (``MAX_OPS``, ``MAX_SLOTS``, ``MAX_ARGS``).
+#: Limits compiled into the executor (``MAX_OPS``, ``MAX_SLOTS``, the size of ``strpool``).
 MAX_OPS = 65536
 MAX_SLOTS = 65536
+MAX_STRING_BYTES = 1 << 18
+
+#: The longest anon VMA name the kernel takes, NUL included (ANON_VMA_NAME_MAX_LEN).
+#: prctl(PR_SET_VMA_ANON_NAME) copies the name with strndup_user(), which reads
+#: at most this many bytes and fails with EINVAL when no NUL is among them; so
+#: the first ANON_VMA_NAME_MAX_LEN bytes of a name get the kernel's answer for
+#: the whole name, and nothing longer ever needs to reach the executor.
+ANON_VMA_NAME_MAX_LEN = 80
 
 # x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl)
 NR_MPROTECT = 10
@@ -73,6 +81,7 @@ class _Encoder:
         self.window_start = window_start
         self.slots: dict[tuple[str, str], int] = {}
         self.lines: list[str] = []
+        self.string_bytes = 0
 
     def slot(self, kind: str, name: str) -> int:
         key = (kind, name)
@@ -107,12 +116,32 @@ class _Encoder:
         name = op.args.get("as")
         return -1 if name is None else self.slot("a", name)
 
-    def ops(self, ops: Sequence[Op]) -> int:
-        """Emit ``ops`` (recursively); return how many lines were emitted."""
-        first = len(self.lines)
-        for op in ops:
-            self.op(op)
-        return len(self.lines) - first
+    def string(self, data: bytes) -> str:
+        """A string argument (the executor adds the NUL)."""
+        self.string_bytes += len(data) + 1
+        if self.string_bytes >= MAX_STRING_BYTES:
+            raise EncodeError(f"the program's strings take more than the executor's {MAX_STRING_BYTES} bytes")
+        return "x" + data.hex()
+
+    def ops(self, ops: Sequence[Op]) -> None:
+        """Emit ``ops``, fork children included, without recursion (forks may nest deeply)."""
+        # (iterator over a process's ops, index of its fork's line or -1, lines before it)
+        stack: list[tuple[Iterator[Op], int, int]] = [(iter(ops), -1, len(self.lines))]
+        while stack:
+            it, at, first = stack[-1]
+            op = next(it, None)
+            if op is None:
+                stack.pop()
+                if at >= 0:
+                    fork = self.lines[at]
+                    self.lines[at] = f"{fork} {len(self.lines) - first:x}"
+                continue
+            if op.op == "fork":
+                # the line count is known once the child's ops are emitted
+                self.lines.append(f"K {op.index} -1")
+                stack.append((iter(op.child), len(self.lines) - 1, len(self.lines)))
+            else:
+                self.op(op)
 
     def op(self, op: Op) -> None:
         a = op.args
@@ -158,20 +187,16 @@ class _Encoder:
         elif name == "prctl":
             if a["option"] == "set_vma_anon_name":
                 label = a["name"]
-                text = 0 if label is None else "x" + label.encode("utf-8", "surrogateescape").hex()
+                raw = b"" if label is None else label.encode("utf-8", "surrogateescape")
+                text = 0 if label is None else self.string(raw[:ANON_VMA_NAME_MAX_LEN])
                 self.emit(
                     "s", op, -1, NR_PRCTL, PR_SET_VMA, PR_SET_VMA_ANON_NAME, self.addr(a["addr"]), a["length"], text
                 )
             else:
                 self.emit("s", op, -1, NR_PRCTL, PR_SET_MEMORY_MERGE, a["value"], 0, 0, 0)
-        elif name == "fork":
-            at = len(self.lines)
-            self.lines.append("")  # patched once the child's line count is known
-            n = self.ops(op.child)
-            self.lines[at] = f"K {op.index} -1 {n:x}"
         elif name == "pad":
             self.emit("X", op, -1, a["headroom"])
-        else:  # pragma: no cover - the parser admits only the ops above
+        else:  # pragma: no cover - the parser admits only the ops above (fork is handled by ops())
             raise EncodeError(f"op {op.path}: the kernel runner does not support {name!r}")
 
 
