@@ -82,7 +82,7 @@ def test_errno_name() -> None:
 def test_decode_rejects_a_dead_child() -> None:
     prog = parse_program({"ops": [{"op": "fork", "child": []}]})
     with pytest.raises(DecodeError, match="died"):
-        decode_report(["H 1000", "C 0", "Z 9", "R 0 0 0"], prog)
+        decode_report(["H 1000", "C 0", "Z 0 9", "R 0 0 0"], prog)
 
 
 def test_decode_rejects_missing_results() -> None:

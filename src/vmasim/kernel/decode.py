@@ -34,6 +34,9 @@ _NODE_KEY = re.compile(r"^N\d+=")
 #: touch fault codes printed by the executor
 _FAULTS: dict[int, str | None] = {0: None, 11: "SIGSEGV", 7: "SIGBUS", 1: "UFFD"}
 
+#: the wait status of a process killed by SIGKILL (for descendants that died with their parent)
+_KILLED = int(signal.SIGKILL)
+
 #: ops whose ``ret`` is an address (a hex string)
 _ADDRESS_OPS = frozenset({"mmap", "mremap"})
 
@@ -229,9 +232,17 @@ def _read(lines: Sequence[str], program: Program) -> _Stream:
                 stack.append(_Proc(ops=op.child, labels=dict(proc.labels)))
                 proc.forking = idx
             elif tag == "Z":
-                if len(stack) < 2:
+                depth_s, status_s = rest.split()
+                depth, status = int(depth_s), int(status_s)
+                if not 0 <= depth < len(stack) - 1:
                     raise DecodeError("unbalanced fork report")
-                status = int(rest)
+                # Descendants of the child that died before ending their own
+                # report were killed with it: close theirs first.
+                while len(stack) > depth + 2:
+                    lost = stack.pop()
+                    lost.status = _KILLED
+                    stack[-1].kids[str(stack[-1].forking)] = lost
+                    stack[-1].forking = -1
                 child = stack.pop()
                 parent = stack[-1]
                 idx, parent.forking = parent.forking, -1

@@ -43,7 +43,8 @@
  *   H <initial break>            first line of each program
  *   R <idx dec> <value hex> <errno dec>   one per op (touch: pages, fault)
  *   N <idx dec> <major hex> <minor hex> <inode dec>   object created by op idx
- *   C <idx dec> ... Z <wait status dec>   a fork child's report, nested
+ *   C <idx dec> ... Z <depth dec> <wait status dec>   a fork child's report,
+ *                                nested; depth: the forking process's (0: the first)
  *   V <smaps header line>  F <VmFlags values>  Y <numa_maps line>
  *   U <depth dec> <idx dec>      op idx of the process at that fork depth blocked
  *                                forever on a userfaultfd; that process was killed
@@ -1215,7 +1216,9 @@ static void op_fork(const struct op *o, int i)
 	}
 	if (pid < 0) {
 		int err = errno;
-		ostr("Z -1\n");
+		ostr("Z ");
+		odec(depth);
+		ostr(" -1\n");
 		/* EAGAIN: a task limit (pids.max, RLIMIT_NPROC, threads-max), never an
 		 * answer about the address space; a program is not run into it */
 		if (err == EAGAIN)
@@ -1226,8 +1229,11 @@ static void op_fork(const struct op *o, int i)
 	int st = 0;
 	while (sys4(SYS_wait4, pid, &st, 0, 0) == -EINTR)
 		;
-	/* a child that died may have left half a line: end it */
+	/* A child that died may have left half a line: end it.  The depth lets the
+	 * reader close the reports of descendants that died before closing theirs. */
 	ostr(st ? "\nZ " : "Z ");
+	odec(depth);
+	och(' ');
 	odec(st);
 	och('\n');
 	result(o->idx, 0, 0);
