@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from vmasim.cli import main
@@ -60,3 +61,18 @@ def test_explain_says_why() -> None:
     res = CliRunner().invoke(main, ["explain", str(EXAMPLES / "06-vm-account.json")])
     assert res.exit_code == 0, res.output
     assert "vm_flags differ in VM_ACCOUNT" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--jobs", "0"], "0 is not in the range x>=1"),
+        (["--jobs", "-3"], "-3 is not in the range x>=1"),
+        (["--jobs", "100000"], "100000 is more than the"),
+        (["--count", "-5"], "-5 is not in the range x>=0"),
+    ],
+)
+def test_fuzz_rejects_bad_counts_and_jobs(args: list[str], message: str) -> None:
+    res = CliRunner().invoke(main, ["fuzz", *args])
+    assert res.exit_code == 2
+    assert message in res.output
