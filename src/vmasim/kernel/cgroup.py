@@ -284,6 +284,7 @@ def _make(h: _Hierarchy, name: str, settings: list[tuple[str, str, bool]]) -> Pa
 
 def open_caps(limits: Limits) -> Caps:
     """Make the cgroups of one executor (or choose the watchdog) for ``limits``."""
+    _cleaned_once()
     watchdog = Caps(limits, "watchdog", [f"tasks={limits.tasks}", f"rss={limits.memory}"])
     if os.environ.get(CGROUP_ENV, "").strip().lower() in ("off", "0", "no", "false"):
         return watchdog
@@ -291,7 +292,6 @@ def open_caps(limits: Limits) -> Caps:
     mem = hs.get("memory")
     if mem is None:
         return watchdog
-    _cleaned_once()
     name = f"vmasim-{os.getpid()}-{secrets.token_hex(4)}"
     pids_max = str(2 * limits.tasks + 8)  # room for each process's uffd watcher
     if mem.version == 1:

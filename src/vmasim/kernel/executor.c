@@ -16,9 +16,10 @@
  *    ops it was asked to run (and the walls, built before the first op).
  *  - Raw syscalls (inline asm) return -errno directly: no errno TLS, and the
  *    uffd watcher, which shares our memory, can use them safely.
- *  - Each op's result reaches stdout before the next op starts, so a process
+ *  - Each op's result is written out before the next op starts, so a process
  *    that dies leaves the results of the ops it finished, and the op it was
- *    running is the first one without a result.
+ *    running is the first one without a result.  The program's processes
+ *    write to a pipe that the driver relays to stdout, one write per program.
  *  - Limits (memory, tasks) stop a program; they never change what the kernel
  *    answers to a program that stays below them.
  *
@@ -1379,6 +1380,7 @@ static void program_child(void)
 	setpgid(0, 0); /* one group per program: a timeout kills all of it */
 	set_handler(SIGALRM, SIG_DFL, 0);
 	set_handler(SIGTERM, SIG_DFL, 0);
+	set_handler(SIGPIPE, SIG_DFL, 0);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -1444,7 +1446,7 @@ static long oom_kills(void)
 #define WATCH_TICK_MS 20
 /* the driver's scratch: pbuf, which only program children use */
 static char *const dentbuf = pbuf;
-static char *const statbuf = pbuf + 16384;
+static char *const statbuf = pbuf + 16384; /* (pbuf + 32768: the output relay) */
 #define DENTBUF_SIZE 16384
 #define STATBUF_SIZE 1024
 
@@ -1513,23 +1515,53 @@ static void kill_program(pid_t pid)
 	sys2(SYS_kill, pid, SIGKILL);
 }
 
+/* A timer tick while a program runs: stop it if it timed out or (watchdog) grew too big. */
+static void tick(pid_t pid, char *kind, long *elapsed, long tick_ms, long timeout_ms)
+{
+	if (!alarm_fired || *kind != 'O')
+		return;
+	alarm_fired = 0;
+	*elapsed += tick_ms;
+	if (*elapsed >= timeout_ms) {
+		*kind = 'T';
+		kill_program(pid);
+	} else if (rss_limit && group_rss(pid) > rss_limit) {
+		*kind = 'M';
+		kill_program(pid);
+	}
+}
+
 /* Run one parsed program in a fresh child; returns its wait status and sets *kind:
- * 'O' it ended by itself, 'T' timed out, 'M' stopped by the RSS watchdog. */
+ * 'O' it ended by itself, 'T' timed out, 'M' stopped by the RSS watchdog.
+ *
+ * The program's processes write to a pipe that we relay to our stdout: they
+ * write once per op (so that a process that dies leaves its results), and a
+ * write that only wakes us is much cheaper than one that wakes vmasim. */
 static int run_program(long timeout_ms, char *kind)
 {
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return -1;
 	sigset_t term, old;
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
 	/* no SIGTERM between the fork and `running`: its handler must see the child */
 	sigprocmask(SIG_BLOCK, &term, &old);
 	pid_t pid = fork();
-	if (pid == 0)
+	if (pid == 0) {
+		sys2(SYS_dup2, pfd[1], 1);
+		sys1(SYS_close, pfd[0]);
+		sys1(SYS_close, pfd[1]);
 		program_child();
+	}
 	if (pid > 0)
 		running = pid;
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (pid < 0)
+	sys1(SYS_close, pfd[1]);
+	if (pid < 0) {
+		sys1(SYS_close, pfd[0]);
 		return -1;
+	}
 	setpgid(pid, pid);
 	/* the watchdog samples every tick; without it one tick is the whole timeout */
 	long tick_ms = rss_limit ? WATCH_TICK_MS : timeout_ms;
@@ -1540,6 +1572,39 @@ static int run_program(long timeout_ms, char *kind)
 	alarm_fired = 0;
 	*kind = 'O';
 	setitimer(ITIMER_REAL, &it, NULL);
+	/* Relay until every process of the program has closed the pipe (exited).
+	 * Waiting on the pipe would wake us at every op; so we wait for the first
+	 * process to exit (a pidfd) and drain the pipe only now and then, which a
+	 * large pipe makes rare. */
+	char *relay = pbuf + 32768;
+	long pidfd = sys2(SYS_pidfd_open, pid, 0);
+	if (!is_err(pidfd)) {
+		sys3(SYS_fcntl, pfd[0], F_SETPIPE_SZ, 1 << 20);
+		sys3(SYS_fcntl, pfd[0], F_SETFL, O_NONBLOCK);
+		for (;;) {
+			struct pollfd pf = {.fd = (int)pidfd, .events = POLLIN};
+			long r = sys3(SYS_poll, &pf, 1, 10);
+			long n;
+			while ((n = sys3(SYS_read, pfd[0], relay, 32768)) > 0)
+				oput(relay, (size_t)n);
+			if (r == -EINTR)
+				tick(pid, kind, &elapsed, tick_ms, timeout_ms);
+			else if (r > 0 || n == 0)
+				break;
+		}
+		sys1(SYS_close, pidfd);
+		sys3(SYS_fcntl, pfd[0], F_SETFL, 0);
+	}
+	for (;;) {
+		long n = sys3(SYS_read, pfd[0], relay, 32768);
+		if (n > 0)
+			oput(relay, (size_t)n);
+		else if (n == -EINTR)
+			tick(pid, kind, &elapsed, tick_ms, timeout_ms);
+		else
+			break;
+	}
+	sys1(SYS_close, pfd[0]);
 	int st = 0;
 	for (;;) {
 		long r = sys4(SYS_wait4, pid, &st, 0, 0);
@@ -1547,17 +1612,7 @@ static int run_program(long timeout_ms, char *kind)
 			break;
 		if (r != -EINTR)
 			break;
-		if (!alarm_fired || *kind != 'O')
-			continue;
-		alarm_fired = 0;
-		elapsed += tick_ms;
-		if (elapsed >= timeout_ms) {
-			*kind = 'T';
-			kill_program(pid);
-		} else if (rss_limit && group_rss(pid) > rss_limit) {
-			*kind = 'M';
-			kill_program(pid);
-		}
+		tick(pid, kind, &elapsed, tick_ms, timeout_ms);
 	}
 	struct itimerval off = {0};
 	setitimer(ITIMER_REAL, &off, NULL);
@@ -1734,6 +1789,7 @@ int main(int argc, char **argv, char **envp)
 	driver_pid = getpid();
 	parse_options(argc, argv);
 	set_handler(SIGTERM, on_term, 0);
+	set_handler(SIGPIPE, SIG_IGN, 0); /* a reader that died must not stop our cleanup */
 	/* (a parent that died before this call closed our stdin: we end at EOF) */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);

@@ -149,6 +149,10 @@ def run_programs(
         raise ValueError(f"run_programs: jobs must be a positive int, got {jobs!r}")
     limits = Limits.from_env(memory_limit, task_limit)
     exe = executor_path()
+    if not exe.exists():
+        # another vmasim pruned it (it had not used it for weeks, or it named a stale build)
+        executor_path.cache_clear()
+        exe = executor_path()
     out: list[Report | KernelRunError | None] = [None] * len(programs)
     todo: list[int] = []
     texts: dict[int, str] = {}
