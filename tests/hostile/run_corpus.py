@@ -45,8 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=20.0)
+    parser.add_argument("--skip", action="append", default=[], help="a program not to run (repeatable)")
     args = parser.parse_args()
-    paths = sorted(HERE.glob("*.json"))
+    paths = [p for p in sorted(HERE.glob("*.json")) if p.stem not in args.skip]
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for line in pool.map(lambda p: run_one(p, args.timeout), paths):

@@ -37,7 +37,9 @@ TOTAL_LIMIT = 4 << 30
 SRC = str(Path(vmasim.__file__).resolve().parents[1])
 
 MEMORY = "memory"
-#: name -> (kind, op path or a regex the op path must match); kind "report" means a full report.
+#: name -> (kind, op path or a regex the op path must match); kind "report" means a full report,
+#: "report|memory" either (file pages on disk are reclaimed by writeback, but not on a tmpfs /tmp,
+#: and the RSS watchdog of a host without memory cgroups counts them).
 EXPECTED: dict[str, tuple[str, str | None]] = {
     "anon-write-touch-64g": (MEMORY, "1"),
     "mlock-64g": (MEMORY, "1"),
@@ -49,11 +51,11 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "mremap-grow-16g-touched": (MEMORY, "2"),
     "fork-chain-256m-each": (MEMORY, r"2(\.2)*(\.[01])?"),
     "fork-cow-600m-rewritten": (MEMORY, "2.0"),
-    "pad-then-fork-nest-200": (MEMORY, r"1(\.0)*"),
+    "pad-then-fork-nest-120": (MEMORY, r"1(\.0)*"),
     "fork-nest-300": ("tasks", "0" + ".0" * 255),
     "forks-3000-sequential": ("report", None),
     "anon-name-300000": ("report", None),
-    "sparse-file-1t-touched": ("report", None),  # file pages are reclaimed by writeback, not charged for good
+    "sparse-file-1t-touched": ("report|memory", r"2"),
     "uffd-300-then-mlock": ("uffd", "302"),
     "uffd-300-event-fork": ("uffd", "302"),
     "munmap-executor-text": ("crash", "1"),
@@ -66,6 +68,11 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "scribble-executor-memory": ("crash", r"\d+"),
     "dontneed-executor-memory": ("crash", "1"),
 }
+
+
+#: Programs whose memory is the kernel's (VMAs, page tables): only a memory cgroup sees it, so
+#: they are not run where the runner falls back to its RSS watchdog.
+CGROUP_ONLY = ("pad-then-fork-nest-120",)
 
 
 def test_every_hostile_program_has_an_expectation() -> None:
@@ -91,6 +98,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     # The whole run in one memory cgroup of 4 GiB: the shell joins it, then becomes Python.
     outer = open_caps(Limits(memory=TOTAL_LIMIT, tasks=2000))
     joins = [a.split("=", 1)[1] for a in outer.args if a.startswith("join=")]
+    probe = open_caps(Limits())  # what the runner will use inside
+    if probe.mechanism == "watchdog":
+        cmd += [arg for name in CGROUP_ONLY for arg in ("--skip", name)]
+    probe.close()
     if joins:
         script = 'for f in "$@"; do echo $$ > "$f" || exit 97; done; exec ' + " ".join(map(repr, cmd))
         cmd = ["sh", "-c", script, "sh", *joins]
@@ -145,10 +156,13 @@ def test_the_corpus_run_leaves_nothing_behind(corpus: dict[str, Any]) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_hostile_program(corpus: dict[str, Any], name: str) -> None:
     got = corpus.get(name)
+    if got is None and name in CGROUP_ONLY:
+        pytest.skip("needs a memory cgroup: its memory is the kernel's, which the RSS watchdog cannot see")
     assert got is not None, f"{name}: no outcome (the corpus run stopped early?): {corpus['_run']['stderr']}"
-    kind, path = EXPECTED[name]
+    kinds, path = EXPECTED[name]
     assert got["seconds"] < TIMEOUT + 10  # bounded: stopped by a cap or the timeout, never hung
-    assert got["kind"] == kind, got.get("message")
+    assert got["kind"] in kinds.split("|"), got.get("message")
+    kind = got["kind"]
     if kind == "report":
         assert got["report"]["results"]
         return
