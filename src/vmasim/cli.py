@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -150,7 +149,9 @@ def compare(programs: tuple[str, ...]) -> None:
 
 def _at_most_cpus(jobs: int | None) -> int | None:
     """``--jobs`` above the usable CPUs only makes the programs' timers race each other."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from vmasim.kernel.runner import default_jobs
+
+    cpus = default_jobs()
     if jobs is not None and jobs > cpus:
         raise click.BadParameter(f"{jobs} is more than the {cpus} CPU(s) this process may use")
     return jobs

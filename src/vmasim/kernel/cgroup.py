@@ -213,6 +213,7 @@ def _hierarchies() -> tuple[_Hierarchy, ...]:
     return tuple(found[c] for c in ("memory", "pids") if c in found)
 
 
+@functools.lru_cache(maxsize=4)
 def _delegated(h: _Hierarchy) -> bool:
     """cgroup v2: whether children of our cgroup can get the controller (enabling it if we may)."""
     ctl = h.path / "cgroup.subtree_control"
