@@ -336,7 +336,7 @@ def test_memory_cap_without_a_cgroup_is_a_watchdog(monkeypatch: pytest.MonkeyPat
 def test_memory_cap_does_not_change_answers_below_it(run: Run) -> None:
     examples = sorted((Path(__file__).parents[2] / "examples").glob("*.json"))
     programs = [parse_program(json.loads(p.read_text())) for p in examples]
-    capped = run_programs(programs, memory_limit=32 << 20, task_limit=8)
+    capped = run_programs(programs, memory_limit=64 << 20, task_limit=8)
     free = run_programs(programs, memory_limit=8 << 30, task_limit=1000)
     assert all(isinstance(r, dict) for r in capped)
     assert capped == free
