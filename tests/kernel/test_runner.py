@@ -367,12 +367,19 @@ def test_bad_jobs_and_limits_are_rejected() -> None:
     assert isinstance(run_programs(prog, jobs=1000)[0], dict)  # more jobs than CPUs: as many as CPUs
 
 
-def test_runs_leave_no_cgroups() -> None:
-    from vmasim.kernel.cgroup import _hierarchies
+def test_runs_keep_empty_cgroups_for_reuse_and_remove_them() -> None:
+    from vmasim.kernel.cgroup import _hierarchies, cgroup_pool
+
+    def mine() -> list[Path]:
+        return [d for h in _hierarchies() for d in h.path.iterdir() if d.name.startswith(f"vmasim-{os.getpid()}-")]
 
     run_programs([parse_program({"ops": [mmap(None, "4K")]})] * 4, jobs=2)
-    mine = f"vmasim-{os.getpid()}-"
-    assert [d.name for h in _hierarchies() for d in h.path.iterdir() if d.name.startswith(mine)] == []
+    kept = mine()
+    run_programs([parse_program({"ops": [mmap(None, "4K")]})] * 4, jobs=2)
+    assert mine() == kept  # reused, not made again
+    assert all((d / "cgroup.procs").read_text() == "" for d in kept)  # nothing runs in them
+    cgroup_pool().close()  # (what happens at exit)
+    assert mine() == []
 
 
 def test_more_than_256_userfaultfds_still_fail_fast(run: Run) -> None:

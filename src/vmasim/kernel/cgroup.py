@@ -20,14 +20,19 @@ A program is stopped, never answered differently, when it goes over a cap:
   that would make more than the cap; a ``pids`` cgroup, where there is one,
   backs that up with room for the uffd watcher helpers.
 
-The cgroups are removed by the executor when it exits (even when vmasim is
-killed: its parent-death signal is SIGTERM, which it handles), by the runner
-after the executor exits, and, should both be killed at once, by the next run
-(every run removes the ``vmasim-<pid>-*`` cgroups of processes that are gone).
+Making and removing a memory cgroup costs about a millisecond, joining one
+next to nothing, so a process keeps the cgroups of its finished executors for
+the next ones (:class:`CgroupPool`; one executor at a time per cgroup, so the
+cap stays per program) and removes them when it exits.  An executor removes
+the cgroups it holds when vmasim dies under it (its parent-death signal is
+SIGTERM, which it handles); what a killed vmasim held in reserve is removed by
+the next run, which removes the ``vmasim-<pid>-*`` cgroups of every process
+that is gone.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import functools
@@ -35,6 +40,7 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -283,11 +289,15 @@ def _make(h: _Hierarchy, name: str, settings: list[tuple[str, str, bool]]) -> Pa
     return d
 
 
+def _cgroups_wanted() -> bool:
+    return os.environ.get(CGROUP_ENV, "").strip().lower() not in ("off", "0", "no", "false")
+
+
 def open_caps(limits: Limits) -> Caps:
     """Make the cgroups of one executor (or choose the watchdog) for ``limits``."""
     _cleaned_once()
     watchdog = Caps(limits, "watchdog", [f"tasks={limits.tasks}", f"rss={limits.memory}"])
-    if os.environ.get(CGROUP_ENV, "").strip().lower() in ("off", "0", "no", "false"):
+    if not _cgroups_wanted():
         return watchdog
     hs = {h.controller: h for h in _hierarchies() if h.version == 1 or _delegated(h)}
     mem = hs.get("memory")
@@ -338,3 +348,51 @@ def open_caps(limits: Limits) -> Caps:
         ],
         [memdir],
     )
+
+
+class CgroupPool:
+    """The caps of this process's idle executors, kept for the next ones with the same limits.
+
+    :meth:`acquire` hands out caps no running executor holds; :meth:`release`
+    takes them back (or removes them if the executor ended badly); everything
+    idle is removed when the process exits.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[Caps] = []
+        self._pid = os.getpid()
+        atexit.register(self.close)
+
+    def acquire(self, limits: Limits) -> Caps:
+        """Caps for ``limits`` that no running executor holds."""
+        if not _cgroups_wanted():
+            return open_caps(limits)
+        with self._lock:
+            if self._pid != os.getpid():  # a forked copy of this process: its reserve is not ours
+                self._free, self._pid = [], os.getpid()
+            for i, caps in enumerate(self._free):
+                if caps.limits == limits:
+                    return self._free.pop(i)
+        return open_caps(limits)
+
+    def release(self, caps: Caps, *, reusable: bool) -> None:
+        """Take back caps whose executor has exited; kept only if ``reusable`` and still there."""
+        if caps.mechanism == "watchdog" or not reusable or not all(d.is_dir() for d in caps.dirs):
+            caps.close()
+            return
+        with self._lock:
+            self._free.append(caps)
+
+    def close(self) -> None:
+        """Remove every idle cgroup."""
+        with self._lock:
+            free, self._free = self._free, []
+        for caps in free:
+            caps.close()
+
+
+@functools.lru_cache(maxsize=1)
+def cgroup_pool() -> CgroupPool:
+    """This process's pool of executor cgroups."""
+    return CgroupPool()

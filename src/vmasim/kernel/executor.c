@@ -28,7 +28,7 @@
  *   tasks=N                 most processes one program may have (its fork depth + 1)
  *   join=PATH               a cgroup.procs file each program child joins (repeatable)
  *   oom=PATH                memory.events / memory.oom_control: its oom_kill count
- *   rmdir=PATH              a cgroup the driver removes when it exits (repeatable)
+ *   rmdir=PATH              a cgroup to remove if vmasim dies first (repeatable)
  *   rss=BYTES               no memory cgroup: a watchdog stops programs above this RSS
  *
  * Input (all numbers hex unless noted; see protocol.py for the op table):
@@ -1632,8 +1632,8 @@ static int run_program(long timeout_ms, char *kind)
 	return st;
 }
 
-/* The cgroups this driver was given to remove: empty once no program runs.  A
- * process that was just reaped can keep its cgroup busy for a moment. */
+/* The cgroups this driver was given to remove should vmasim die first: empty
+ * once no program runs.  A process just reaped can keep one busy for a moment. */
 static void remove_cgroups(void)
 {
 	for (int k = 0; k < ncg_rmdir; k++) {
@@ -1714,7 +1714,6 @@ static void die(const char *what, const char *arg)
 	write_all(2, what, strlen(what));
 	write_all(2, arg, strlen(arg));
 	write_all(2, "\n", 1);
-	remove_cgroups();
 	sys1(SYS_exit_group, 2);
 }
 
@@ -1834,6 +1833,5 @@ int main(int argc, char **argv, char **envp)
 			break;
 	}
 	oflush();
-	remove_cgroups();
-	return 0;
+	return 0; /* our cgroups go back to vmasim, which reuses them */
 }

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vmasim.kernel.build import executor_path
-from vmasim.kernel.cgroup import Limits, open_caps
+from vmasim.kernel.cgroup import Limits, cgroup_pool
 from vmasim.kernel.decode import Report, RunInfo, decode_outcome
 from vmasim.kernel.errors import KernelRunError
 from vmasim.kernel.protocol import EncodeError, encode_program
@@ -81,7 +81,8 @@ def _outcome(
 def _run_chunk(
     exe: Path, programs: Sequence[Program], texts: Sequence[str], timeout: float, limits: Limits
 ) -> list[Report | KernelRunError]:
-    caps = open_caps(limits)
+    caps = cgroup_pool().acquire(limits)
+    reusable = False
     try:
         proc = subprocess.Popen(
             [str(exe), tempfile.gettempdir(), str(max(1, int(timeout * 1000))), *caps.args],
@@ -100,8 +101,9 @@ def _run_chunk(
             failure = _describe_returncode(proc.returncode)
             if err:
                 failure += f" ({err.decode(errors='replace')[-500:].strip()})"
+            reusable = proc.returncode == 0
     finally:
-        caps.close()
+        cgroup_pool().release(caps, reusable=reusable)
     parts = _split_output(out.decode(errors="replace"))
     results: list[Report | KernelRunError] = []
     for i, program in enumerate(programs):
