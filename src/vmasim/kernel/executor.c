@@ -1354,21 +1354,29 @@ static int oom_fd = -1;
 static u64 rss_limit;
 static volatile pid_t running; /* the program child being waited for */
 
-/* The epoll set takes an fd: opened now, with one more fd allowed, the program
- * can open exactly as many files as it could without the set (EMFILE comes at
- * the same op).  Where the limit cannot be raised, the set is opened with the
- * first userfaultfd instead, so only a program that has one loses an fd. */
-static void open_uffd_set(void)
+/* The epoll set takes an fd: opened at the start of each program, with one
+ * more fd allowed (raised once, in the driver), the program can open exactly
+ * as many files as it could without the set (EMFILE comes at the same op).
+ * Where the limit cannot be raised, the set is opened with the first
+ * userfaultfd instead, so that only a program that has one loses an fd. */
+static int nofile_raised;
+
+static void raise_nofile(void)
 {
 	struct rlimit rl;
-	ep_fd = -1;
-	ep_owner = 0;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
 		return;
 	rl.rlim_cur++;
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < rl.rlim_cur)
 		rl.rlim_max = rl.rlim_cur;
-	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+	nofile_raised = setrlimit(RLIMIT_NOFILE, &rl) == 0;
+}
+
+static void open_uffd_set(void)
+{
+	ep_fd = -1;
+	ep_owner = 0;
+	if (nofile_raised)
 		uffd_set();
 }
 
@@ -1796,6 +1804,7 @@ int main(int argc, char **argv, char **envp)
 	set_handler(SIGSEGV, on_signal, SA_NODEFER);
 	set_handler(SIGBUS, on_signal, SA_NODEFER);
 	set_handler(SIGUSR1, on_signal, SA_NODEFER);
+	raise_nofile();
 	init_heap();
 
 	long oom_seen = oom_kills();
