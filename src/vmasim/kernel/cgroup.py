@@ -3,9 +3,11 @@
 A program is stopped, never answered differently, when it goes over a cap:
 
 * **Memory.**  Each executor gets its own memory cgroup, made under the cgroup
-  vmasim runs in (so any limit above still applies), and every program child
-  joins it before its first op; the driver stays outside, so the OOM killer
-  can only ever pick the program.  A memory cgroup changes no system call's
+  vmasim runs in (so any limit above still applies), which it joins when it
+  starts, so that the programs it forks are born in it.  Programs run one at
+  a time, so the cap is per program; a program's processes make themselves
+  the OOM killer's first choice (``oom_score_adj`` 1000), so that it never
+  picks the executor itself.  A memory cgroup changes no system call's
   answer below its limit (unlike ``RLIMIT_AS`` or ``RLIMIT_DATA``, which make
   ``mmap``, ``mremap`` and ``brk`` fail early).  Swap is disabled inside it, so
   a program over the cap is killed at once instead of swapping until the
@@ -318,36 +320,29 @@ def open_caps(limits: Limits) -> Caps:
         if memdir is None:
             return watchdog
         caps = Caps(limits, "cgroup v1", [f"tasks={limits.tasks}"], [memdir])
-        caps.args += [f"join={memdir / 'cgroup.procs'}", f"oom={memdir / 'memory.oom_control'}", f"rmdir={memdir}"]
+        caps.args += [*_cgroup_args(mem, memdir), f"oom={memdir / 'memory.oom_control'}"]
         pids = hs.get("pids")
         if pids is not None and pids.version == 1:
             piddir = _make(pids, name, [("pids.max", pids_max, True)])
             if piddir is not None:
                 caps.dirs.append(piddir)
-                caps.args += [f"join={piddir / 'cgroup.procs'}", f"rmdir={piddir}"]
+                caps.args += _cgroup_args(pids, piddir)
         return caps
-    settings = [
-        ("memory.max", str(limits.memory), True),
-        ("memory.swap.max", "0", False),
-        ("memory.oom.group", "1", False),  # an OOM kill stops the whole program
-    ]
+    # (not memory.oom.group: it would kill the executor too, which shares the cgroup)
+    settings = [("memory.max", str(limits.memory), True), ("memory.swap.max", "0", False)]
     pids = hs.get("pids")
     if pids is not None and pids.version == 2 and pids.path == mem.path:
         settings.append(("pids.max", pids_max, False))
     memdir = _make(mem, name, settings)
     if memdir is None:
         return watchdog
-    return Caps(
-        limits,
-        "cgroup v2",
-        [
-            f"tasks={limits.tasks}",
-            f"join={memdir / 'cgroup.procs'}",
-            f"oom={memdir / 'memory.events'}",
-            f"rmdir={memdir}",
-        ],
-        [memdir],
-    )
+    args = [f"tasks={limits.tasks}", *_cgroup_args(mem, memdir), f"oom={memdir / 'memory.events'}"]
+    return Caps(limits, "cgroup v2", args, [memdir])
+
+
+def _cgroup_args(h: _Hierarchy, d: Path) -> list[str]:
+    """Join ``d``; should vmasim die first, go back to our own cgroup and remove ``d``."""
+    return [f"join={d / 'cgroup.procs'}", f"leave={h.path / 'cgroup.procs'}", f"rmdir={d}"]
 
 
 class CgroupPool:

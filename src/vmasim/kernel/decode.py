@@ -185,7 +185,6 @@ class _Stream:
     root: _Proc
     open: list[_Proc]  # processes whose report had not ended: the root first
     init_brk: int | None = None
-    join_errno: int | None = None
     garbled: str | None = None  # the first line that could not be read, and why
 
 
@@ -259,8 +258,6 @@ def _read(lines: Sequence[str], program: Program) -> _Stream:
                 proc.corrupt = int(rest)
             elif tag == "H":
                 st.init_brk = int(rest, 16)
-            elif tag == "J":
-                st.join_errno = int(rest)
             else:
                 raise DecodeError(f"unknown line {raw[:200]!r}")
         except (ValueError, IndexError, KeyError) as exc:
@@ -324,8 +321,6 @@ def _message(op: Op | None, proc: _Proc, why: str) -> str:
 def _judge(st: _Stream, info: RunInfo) -> KernelRunError | None:
     """Mark every process that did not finish; return the error that names the first stop, or None."""
     st.root.status = info.status
-    if st.join_errno is not None:
-        return KernelRunError(f"the program could not join its cgroup ({errno_name(st.join_errno)})")
     if st.root.status != 0 or info.kind != "O":
         return _judge_stopped(st, info)
     return _judge_children(st.root, info)

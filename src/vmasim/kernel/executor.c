@@ -26,7 +26,8 @@
  * Usage: executor TMPDIR TIMEOUT_MS [OPTION]...
  *   TMPDIR                  directory on disk for `file` objects (O_TMPFILE: never named)
  *   tasks=N                 most processes one program may have (its fork depth + 1)
- *   join=PATH               a cgroup.procs file each program child joins (repeatable)
+ *   join=PATH               a cgroup.procs file the driver joins at start (repeatable)
+ *   leave=PATH              a cgroup.procs file to go back to if vmasim dies first
  *   oom=PATH                memory.events / memory.oom_control: its oom_kill count
  *   rmdir=PATH              a cgroup to remove if vmasim dies first (repeatable)
  *   rss=BYTES               no memory cgroup: a watchdog stops programs above this RSS
@@ -51,7 +52,6 @@
  *                                forever on a userfaultfd; that process was killed
  *   L <idx dec> <0|1>            fork op idx would exceed the task limit (1: the
  *                                host refused the fork); the program was killed
- *   J <errno dec>                the program child could not join its cgroup
  *   D <wait status dec> <O|T|B|M> <oom kills dec>   driver: program done (ok,
  *                                timeout, bad input, RSS watchdog), and how many
  *                                processes the memory cgroup's OOM killer killed
@@ -1346,8 +1346,8 @@ static void set_handler(int sig, void (*fn)(int), int flags)
 }
 
 /* Limits, from the command line. */
-static int cg_join[MAX_CGROUPS];
-static int ncg_join;
+static int cg_leave[MAX_CGROUPS];
+static int ncg_leave;
 static const char *cg_rmdir[MAX_CGROUPS];
 static int ncg_rmdir;
 static int oom_fd = -1;
@@ -1392,20 +1392,17 @@ static void program_child(void)
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Into the program's cgroups before anything is allocated for it: the
-	 * driver stays outside, so a cap can only ever stop the program. */
-	for (int k = 0; k < ncg_join; k++) {
-		long r = sys3(SYS_write, cg_join[k], "0", 1);
-		if (is_err(r)) {
-			ostr("J ");
-			odec(-r);
-			och('\n');
-			oflush();
-			_exit(3);
-		}
+	/* We share the driver's cgroups: whatever the OOM killer kills when the
+	 * program goes over its cap, it must be the program, never the driver.
+	 * (Raising one's own oom_score_adj needs no privilege; it changes nothing else.) */
+	long adj = sys4(SYS_openat, AT_FDCWD, "/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC, 0);
+	if (!is_err(adj)) {
+		sys3(SYS_write, adj, "1000", 4);
+		sys1(SYS_close, adj);
 	}
-	for (int k = 0; k < ncg_join; k++)
-		sys1(SYS_close, cg_join[k]);
+	/* the program's fd table holds stdin, stdout, stderr and nothing of ours */
+	for (int k = 0; k < ncg_leave; k++)
+		sys1(SYS_close, cg_leave[k]);
 	if (oom_fd >= 0)
 		sys1(SYS_close, oom_fd);
 	self_pid = getpid();
@@ -1666,6 +1663,9 @@ static void on_term(int sig)
 	int st;
 	while (sys4(SYS_wait4, -1, &st, __WALL, 0) != -ECHILD)
 		;
+	/* out of our cgroups, which can then be removed */
+	for (int k = 0; k < ncg_leave; k++)
+		sys3(SYS_write, cg_leave[k], "0", 1);
 	remove_cgroups();
 	sys1(SYS_exit_group, 128 + sig);
 }
@@ -1748,10 +1748,18 @@ static void parse_options(int argc, char **argv)
 			if (task_limit < 1)
 				die("executor: bad option ", a);
 		} else if (has_prefix(a, "join=")) {
+			/* Once, here, rather than per program: moving a task between cgroups
+			 * takes a system-wide lock that can make it wait milliseconds. */
 			long fd = sys4(SYS_openat, AT_FDCWD, p, O_WRONLY | O_CLOEXEC, 0);
-			if (is_err(fd) || ncg_join >= MAX_CGROUPS)
+			long r = is_err(fd) ? fd : sys3(SYS_write, fd, "0", 1);
+			if (is_err(r))
+				die("executor: cannot join the cgroup of ", p);
+			sys1(SYS_close, fd);
+		} else if (has_prefix(a, "leave=")) {
+			long fd = sys4(SYS_openat, AT_FDCWD, p, O_WRONLY | O_CLOEXEC, 0);
+			if (is_err(fd) || ncg_leave >= MAX_CGROUPS)
 				die("executor: cannot open ", p);
-			cg_join[ncg_join++] = (int)fd;
+			cg_leave[ncg_leave++] = (int)fd;
 		} else if (has_prefix(a, "oom=")) {
 			long fd = sys4(SYS_openat, AT_FDCWD, p, O_RDONLY | O_CLOEXEC, 0);
 			if (is_err(fd))
