@@ -5,9 +5,11 @@ A program is stopped, never answered differently, when it goes over a cap:
 * **Memory.**  Each executor gets its own memory cgroup, made under the cgroup
   vmasim runs in (so any limit above still applies), which it joins when it
   starts, so that the programs it forks are born in it.  Programs run one at
-  a time, so the cap is per program; a program's processes make themselves
-  the OOM killer's first choice (``oom_score_adj`` 1000), so that it never
-  picks the executor itself.  A memory cgroup changes no system call's
+  a time, so the cap is per program (the executor's own few MiB count too);
+  a program's processes make themselves the OOM killer's first choice
+  (``oom_score_adj`` 1000), so that it never picks the executor itself.
+  (Moving each program instead takes a system-wide lock that can make every
+  move wait milliseconds.)  A memory cgroup changes no system call's
   answer below its limit (unlike ``RLIMIT_AS`` or ``RLIMIT_DATA``, which make
   ``mmap``, ``mremap`` and ``brk`` fail early).  Swap is disabled inside it, so
   a program over the cap is killed at once instead of swapping until the
@@ -22,8 +24,8 @@ A program is stopped, never answered differently, when it goes over a cap:
   that would make more than the cap; a ``pids`` cgroup, where there is one,
   backs that up with room for the uffd watcher helpers.
 
-Making and removing a memory cgroup costs about a millisecond, joining one
-next to nothing, so a process keeps the cgroups of its finished executors for
+Making and removing a memory cgroup costs about a millisecond, so a process
+keeps the cgroups of its finished executors for
 the next ones (:class:`CgroupPool`; one executor at a time per cgroup, so the
 cap stays per program) and removes them when it exits.  An executor removes
 the cgroups it holds when vmasim dies under it (its parent-death signal is
