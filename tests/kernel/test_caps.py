@@ -61,3 +61,22 @@ def test_stale_fallback_files_of_dead_runs_are_removed(tmp_path: Path) -> None:
         p.write_text("")
     remove_stale(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+def test_stale_cgroups_of_dead_runs_are_removed() -> None:
+    from vmasim.kernel.cgroup import _hierarchies
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    made = []
+    for h in _hierarchies():
+        d = h.path / f"vmasim-{gone.pid}-0badcafe"
+        try:
+            d.mkdir()
+        except OSError:
+            continue
+        made.append(d)
+    if not made:
+        pytest.skip("no cgroup can be made here")
+    remove_stale()
+    assert [d for d in made if d.exists()] == []
