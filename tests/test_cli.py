@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from vmasim.cli import main
@@ -64,3 +65,18 @@ def test_explain_covers_fork_children_and_says_each_reason_once(tmp_path: Path) 
     parent, child = res.output.split("--- the child of fork op 3")
     assert parent.count("pgoff not contiguous") == 1  # asked both ways, said once
     assert "vm_flags differ in VM_WRITE" in child and child.count("pgoff not contiguous") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--jobs", "0"], "0 is not in the range x>=1"),
+        (["--jobs", "-3"], "-3 is not in the range x>=1"),
+        (["--jobs", "100000"], "100000 is more than the"),
+        (["--count", "-5"], "-5 is not in the range x>=0"),
+    ],
+)
+def test_fuzz_rejects_bad_counts_and_jobs(args: list[str], message: str) -> None:
+    res = CliRunner().invoke(main, ["fuzz", *args])
+    assert res.exit_code == 2
+    assert message in res.output

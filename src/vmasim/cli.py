@@ -201,9 +201,19 @@ def compare(programs: tuple[str, ...], target: str, quiet: bool, as_json: bool) 
     sys.exit(compare_command(programs, target=target, quiet=quiet, as_json=as_json))
 
 
+def _at_most_cpus(jobs: int | None) -> int | None:
+    """``--jobs`` above the usable CPUs only makes the programs' timers race each other."""
+    from vmasim.kernel.runner import default_jobs
+
+    cpus = default_jobs()
+    if jobs is not None and jobs > cpus:
+        raise click.BadParameter(f"{jobs} is more than the {cpus} CPU(s) this process may use")
+    return jobs
+
+
 @main.command()
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the program generator.")
-@click.option("--count", type=int, default=1000, show_default=True, help="How many programs to run.")
+@click.option("--count", type=click.IntRange(min=0), default=1000, show_default=True, help="How many programs to run.")
 @click.option(
     "--category",
     type=click.Choice(["core", "attrs", "lifecycle", "all"]),
@@ -211,7 +221,13 @@ def compare(programs: tuple[str, ...], target: str, quiet: bool, as_json: bool) 
     show_default=True,
     help="Which system-call families the programs exercise.",
 )
-@click.option("--jobs", type=int, default=None, help="Parallel kernel workers (default: CPU count).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    callback=lambda ctx, param, value: _at_most_cpus(value),
+    help="Parallel kernel workers, at most the CPU count (default: CPU count).",
+)
 @click.option("--out", type=click.Path(file_okay=False), default="fuzz-out", show_default=True,
               help="Where shrunk reproducers of divergences are saved.")
 @target_option("host")

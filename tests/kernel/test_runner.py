@@ -306,3 +306,96 @@ def test_no_stray_processes_or_temp_dirs(tmp_path: Path, monkeypatch: pytest.Mon
     assert executor_processes() == []
     assert list(tmp_path.iterdir()) == []
 
+
+# -- caps: memory and tasks --------------------------------------------------------------------------
+
+HOG = [mmap(None, "256M") | {"as": "a"}, {"op": "touch", "addr": "a", "length": "256M"}]
+
+
+def test_memory_cap_stops_the_program_and_names_the_op(run: Run) -> None:
+    with pytest.raises(KernelRunError) as info:
+        run_program(parse_program({"ops": HOG}), memory_limit=64 << 20)
+    err = info.value
+    assert (err.kind, err.op_path) == ("memory", "1")
+    assert str(err).startswith("op 1 (touch): stopped: out of memory (limit 64 MiB")
+    assert err.partial is not None and err.partial["results"][0]["errno"] is None
+
+
+def test_memory_cap_without_a_cgroup_is_a_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMASIM_CGROUP", "off")
+    with pytest.raises(KernelRunError, match=r"op 1 \(touch\): stopped: out of memory .*watchdog") as info:
+        run_program(parse_program({"ops": HOG}), memory_limit=64 << 20)
+    assert info.value.kind == "memory"
+    assert executor_processes() == []
+
+
+def test_memory_cap_does_not_change_answers_below_it(run: Run) -> None:
+    examples = sorted((Path(__file__).parents[2] / "examples").glob("*.json"))
+    programs = [parse_program(json.loads(p.read_text())) for p in examples]
+    capped = run_programs(programs, memory_limit=64 << 20, task_limit=8)
+    free = run_programs(programs, memory_limit=8 << 30, task_limit=1000)
+    assert all(isinstance(r, dict) for r in capped)
+    assert capped == free
+
+
+def test_task_cap_stops_a_fork_too_deep() -> None:
+    ops: list[dict[str, Any]] = [{"op": "munlockall"}]
+    for _ in range(5):
+        ops = [{"op": "fork", "child": ops}]
+    ok = run_programs([parse_program({"ops": ops})], task_limit=6)[0]
+    assert isinstance(ok, dict)  # six processes: the first and five nested children
+    err = run_programs([parse_program({"ops": ops})], task_limit=3)[0]
+    assert isinstance(err, KernelRunError)
+    assert (err.kind, err.op_path) == ("tasks", "0.0.0")
+    assert str(err) == "op 0.0.0 (fork): stopped: too many tasks (limit 3)"
+    assert executor_processes() == []
+
+
+def test_bad_jobs_and_limits_are_rejected() -> None:
+    prog = [parse_program({"ops": [mmap(None, "4K")]})]
+    for jobs in (0, -1):
+        with pytest.raises(ValueError, match="jobs"):
+            run_programs(prog, jobs=jobs)
+    with pytest.raises(ValueError, match="memory"):
+        run_programs(prog, memory_limit=4096)
+    with pytest.raises(ValueError, match="tasks"):
+        run_programs(prog, task_limit=0)
+    assert isinstance(run_programs(prog, jobs=1000)[0], dict)  # more jobs than CPUs: as many as CPUs
+
+
+def test_runs_keep_empty_cgroups_for_reuse_and_remove_them() -> None:
+    from vmasim.kernel.cgroup import _hierarchies, cgroup_pool
+
+    def mine() -> list[Path]:
+        return [d for h in _hierarchies() for d in h.path.iterdir() if d.name.startswith(f"vmasim-{os.getpid()}-")]
+
+    run_programs([parse_program({"ops": [mmap(None, "4K")]})] * 4, jobs=2)
+    kept = mine()
+    run_programs([parse_program({"ops": [mmap(None, "4K")]})] * 4, jobs=2)
+    assert mine() == kept  # reused, not made again
+    assert all((d / "cgroup.procs").read_text() == "" for d in kept)  # nothing runs in them
+    cgroup_pool().close()  # (what happens at exit)
+    assert mine() == []
+
+
+def test_more_than_256_userfaultfds_still_fail_fast(run: Run) -> None:
+    ops = [mmap("W", "4K") | {"as": "a"}] + [{"op": "userfaultfd", "name": f"u{i}"} for i in range(300)]
+    ops += [
+        {"op": "uffd_register", "uffd": "u0", "addr": "a", "length": "4K", "mode": "missing"},
+        {"op": "close", "fd": "u1"},
+        {"op": "touch", "addr": "a", "length": "4K"},
+        {"op": "mlock", "addr": "a", "length": "4K"},
+    ]
+    with pytest.raises(KernelRunError, match=r"op 304 \(mlock\): would wait forever") as info:
+        run(ops, timeout=30)
+    assert info.value.partial is not None
+    assert info.value.partial["results"][-1] == {"op": "touch", "pages": 0, "fault": "UFFD"}
+
+
+def test_file_objects_are_never_named_in_the_temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ops = [{"op": "file", "name": "f", "size": "1G"}, {"op": "open", "name": "g", "of": "f", "mode": "rw"}]
+    ops += [mmap("W", "8K", flags=["shared", "fixed"], fd="g"), {"op": "touch", "addr": "W", "length": "8K"}]
+    report = run_program(parse_program({"ops": ops}))
+    assert [v["file"] for v in report["vmas"]] == ["f"]  # labelled by inode, as before
+    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,8 @@ Architecture (one concern per module):
 * :mod:`~vmasim.kernel.decode` -- rebuilds the contract's layout report from
   the executor's output.
 * :mod:`~vmasim.kernel.runner` -- process management, batching and timeouts.
+* :mod:`~vmasim.kernel.cgroup` -- the caps on each program: memory (a memory
+  cgroup, else an RSS watchdog) and tasks.
 
 The process a program runs in is set up as the contract describes: ASLR off
 and an 8 MiB soft stack limit (so the layout is the standard top-down one),
@@ -26,6 +28,7 @@ import functools
 import platform
 
 from vmasim.kernel.build import cache_dir, executor_path
+from vmasim.kernel.cgroup import DEFAULT_MEMORY_LIMIT, DEFAULT_TASK_LIMIT, Limits
 from vmasim.kernel.decode import Report, numa_policy
 from vmasim.kernel.errors import BuildError, KernelRunError
 from vmasim.kernel.protocol import encode_program
@@ -66,8 +69,11 @@ def host_kernel_release() -> str:
 
 
 __all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_TASK_LIMIT",
     "BuildError",
     "KernelRunError",
+    "Limits",
     "Report",
     "cache_dir",
     "default_jobs",

@@ -10,10 +10,15 @@ executor can stay a dumb syscall pump.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
+from vmasim.kernel.cgroup import format_size
+from vmasim.kernel.errors import KernelRunError
 from vmasim.program import Op, Program
 from vmasim.program.ops import Result
 from vmasim.program.report import OpResult, Report, VmaEntry, errno_name, op_result, rel_addr
@@ -29,6 +34,10 @@ _NODE_KEY = re.compile(r"^N\d+=")
 
 #: touch fault codes printed by the executor
 _FAULTS: dict[int, str | None] = {0: None, 11: "SIGSEGV", 7: "SIGBUS", 1: "UFFD"}
+
+#: the wait status of a process killed by SIGKILL (for descendants that died with their parent)
+_KILLED = int(signal.SIGKILL)
+
 
 class DecodeError(ValueError):
     """The executor's output does not have the expected structure."""
@@ -89,8 +98,30 @@ class _Proc:
     results: list[OpResult] = field(default_factory=list)
     vmas: list[_Vma] = field(default_factory=list)
     policies: dict[int, str] = field(default_factory=dict)
-    children: dict[str, Report] = field(default_factory=dict)
+    kids: dict[str, _Proc] = field(default_factory=dict)
     forking: int = -1  # index of the fork op whose child is being read
+    status: int | None = None  # wait status; None while it runs (or if it never said)
+    blocked: int | None = None  # op index of a "would wait forever for a uffd" note
+    task_stop: tuple[int, bool] | None = None  # (fork op index, refused by the host)
+    corrupt: int | None = None  # the op index (-1: the layout) before which a self-check failed
+    stop: tuple[str, str] | None = None  # (kind, why) once it is known not to have finished
+
+    def running(self) -> Op | None:
+        """The op it was running: the first without a result (None once all have one)."""
+        return self.ops[len(self.results)] if len(self.results) < len(self.ops) else None
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What the driver said about one program (its ``D`` line) and the caps it ran under."""
+
+    status: int = 0
+    kind: str = "O"  # O ended by itself, T timed out, B rejected, M stopped by the RSS watchdog
+    oom_kills: int = 0
+    timeout: float = 10.0
+    memory_limit: int | None = None
+    task_limit: int | None = None
+    mechanism: str = "cgroup"
 
 
 def _result(op: Op, value: int, err: int) -> OpResult:
@@ -103,9 +134,7 @@ def _result(op: Op, value: int, err: int) -> OpResult:
     return op_result(op.args, value, err)
 
 
-def _finish(proc: _Proc, program: Program, init_brk: int) -> Report:
-    if len(proc.results) != len(proc.ops):
-        raise DecodeError(f"expected {len(proc.ops)} results, got {len(proc.results)}")
+def _finish(proc: _Proc, program: Program, init_brk: int, children: dict[str, Report]) -> Report:
     ws, we = program.window_start, program.window_end
     shmem: dict[tuple[int, int, int], str] = {}
     vmas: list[VmaEntry] = []
@@ -132,23 +161,33 @@ def _finish(proc: _Proc, program: Program, init_brk: int) -> Report:
             vmas.append(entry(v, hex(v.start), hex(v.end)))
         elif v.name == "[heap]" and v.start >= init_brk:
             heap.append(entry(v, rel_addr(v.start, init_brk), rel_addr(v.end, init_brk)))
-    return {"results": proc.results, "vmas": vmas, "heap": heap, "children": proc.children}
+    return {"results": proc.results, "vmas": vmas, "heap": heap, "children": children}
 
 
-def decode_report(lines: Sequence[str], program: Program) -> Report:
-    """Build the layout report of ``program`` from the executor's lines for it.
+@dataclass(slots=True)
+class _Stream:
+    """The executor's lines for one program, read into a tree of processes."""
 
-    ``lines`` are the lines the program's processes printed (without the
-    driver's final ``D`` line).  Raises :class:`DecodeError` if a fork child
-    died, or the output is incomplete or malformed.
-    """
+    root: _Proc
+    open: list[_Proc]  # processes whose report had not ended: the root first
     init_brk: int | None = None
+    garbled: str | None = None  # the first line that could not be read, and why
+
+
+def _read(lines: Sequence[str], program: Program) -> _Stream:
+    """Read every line it can; a malformed line is remembered and skipped.
+
+    A process that dies can leave half a line, which the executor ends with a
+    newline before its next line (``\\nZ``, ``\\nU``, ``\\nD``), so reading on
+    keeps the lines of the processes that go on.
+    """
     root = _Proc(ops=program.ops, labels={})
-    stack: list[_Proc] = [root]
+    st = _Stream(root=root, open=[root])
     for raw in lines:
         if not raw:
             continue
         tag, _, rest = raw.partition(" ")
+        stack = st.open
         proc = stack[-1]
         try:
             if tag == "R":
@@ -178,31 +217,229 @@ def decode_report(lines: Sequence[str], program: Program) -> Report:
                 stack.append(_Proc(ops=op.child, labels=dict(proc.labels)))
                 proc.forking = idx
             elif tag == "Z":
-                if len(stack) < 2:
+                depth_s, status_s = rest.split()
+                depth, status = int(depth_s), int(status_s)
+                if not 0 <= depth < len(stack) - 1:
                     raise DecodeError("unbalanced fork report")
+                # Descendants of the child that died before ending their own
+                # report were killed with it: close theirs first.
+                while len(stack) > depth + 2:
+                    lost = stack.pop()
+                    lost.status = _KILLED
+                    stack[-1].kids[str(stack[-1].forking)] = lost
+                    stack[-1].forking = -1
                 child = stack.pop()
-                status = int(rest)
                 parent = stack[-1]
                 idx, parent.forking = parent.forking, -1
-                if status == -1:
-                    continue  # fork itself failed: there is no child report
-                if status != 0:
-                    raise DecodeError(f"the child of fork op {_path(parent, idx)} died (wait status {status:#x})")
-                parent.children[str(idx)] = _finish(child, program, init_brk or 0)
+                if status != -1:  # -1: fork itself failed, there is no child
+                    child.status = status
+                    parent.kids[str(idx)] = child
+            elif tag == "U":
+                depth_s, idx_s = rest.split()
+                stack[int(depth_s)].blocked = int(idx_s)
+            elif tag == "L":
+                idx_s, refused = rest.split()
+                proc.task_stop = (int(idx_s), refused == "1")
+            elif tag == "Q":
+                proc.corrupt = int(rest)
             elif tag == "H":
-                init_brk = int(rest, 16)
+                st.init_brk = int(rest, 16)
             else:
-                raise DecodeError(f"unknown line {raw!r}")
+                raise DecodeError(f"unknown line {raw[:200]!r}")
         except (ValueError, IndexError, KeyError) as exc:
-            if isinstance(exc, DecodeError):
-                raise
-            raise DecodeError(f"malformed executor line {raw!r}: {exc}") from None
-    if len(stack) != 1:
-        raise DecodeError("a fork child's report is incomplete")
-    if init_brk is None:
-        raise DecodeError("no output from the program")
-    return _finish(root, program, init_brk)
+            if st.garbled is None:
+                why = str(exc) if isinstance(exc, DecodeError) else f"malformed executor line {raw[:200]!r}: {exc}"
+                st.garbled = why
+    return st
 
 
-def _path(proc: _Proc, idx: int) -> str:
-    return proc.ops[idx].path if idx < len(proc.ops) else str(idx)
+def describe_status(status: int) -> str:
+    """A wait status in words: ``killed by SIGSEGV``, ``exited with status 1``."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"killed by {name}"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"wait status {status:#x}"
+
+
+def _memory_stop(info: RunInfo) -> str:
+    limit = format_size(info.memory_limit) if info.memory_limit else "unknown"
+    if info.mechanism == "watchdog":
+        return f"stopped: out of memory (limit {limit} of resident memory, by a watchdog: no memory cgroup)"
+    return f"stopped: out of memory (limit {limit})"
+
+
+def _uffd_stop(root: bool) -> str:
+    return (
+        "would wait forever for a userfaultfd handler (a fault inside a syscall, or a uffd event such as "
+        f"event_fork); {'the program' if root else 'its process'} was stopped"
+    )
+
+
+def _task_stop(info: RunInfo, refused: bool) -> str:
+    limit = info.task_limit if info.task_limit is not None else "unknown"
+    if refused:
+        return f"stopped: too many tasks (the host refused a fork with EAGAIN; limit {limit} per program)"
+    return f"stopped: too many tasks (limit {limit})"
+
+
+def _name(op: Op) -> str:
+    """``op 3 (mmap)``; a path through many forks is shortened (the error's ``op_path`` has it whole)."""
+    parts = op.path.split(".")
+    if len(parts) <= 8:
+        return f"op {op.path} ({op.op})"
+    return f"op {'.'.join(parts[:3])}...{'.'.join(parts[-3:])} ({op.op}, {len(parts) - 1} forks deep)"
+
+
+def _message(op: Op | None, proc: _Proc, why: str) -> str:
+    if op is not None:
+        return f"{_name(op)}: {why}"
+    if proc.ops:
+        return f"after {_name(proc.ops[-1])}, while reporting the layout: {why}"
+    return why
+
+
+def _judge(st: _Stream, info: RunInfo) -> KernelRunError | None:
+    """Mark every process that did not finish; return the error that names the first stop, or None."""
+    st.root.status = info.status
+    if st.root.status != 0 or info.kind != "O":
+        return _judge_stopped(st, info)
+    return _judge_children(st.root, info)
+
+
+def _judge_stopped(st: _Stream, info: RunInfo) -> KernelRunError:
+    """The program was stopped as a whole (or its first process died): blame the
+    innermost process that was still running, at the op it was running."""
+    chain = st.open
+    culprit = chain[-1]
+    op, kind, why = culprit.running(), "crash", ""
+    stopped = [p for p in chain if p.task_stop is not None]
+    blocked = [p for p in chain if p.blocked is not None]
+    corrupt = [p for p in chain if p.corrupt is not None]
+    if corrupt:
+        culprit = corrupt[-1]
+        at = culprit.corrupt if culprit.corrupt is not None else -1
+        op = culprit.ops[at] if 0 <= at < len(culprit.ops) else None
+        why = (
+            "the program wrote into the executor's own memory (a self-check failed before "
+            f"{'this op' if op else 'reading the layout'}); its results cannot be trusted"
+        )
+    elif stopped:
+        culprit = stopped[-1]
+        idx, refused = culprit.task_stop or (0, False)
+        op, kind, why = culprit.ops[idx], "tasks", _task_stop(info, refused)
+    elif blocked:
+        culprit = blocked[-1]
+        op, kind, why = culprit.ops[culprit.blocked or 0], "uffd", _uffd_stop(culprit is st.root)
+    elif info.kind == "T":
+        kind, why = "timeout", f"the program timed out after {info.timeout:g} s"
+    elif info.kind == "M" or (info.oom_kills > 0 and _sigkilled(st.root.status)):
+        kind, why = "memory", _memory_stop(info)
+    else:
+        who = "the program's process" if len(chain) == 1 else "a process of the program"
+        why = f"{who} died ({describe_status(st.root.status or 0)})"
+    for p in chain:
+        p.stop = (kind, why)
+    if st.init_brk is None:
+        # it never got to its first op: setting up the process (walls) failed
+        return KernelRunError(f"{why}, before its first op", kind=kind)
+    return KernelRunError(_message(op, culprit, why), kind=kind, op_path=op.path if op else None)
+
+
+def _judge_children(root: _Proc, info: RunInfo) -> KernelRunError | None:
+    """The program's first process finished: find the fork children that did not."""
+    memory = info.oom_kills > 0
+    first: KernelRunError | None = None
+    for proc in _walk(root)[1:]:
+        op = proc.running()
+        if proc.blocked is not None:
+            op, kind, why = proc.ops[proc.blocked], "uffd", _uffd_stop(False)
+        elif proc.status and memory and _sigkilled(proc.status):
+            kind, why = "memory", _memory_stop(info)
+        elif proc.status:
+            kind, why = "crash", f"the fork child died ({describe_status(proc.status)})"
+        elif len(proc.results) != len(proc.ops):
+            kind, why = "crash", f"the fork child printed {len(proc.results)} results for {len(proc.ops)} ops"
+        else:
+            continue
+        proc.stop = (kind, why)
+        if first is None:
+            first = KernelRunError(_message(op, proc, why), kind=kind, op_path=op.path if op else None)
+    if first is None and memory:
+        first = KernelRunError(_memory_stop(info), kind="memory")
+    return first
+
+
+def _sigkilled(status: int | None) -> bool:
+    return status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def _walk(proc: _Proc) -> Sequence[_Proc]:
+    """The processes under ``proc`` (itself first) in the order they ran, without recursion."""
+    out: list[_Proc] = []
+    todo = [proc]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(reversed(list(p.kids.values())))
+    return out
+
+
+def _reports(st: _Stream, program: Program) -> dict[str, Any]:
+    """The report tree: full reports for processes that finished, partial ones (results, children and why it
+    stopped) for the others."""
+    init_brk = st.init_brk or 0
+    done: dict[int, Any] = {}
+    for proc in reversed(_walk(st.root)):  # children before their parents
+        children = {k: done[id(kid)] for k, kid in proc.kids.items()}
+        if proc.stop is None:
+            done[id(proc)] = _finish(proc, program, init_brk, children)
+        else:
+            done[id(proc)] = {"results": proc.results, "children": children, "stopped": proc.stop[1]}
+    root: dict[str, Any] = done[id(st.root)]
+    return root
+
+
+def decode_outcome(lines: Sequence[str], program: Program, info: RunInfo) -> Report | KernelRunError:
+    """The layout report of ``program`` from the executor's lines for it, or the error that stopped it.
+
+    ``lines`` are the lines the program's processes printed (without the
+    driver's ``D`` line, which ``info`` carries).  An error keeps what the
+    processes reported before the program stopped in its ``partial``.
+    """
+    if info.kind == "B":
+        return KernelRunError(
+            "the executor rejected the encoded program (executor limits exceeded?)", kind="rejected"
+        )
+    st = _read(lines, program)
+    error = _judge(st, info)
+    if error is None and st.garbled is not None:
+        return KernelRunError(st.garbled, kind="executor")
+    if error is None and st.init_brk is None:
+        return KernelRunError("no output from the program", kind="executor")
+    if error is None and len(st.root.results) != len(st.root.ops):
+        return KernelRunError(f"expected {len(st.root.ops)} results, got {len(st.root.results)}", kind="executor")
+    if error is None and len(st.open) != 1:
+        return KernelRunError("a fork child's report is incomplete", kind="executor")
+    report = _reports(st, program)
+    if error is not None:
+        error.partial = report
+        return error
+    return cast(Report, report)  # every process finished: a whole report
+
+
+def decode_report(lines: Sequence[str], program: Program) -> Report:
+    """Build the layout report of ``program`` from the lines of a program that ended normally.
+
+    Raises :class:`DecodeError` if a process died or stopped, or the output is
+    incomplete or malformed (:func:`decode_outcome` says more).
+    """
+    outcome = decode_outcome(lines, program, RunInfo())
+    if isinstance(outcome, KernelRunError):
+        raise DecodeError(str(outcome))
+    return outcome

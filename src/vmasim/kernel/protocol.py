@@ -18,16 +18,24 @@ the header comment of ``executor.c`` for the whole protocol.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from vmasim.constants import MASK64
 from vmasim.program import AddrRef, Op, Program
 from vmasim.program.ops import Fork, OpDef
 from vmasim.program.values import Address, ObjectRef, Text
 
-#: Limits compiled into the executor (``MAX_OPS``, ``MAX_SLOTS``, ``MAX_ARGS``).
+#: Limits compiled into the executor (``MAX_OPS``, ``MAX_SLOTS``, the size of ``strpool``).
 MAX_OPS = 65536
 MAX_SLOTS = 65536
+MAX_STRING_BYTES = 1 << 18
+
+#: The longest anon VMA name the kernel takes, NUL included (ANON_VMA_NAME_MAX_LEN).
+#: prctl(PR_SET_VMA_ANON_NAME) copies the name with strndup_user(), which reads
+#: at most this many bytes and fails with EINVAL when no NUL is among them; so
+#: the first ANON_VMA_NAME_MAX_LEN bytes of a name get the kernel's answer for
+#: the whole name, and nothing longer ever needs to reach the executor.
+ANON_VMA_NAME_MAX_LEN = 80
 
 
 class EncodeError(ValueError):
@@ -41,6 +49,7 @@ class _Encoder:
         self.window_start = window_start
         self.slots: dict[tuple[str, str], int] = {}
         self.lines: list[str] = []
+        self.string_bytes = 0
 
     def slot(self, kind: str, name: str) -> int:
         key = (kind, name)
@@ -78,24 +87,42 @@ class _Encoder:
         if isinstance(kind, ObjectRef):
             return self.fd(value)
         if isinstance(kind, Text):
-            return "0" if value is None else "x" + value.encode("utf-8", "surrogateescape").hex()
+            # Anonymous VMA names are the only strings: the kernel reads at most ANON_VMA_NAME_MAX_LEN bytes
+            # of one, so that much gets its answer for the whole name.
+            if value is None:
+                return "0"
+            return self.string(value.encode("utf-8", "surrogateescape")[:ANON_VMA_NAME_MAX_LEN])
         return f"{int(value) & MASK64:x}"
 
-    def ops(self, ops: Sequence[Op]) -> int:
-        """Emit ``ops`` (recursively); return how many lines were emitted."""
-        first = len(self.lines)
-        for op in ops:
-            self.op(op)
-        return len(self.lines) - first
+    def string(self, data: bytes) -> str:
+        """A string argument (the executor adds the NUL)."""
+        self.string_bytes += len(data) + 1
+        if self.string_bytes >= MAX_STRING_BYTES:
+            raise EncodeError(f"the program's strings take more than the executor's {MAX_STRING_BYTES} bytes")
+        return "x" + data.hex()
+
+    def ops(self, ops: Sequence[Op]) -> None:
+        """Emit ``ops``, fork children included, without recursion (forks may nest deeply)."""
+        # (iterator over a process's ops, index of its fork's line or -1, lines before it)
+        stack: list[tuple[Iterator[Op], int, int]] = [(iter(ops), -1, len(self.lines))]
+        while stack:
+            it, at, first = stack[-1]
+            op = next(it, None)
+            if op is None:
+                stack.pop()
+                if at >= 0:
+                    fork = self.lines[at]
+                    self.lines[at] = f"{fork} {len(self.lines) - first:x}"
+                continue
+            if isinstance(op.args, Fork):
+                # the line count is known once the child's ops are emitted
+                self.lines.append(f"K {op.index} -1")
+                stack.append((iter(op.child), len(self.lines) - 1, len(self.lines)))
+            else:
+                self.op(op)
 
     def op(self, op: Op) -> None:
         args = op.args
-        if isinstance(args, Fork):
-            at = len(self.lines)
-            self.lines.append("")  # patched once the child's line count is known
-            n = self.ops(op.child)
-            self.lines[at] = f"K {op.index} -1 {n:x}"
-            return
         wire = type(args).wire
         assert wire is not None, f"op {op.op} has no executor encoding"
         out = -1

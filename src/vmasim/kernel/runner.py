@@ -1,15 +1,17 @@
 """Run programs on the host kernel: one executor exec per chunk, one fresh child per program.
 
 The executor is started with its own session so that a runaway chunk can be
-killed as a group, and every process it forks dies with its parent
-(PR_SET_PDEATHSIG), so nothing outlives a run.  Each chunk gets a private
-temporary directory for the program's ``file`` objects, removed afterwards.
+killed as a group.  Its parent-death signal is SIGTERM, on which it kills the
+program it runs and removes its cgroups; every process a program forks dies
+with its parent (PR_SET_PDEATHSIG), so nothing outlives a run.  The program's
+``file`` objects are born unnamed in the temporary directory (O_TMPFILE), so
+no signal to vmasim, not even SIGKILL, can leave one behind.  Each program
+runs under the caps of :mod:`~vmasim.kernel.cgroup` (memory and tasks).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -18,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vmasim.kernel.build import executor_path
-from vmasim.kernel.decode import DecodeError, Report, decode_report
+from vmasim.kernel.cgroup import Limits, cgroup_pool
+from vmasim.kernel.decode import Report, RunInfo, decode_outcome
 from vmasim.kernel.errors import KernelRunError
 from vmasim.kernel.protocol import EncodeError, encode_program
 from vmasim.program import Program
@@ -30,19 +33,6 @@ CHUNK_MAX = 256
 #: Extra seconds a whole chunk may take beyond the sum of its programs' timeouts
 #: before Python stops trusting the executor's own per-program timer.
 CHUNK_SLACK = 30.0
-
-
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"killed by {name}"
-    if os.WIFEXITED(status):
-        return f"exited with status {os.WEXITSTATUS(status)}"
-    return f"wait status {status:#x}"
 
 
 def _split_output(text: str) -> list[tuple[list[str], str]]:
@@ -58,35 +48,44 @@ def _split_output(text: str) -> list[tuple[list[str], str]]:
     return done
 
 
-def _outcome(program: Program, lines: list[str], trailer: str, timeout: float) -> Report | KernelRunError:
-    _, status_s, kind = trailer.split()
-    status = int(status_s)
-    if kind == "T":
-        return KernelRunError(f"the program timed out after {timeout:g} s")
-    if kind == "B":
-        return KernelRunError("the executor rejected the encoded program (executor limits exceeded?)")
-    if status != 0:
-        blocked = [line.split()[1] for line in lines if line.startswith("U ")]
-        if blocked:
-            # printed by the executor's uffd watcher just before it killed the process
-            return KernelRunError(
-                f"op {blocked[-1]} (an index in its process's op list) would wait forever for a userfaultfd "
-                "handler (a fault inside a syscall, or a uffd event such as event_fork); the program was stopped"
-            )
-        return KernelRunError(f"the program's process {_describe_status(status)}")
+def _describe_returncode(rc: int) -> str:
+    if rc == 0:
+        return ""
+    if rc < 0:
+        try:
+            return f"the executor was killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"the executor was killed by signal {-rc}"
+    return f"the executor exited with status {rc}"
+
+
+def _outcome(
+    program: Program, lines: list[str], trailer: str, timeout: float, limits: Limits, mechanism: str
+) -> Report | KernelRunError:
     try:
-        return decode_report(lines, program)
-    except DecodeError as exc:
-        return KernelRunError(str(exc))
+        _, status_s, kind, oom_s = trailer.split()
+        info = RunInfo(
+            status=int(status_s),
+            kind=kind,
+            oom_kills=int(oom_s),
+            timeout=timeout,
+            memory_limit=limits.memory,
+            task_limit=limits.tasks,
+            mechanism=mechanism,
+        )
+    except ValueError:
+        return KernelRunError(f"malformed executor line {trailer[:200]!r}")
+    return decode_outcome(lines, program, info)
 
 
 def _run_chunk(
-    exe: Path, programs: Sequence[Program], texts: Sequence[str], timeout: float
+    exe: Path, programs: Sequence[Program], texts: Sequence[str], timeout: float, limits: Limits
 ) -> list[Report | KernelRunError]:
-    tmp = tempfile.mkdtemp(prefix="vmasim-run-")
+    caps = cgroup_pool().acquire(limits)
+    reusable = False
     try:
         proc = subprocess.Popen(
-            [str(exe), tmp, str(max(1, int(timeout * 1000)))],
+            [str(exe), tempfile.gettempdir(), str(max(1, int(timeout * 1000))), *caps.args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -99,17 +98,18 @@ def _run_chunk(
             out, err = proc.communicate()
             failure = f"the executor did not finish the chunk in time: {err.decode(errors='replace')[-500:]}"
         else:
-            failure = f"the executor {_describe_status(proc.returncode)}" if proc.returncode else ""
+            failure = _describe_returncode(proc.returncode)
             if err:
                 failure += f" ({err.decode(errors='replace')[-500:].strip()})"
+            reusable = proc.returncode == 0
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        cgroup_pool().release(caps, reusable=reusable)
     parts = _split_output(out.decode(errors="replace"))
     results: list[Report | KernelRunError] = []
     for i, program in enumerate(programs):
         if i < len(parts):
             lines, trailer = parts[i]
-            results.append(_outcome(program, lines, trailer, timeout))
+            results.append(_outcome(program, lines, trailer, timeout, limits, caps.mechanism))
         else:
             results.append(KernelRunError(failure or "the executor stopped before running this program"))
     return results
@@ -124,20 +124,37 @@ def default_jobs() -> int:
 
 
 def run_programs(
-    programs: Sequence[Program], *, jobs: int | None = None, timeout: float = 10.0
+    programs: Sequence[Program],
+    *,
+    jobs: int | None = None,
+    timeout: float = 10.0,
+    memory_limit: int | None = None,
+    task_limit: int | None = None,
 ) -> list[Report | KernelRunError]:
     """Run each program in a fresh process on the host kernel; one report (or error) per program, in order.
 
-    ``jobs`` executors run in parallel (default: the usable CPUs); each runs a
-    chunk of programs, forking a fresh child per program.  ``timeout`` is per
-    program, in seconds: a program that takes longer (for example a fork that
-    blocks on a userfaultfd ``event_fork``) is killed with all its processes
-    and reported as a :class:`KernelRunError`.  Raises :class:`BuildError`
-    (a :class:`KernelRunError`) if the executor cannot be built.
+    ``jobs`` executors run in parallel (default and most: the usable CPUs);
+    each runs a chunk of programs, forking a fresh child per program.
+    ``timeout`` is per program, in seconds: a program that takes longer (for
+    example a fork that blocks on a userfaultfd ``event_fork``) is killed with
+    all its processes and reported as a :class:`KernelRunError`.
+    ``memory_limit`` (bytes) and ``task_limit`` (processes) cap each program
+    (default: ``$VMASIM_MEMORY_LIMIT`` or 1 GiB, ``$VMASIM_TASK_LIMIT`` or
+    256); a program that goes over one is stopped and reported as a
+    :class:`KernelRunError` that names the op it was running.  Raises
+    :class:`BuildError` (a :class:`KernelRunError`) if the executor cannot be
+    built, ValueError for a bad ``jobs``, ``timeout`` or limit.
     """
     if timeout <= 0:
-        raise ValueError("timeout must be positive")
+        raise ValueError("run_programs: timeout must be positive")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"run_programs: jobs must be a positive int, got {jobs!r}")
+    limits = Limits.from_env(memory_limit, task_limit)
     exe = executor_path()
+    if not exe.exists():
+        # another vmasim pruned it (it had not used it for weeks, or it named a stale build)
+        executor_path.cache_clear()
+        exe = executor_path()
     out: list[Report | KernelRunError | None] = [None] * len(programs)
     todo: list[int] = []
     texts: dict[int, str] = {}
@@ -146,13 +163,14 @@ def run_programs(
             texts[i] = encode_program(program)
             todo.append(i)
         except EncodeError as exc:
-            out[i] = KernelRunError(str(exc))
-    njobs = max(1, jobs if jobs is not None else default_jobs())
+            out[i] = KernelRunError(str(exc), kind="rejected")
+    # More executors than CPUs only make the programs' timers race each other.
+    njobs = min(jobs if jobs is not None else default_jobs(), default_jobs())
     size = max(1, min(CHUNK_MAX, -(-len(todo) // (2 * njobs)) if todo else 1))
     chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
 
     def work(chunk: list[int]) -> list[Report | KernelRunError]:
-        return _run_chunk(exe, [programs[i] for i in chunk], [texts[i] for i in chunk], timeout)
+        return _run_chunk(exe, [programs[i] for i in chunk], [texts[i] for i in chunk], timeout, limits)
 
     if njobs == 1 or len(chunks) <= 1:
         done = [work(c) for c in chunks]
@@ -165,15 +183,18 @@ def run_programs(
     return [r if r is not None else KernelRunError("internal error: no result") for r in out]
 
 
-def run_program(program: Program, *, timeout: float = 10.0) -> Report:
+def run_program(
+    program: Program, *, timeout: float = 10.0, memory_limit: int | None = None, task_limit: int | None = None
+) -> Report:
     """Run ``program`` in a fresh process on the host kernel and return its layout report.
 
     The report is a plain JSON-able dict in the contract's shape (results,
     vmas, heap, children).  Raises :class:`KernelRunError` if the program
-    times out or its process dies, and :class:`BuildError` if the executor
-    cannot be built.
+    times out, a process of it dies or it goes over a cap (see
+    :func:`run_programs`), and :class:`BuildError` if the executor cannot be
+    built.
     """
-    result = run_programs([program], jobs=1, timeout=timeout)[0]
+    result = run_programs([program], jobs=1, timeout=timeout, memory_limit=memory_limit, task_limit=task_limit)[0]
     if isinstance(result, KernelRunError):
         raise result
     return result

@@ -120,8 +120,8 @@ UFFD_FEATURES: dict[str, int] = {
     "move": 1 << 16,
 }
 OPEN_MODES: dict[str, int] = {"r": C.O_RDONLY, "rw": C.O_RDWR}
-#: The longest anonymous VMA name the format takes: well past the kernel's limit, which it then judges.
-ANON_NAME_FORMAT_MAX = 255
+#: The longest anonymous VMA name the format takes: far past the kernel's limit, which then judges it.
+ANON_NAME_FORMAT_MAX = 1 << 20
 
 
 # --- what an op returns and how the executor runs it ---------------------------------------------

@@ -28,7 +28,7 @@ DEFAULT_WINDOW_LENGTH = 4 << 30
 #: Most ops in one program, fork children included (the executor's limit).
 MAX_OPS = 65536
 #: Deepest nesting of forks.
-MAX_FORK_DEPTH = 32
+MAX_FORK_DEPTH = 64
 #: Largest program text.
 MAX_PROGRAM_BYTES = 64 << 20
 #: The address names every program starts with: the window's start.
