@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from vmasim.constants import PAGE_SHIFT
-from vmasim.core.flags import VM_ACCOUNT, VM_LOCKED, is_data_mapping, is_exec_mapping, is_stack_mapping
+from vmasim.core.flags import VM_ACCOUNT, VM_EXEC, VM_LOCKED, VM_SHARED, VM_STACK, VM_WRITE, is_data_mapping
 from vmasim.core.ranges import RangeSet
 from vmasim.core.store import VmaStore
 from vmasim.core.target import DEFAULT_TARGET, Target
@@ -96,25 +96,25 @@ class MmStruct:
 
     # --- accounting --------------------------------------------------------
 
-    def _account(self, vma: Vma, sign: int) -> None:
-        pages = sign * ((vma.end - vma.start) >> PAGE_SHIFT)
-        flags = vma.vm_flags
+    def _charge(self, flags: int, pages: int) -> None:
+        # Like vm_stat_account(): the counters a VMA of these flags adds ``pages`` to (negative: takes away).
+        # The three categories are is_exec_mapping(), is_stack_mapping() and is_data_mapping(), inlined.
         self.total_vm += pages
         if flags & VM_ACCOUNT:
             self.committed_vm += pages
         if flags & VM_LOCKED:
             self.locked_vm += pages
-        if is_exec_mapping(flags):
+        if flags & (VM_EXEC | VM_WRITE | VM_STACK) == VM_EXEC:
             self.exec_vm += pages
-        elif is_stack_mapping(flags):
+        elif flags & VM_STACK:
             self.stack_vm += pages
-        elif is_data_mapping(flags):
+        elif flags & (VM_WRITE | VM_SHARED) == VM_WRITE:
             self.data_vm += pages
 
     def link(self, vma: Vma) -> None:
         """Insert a new VMA (map_count += 1)."""
         self.vmas.insert(vma)
-        self._account(vma, +1)
+        self._charge(vma.vm_flags, (vma.end - vma.start) >> PAGE_SHIFT)
 
     def insert_vm_struct(self, vma: Vma) -> None:
         """Like insert_vm_struct(): add a mapping built outside the mmap path (an executable's image, a
@@ -139,23 +139,25 @@ class MmStruct:
 
     def unlink(self, vma: Vma) -> None:
         """Remove a VMA for good (map_count -= 1)."""
-        self._account(vma, -1)
+        self._charge(vma.vm_flags, -((vma.end - vma.start) >> PAGE_SHIFT))
         self.vmas.remove(vma)
 
     def set_range(self, vma: Vma, start: int, end: int, pgoff: int) -> None:
         """Change a VMA's bounds and pgoff, keeping the counters right."""
-        self._account(vma, -1)
+        grown = ((end - start) - (vma.end - vma.start)) >> PAGE_SHIFT
         self.vmas.set_range(vma, start, end)
         vma.pgoff = pgoff
-        self._account(vma, +1)
+        if grown:
+            self._charge(vma.vm_flags, grown)
 
     def set_flags(self, vma: Vma, vm_flags: int) -> None:
         """Change a VMA's vm_flags, keeping the counters right."""
         if vma.vm_flags == vm_flags:
             return
-        self._account(vma, -1)
+        pages = (vma.end - vma.start) >> PAGE_SHIFT
+        self._charge(vma.vm_flags, -pages)
         vma.vm_flags = vm_flags
-        self._account(vma, +1)
+        self._charge(vm_flags, pages)
 
     # --- limits ----------------------------------------------------------------
 
