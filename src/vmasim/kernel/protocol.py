@@ -152,7 +152,8 @@ def encode_program(program: Program) -> str:
     enc = _Encoder(program.window_start)
     # Feature bit 1: the program makes SysV segments (the executor gives it an IPC namespace of its own).
     features = int(any(isinstance(op.args, Shmget) for op in walk_ops(program.ops)))
-    enc.lines.append(f"P {program.window_start:x} {program.window_length:x} {int(program.walls)} {features}")
+    header = f"P {program.window_start:x} {program.window_length:x} {int(program.walls)}"
+    enc.lines.append(f"{header} {features}" if features else header)
     enc.ops(program.ops)
     if len(enc.lines) - 1 > MAX_OPS:
         raise EncodeError(f"more than {MAX_OPS} ops in one program")

@@ -13,6 +13,7 @@ from vmasim.core.flags import VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, 
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.profile import Profile, resolve_profile
 from vmasim.program import ops
+from vmasim.program.names import FILE_SYSTEMS
 from vmasim.program.ops import OpDef, Result
 from vmasim.program.parse import Op, Program
 from vmasim.program.report import OpResult, Report, op_result
@@ -226,7 +227,7 @@ def _file(run: _Run, op: Op) -> int:
     a = _args(op, ops.FileOp)
     # On a tmpfs (the runner's /dev/shm) the file is shmem: its size limit is shmem's, its huge pages follow
     # the mount's huge= option.
-    tmpfs = a.fs == ops.FILE_SYSTEMS["tmpfs"]
+    tmpfs = a.fs == FILE_SYSTEMS["tmpfs"]
     run.fds[a.name] = run.space.create_file(a.name, a.size, fs="tmpfs" if tmpfs else None)
     return 0
 
