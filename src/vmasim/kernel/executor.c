@@ -1164,6 +1164,7 @@ static void op_sbrk(const struct op *o)
 	int64_t inc = (int64_t)arg(o, 0);
 	u64 old = cur_brk;
 	if (inc == 0) {
+		bind(o, old);
 		result(o->idx, old - init_brk, 0);
 		return;
 	}
