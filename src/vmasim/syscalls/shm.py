@@ -83,7 +83,11 @@ def sys_shmget(mm: MmStruct, ns: IpcNamespace, size: int, flags: int, label: str
 
 
 def _is_shm(vma: Vma) -> bool:
-    return vma.file is not None and vma.file.inode.kind == SHM_KIND
+    # vm_ops == &shm_vm_ops: a segment attached here, or one imported from /proc (named /SYSV...).
+    if vma.file is None:
+        return False
+    inode = vma.file.inode
+    return inode.kind == SHM_KIND or (vma.has_close and inode.label.startswith("/SYSV"))
 
 
 def sys_shmat(mm: MmStruct, seg: ShmSegment | None, shmid: int, addr: int, flags: int) -> int:
