@@ -21,6 +21,7 @@ from vmasim.core.target import Target
 from vmasim.core.vma import File, Inode, UffdCtx, Vma, VmaView
 from vmasim.profile import Profile, resolve_profile
 from vmasim.syscalls import brk as _brk
+from vmasim.syscalls.fileio import sys_pwrite
 from vmasim.syscalls.fork import dup_mm
 from vmasim.syscalls.madvise import sys_madvise
 from vmasim.syscalls.mempolicy import sys_mbind, sys_set_mempolicy
@@ -30,7 +31,9 @@ from vmasim.syscalls.mprotect import sys_mprotect
 from vmasim.syscalls.mremap import sys_mremap
 from vmasim.syscalls.mseal import sys_mseal
 from vmasim.syscalls.munmap import sys_munmap
+from vmasim.syscalls.pkeys import sys_pkey_alloc, sys_pkey_free
 from vmasim.syscalls.prctl import sys_prctl_set_memory_merge, sys_prctl_set_vma_anon_name
+from vmasim.syscalls.process_madvise import sys_process_madvise
 from vmasim.syscalls.userfaultfd import uffd_api, uffd_register, uffd_unregister, userfaultfd_release_all
 
 
@@ -199,9 +202,10 @@ class AddressSpace:
         inode.size = size
         return self._install(File(inode))
 
-    def create_file(self, name: str, size: int = 0) -> int:
-        """A regular file (on ext4) of ``size`` bytes, open read-write; returns its fd."""
-        inode = Inode("file", name, fs=self.mm.target.files.regular_fs)
+    def create_file(self, name: str, size: int = 0, *, fs: str | None = None) -> int:
+        """A regular file of ``size`` bytes, open read-write, on the target's file system for regular files
+        (or ``fs``: "tmpfs" for one on a tmpfs, a shmem file); returns its fd."""
+        inode = Inode("file", name, fs=fs or self.mm.target.files.regular_fs)
         _truncate_size_check(self.mm, inode, size)
         inode.size = size
         return self._install(File(inode))
@@ -355,3 +359,25 @@ class AddressSpace:
         child._next_fd = self._next_fd
         child.initial_break = self.initial_break
         return child
+
+    # --- more calls ------------------------------------------------------------
+
+    def pwrite(self, fd: int, offset: int, length: int) -> int:
+        """pwrite(2) of ``length`` bytes at ``offset``; returns the bytes written (the file grows past its end)."""
+        return sys_pwrite(self.mm, self._files.get(fd), length, offset)
+
+    def pkey_alloc(self, flags: int = 0, access: int = 0) -> int:
+        """pkey_alloc(2): a protection key with ``access`` rights (PKEY_DISABLE_*); returns the key."""
+        return sys_pkey_alloc(self.mm, flags, access)
+
+    def pkey_free(self, pkey: int) -> None:
+        """pkey_free(2)."""
+        sys_pkey_free(self.mm, pkey)
+
+    def pkey_mprotect(self, addr: int, length: int, prot: int, pkey: int) -> None:
+        """pkey_mprotect(2): mprotect that also sets the protection key (-1: keep it, as mprotect does)."""
+        sys_mprotect(self.mm, addr & C.MASK64, length & C.MASK64, prot, pkey)
+
+    def process_madvise(self, ranges: list[tuple[int, int]], advice: int, flags: int = 0) -> int:
+        """process_madvise(2) on this process: ``(addr, length)`` ranges in order; returns the bytes advised."""
+        return sys_process_madvise(self.mm, ranges, advice, flags)

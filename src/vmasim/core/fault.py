@@ -31,7 +31,7 @@ from vmasim.core.flags import (
     VM_WRITE,
 )
 from vmasim.core.mm import MmStruct
-from vmasim.core.prot import EXEC_ONLY_PKEY, vma_pkey
+from vmasim.core.prot import EXEC_ONLY_PKEY, pkru_allows, vma_pkey
 from vmasim.core.vma import AnonVma, Vma, mpol_equal
 
 SIGSEGV = "SIGSEGV"
@@ -79,14 +79,20 @@ def vma_is_accessible(vma: Vma) -> bool:
     return bool(vma.vm_flags & VM_ACCESS_FLAGS)
 
 
-def vma_is_user_accessible(vma: Vma) -> bool:
+def vma_is_user_accessible(vma: Vma, mm: MmStruct | None = None) -> bool:
     """Whether user accesses and population can reach the VMA's pages at all.
 
     Like vma_is_accessible() and arch_vma_access_permitted() together: any of
-    read, write or exec, except that execute-only memory (PROT_EXEC with the
-    execute-only protection key) cannot be read, faulted in or populated.
+    read, write or exec, except memory whose protection key the task's PKRU
+    denies access to (execute-only memory, a pkey_alloc()ed key without
+    access), which cannot be read, faulted in or populated.  Without ``mm``
+    only the execute-only key of a fresh address space counts.
     """
     flags = vma.vm_flags
+    if mm is not None:
+        if not pkru_allows(mm, vma_pkey(flags), write=False):
+            return False
+        return bool(flags & (VM_READ | VM_WRITE | VM_EXEC))
     if flags & (VM_READ | VM_WRITE):
         return True
     return bool(flags & VM_EXEC) and vma_pkey(flags) != EXEC_ONLY_PKEY
@@ -190,9 +196,9 @@ def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
     if vma.start > addr and not expand_downwards(mm, vma, addr):
         return SIGSEGV
     if write:
-        if not vma.vm_flags & VM_WRITE:
+        if not vma.vm_flags & VM_WRITE or not pkru_allows(mm, vma_pkey(vma.vm_flags), write=True):
             return SIGSEGV
-    elif not vma_is_user_accessible(vma):
+    elif not vma_is_user_accessible(vma, mm):
         return SIGSEGV
     if mm.guards and mm.guards.first_in(addr, addr + PAGE_SIZE) is not None:
         # A guard marker in the page table: the fault handler answers SIGSEGV.
@@ -261,7 +267,7 @@ def _populate_vma(mm: MmStruct, vma: Vma, start: int, end: int, can_block: bool 
     """Like populate_vma_page_range() with get_user_pages() faulting page by page."""
     if vma.vm_flags & VM_LOCKONFAULT:
         return 0
-    if not vma_is_user_accessible(vma):
+    if not vma_is_user_accessible(vma, mm):
         return errno.EFAULT
     write = vma.vm_flags & (VM_WRITE | VM_SHARED) == VM_WRITE
     return fault_in(mm, vma, start, end, write, can_block=can_block)

@@ -19,6 +19,8 @@ from vmasim.core.vma import File, IdSource, Inode, Mempolicy, Vma
 DEFAULT_STACK_RLIMIT = 8 << 20
 # mmap_base()'s smallest gap below the top of the address space (arch/x86/mm/mmap.c).
 _MMAP_BASE_GAP_MIN = 128 << 20
+# init_pkru_value: every key but the default key 0 is access-disabled until pkey_alloc() says otherwise.
+INIT_PKRU = 0x55555554
 
 
 def default_mmap_base(target: Target, stack_rlimit: int = DEFAULT_STACK_RLIMIT) -> int:
@@ -83,6 +85,16 @@ class MmStruct:
         # MPOL_MF_STRICT checks).
         self.ptes = RangeSet()
         self.pages = RangeSet()
+        # x86 protection keys (mm->context and the task's PKRU): which keys are allocated, the key
+        # execute-only memory uses (-1: none yet), and the access rights register.  Without OSPKE the
+        # kernel never initialises them, so they stay zero (see vmasim.core.prot).
+        pku = target.cpu.pku
+        self.pkey_allocation_map = 1 if pku else 0
+        self.execute_only_pkey = -1 if pku else 0
+        self.pkru = INIT_PKRU if pku else 0
+        # Set once the address space is torn down (execve): what still points at it (a userfaultfd
+        # context) finds no live mm.
+        self.exited = False
 
     # --- map_count -------------------------------------------------------
 

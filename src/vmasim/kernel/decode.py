@@ -95,6 +95,7 @@ class _Proc:
 
     ops: Sequence[Op]
     labels: dict[tuple[int, int, int], str]
+    shm: dict[int, str] = field(default_factory=dict)  # SysV segment id (its inode number) -> name
     results: list[OpResult] = field(default_factory=list)
     vmas: list[_Vma] = field(default_factory=list)
     policies: dict[int, str] = field(default_factory=dict)
@@ -144,6 +145,9 @@ def _finish(proc: _Proc, program: Program, init_brk: int, children: dict[str, Re
         if v.inode == 0:
             return None  # anonymous memory, [heap], [stack], [anon:...]
         key = (v.dev[0], v.dev[1], v.inode)
+        if v.name.startswith("/SYSV"):
+            # A segment's shmem file: its inode number is the segment's id (newseg()).
+            return proc.shm.get(v.inode, v.name)
         known = proc.labels.get(key)
         if known is not None:
             return known
@@ -214,7 +218,7 @@ def _read(lines: Sequence[str], program: Program) -> _Stream:
                 if op.op != "fork":
                     raise DecodeError(f"fork report for op {idx}, which is a {op.op}")
                 # The child inherits the parent's file objects, hence its labels.
-                stack.append(_Proc(ops=op.child, labels=dict(proc.labels)))
+                stack.append(_Proc(ops=op.child, labels=dict(proc.labels), shm=dict(proc.shm)))
                 proc.forking = idx
             elif tag == "Z":
                 depth_s, status_s = rest.split()
@@ -242,6 +246,9 @@ def _read(lines: Sequence[str], program: Program) -> _Stream:
                 proc.task_stop = (int(idx_s), refused == "1")
             elif tag == "Q":
                 proc.corrupt = int(rest)
+            elif tag == "S":
+                idx_s, shmid, _ns = rest.split()
+                proc.shm[int(shmid)] = proc.ops[int(idx_s)].args.get("name")
             elif tag == "H":
                 st.init_brk = int(rest, 16)
             else:

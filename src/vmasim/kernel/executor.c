@@ -24,6 +24,7 @@
  *    answers to a program that stays below them.
  *
  * Usage: executor TMPDIR TIMEOUT_MS [OPTION]...
+ *        executor --resume FD    (internal: a program process after its exec op, see op_exec)
  *   TMPDIR                  directory on disk for `file` objects (O_TMPFILE: never named)
  *   tasks=N                 most processes one program may have (its fork depth + 1)
  *   join=PATH               a cgroup.procs file the driver joins at start (repeatable)
@@ -33,7 +34,8 @@
  *   rss=BYTES               no memory cgroup: a watchdog stops programs above this RSS
  *
  * Input (all numbers hex unless noted; see protocol.py for the op table):
- *   P <window_start> <window_length> <walls 0|1>
+ *   P <window_start> <window_length> <walls 0|1> [<features>]
+ *                                features: 1 = the program creates SysV segments (see "SysV shm")
  *   <code> <idx dec> <out slot dec|-1> <arg>...      one line per op
  *   E
  * An <arg> is `<hex>` (immediate), `<slot dec>:<hex>` (slot value + offset,
@@ -45,6 +47,8 @@
  *   H <initial break>            first line of each program
  *   R <idx dec> <value hex> <errno dec>   one per op (touch: pages, fault)
  *   N <idx dec> <major hex> <minor hex> <inode dec>   object created by op idx
+ *   S <idx dec> <shmid dec> <ns 0|1>   SysV segment created by op idx (ns 1: in the
+ *                                program's own IPC namespace); the driver removes ns-0 ones
  *   C <idx dec> ... Z <depth dec> <wait status dec>   a fork child's report,
  *                                nested; depth: the forking process's (0: the first)
  *   V <smaps header line>  F <VmFlags values>  Y <numa_maps line>
@@ -94,6 +98,16 @@
 #ifndef O_TMPFILE
 #define O_TMPFILE (020000000 | O_DIRECTORY)
 #endif
+#ifndef CLONE_NEWIPC
+#define CLONE_NEWIPC 0x08000000
+#endif
+#define IPC_PRIVATE_KEY 0
+#define IPC_CREAT_FLAG 01000
+#define IPC_RMID_CMD 0
+#define NR_PIDFD_OPEN 434
+#define NR_PROCESS_MADVISE 440
+/* where `file` objects with fs=tmpfs live (like shm_open()) */
+#define SHM_DIR "/dev/shm"
 
 #define PAGE 4096ULL
 #define MAX_OPS 65536
@@ -340,6 +354,8 @@ static size_t strpool_len;
 
 static u64 win_start, win_end;
 static int walls;
+static int features;     /* from the P line */
+static int shm_private;  /* this program runs in an IPC namespace of its own */
 static u64 init_brk, cur_brk;
 static const char *tmpdir;
 static unsigned file_counter;
@@ -753,18 +769,19 @@ static void op_file(const struct op *o)
 	/* Program names are labels, never paths.  The file is born unnamed
 	 * (O_TMPFILE), so that no signal to vmasim, not even SIGKILL, can leave it
 	 * behind; its mappings are labelled by inode (the N line), not by path. */
-	long fd = sys4(SYS_openat, AT_FDCWD, tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	const char *dir = arg(o, 1) == 1 ? SHM_DIR : tmpdir;
+	long fd = sys4(SYS_openat, AT_FDCWD, dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd == -EOPNOTSUPP || fd == -EISDIR || fd == -EINVAL) {
 		/* A filesystem without O_TMPFILE: a unique name, unlinked at once (the
 		 * Python side removes what a kill between the two calls could leave). */
 		char path[4096];
-		size_t n = strlen(tmpdir);
+		size_t n = strlen(dir);
 		if (n > sizeof path - 96) {
 			bind(o, (u64)-1);
 			result(o->idx, 0, ENAMETOOLONG);
 			return;
 		}
-		memcpy(path, tmpdir, n);
+		memcpy(path, dir, n);
 		char *p = path + n;
 		memcpy(p, "/.vmasim-", 9);
 		p = put_dec(p + 9, (unsigned long)driver_pid);
@@ -1147,22 +1164,104 @@ static void op_sbrk(const struct op *o)
 	int64_t inc = (int64_t)arg(o, 0);
 	u64 old = cur_brk;
 	if (inc == 0) {
+		bind(o, old);
 		result(o->idx, old - init_brk, 0);
 		return;
 	}
 	u64 want = old + (u64)inc;
 	if ((inc > 0 && want < old) || (inc < 0 && (u64)(-(inc + 1)) + 1 > old - init_brk)) {
+		bind(o, (u64)-1);
 		result(o->idx, 0, ENOMEM);
 		return;
 	}
 	u64 got = (u64)sys1(SYS_brk, want);
 	if (got != want) {
+		bind(o, (u64)-1);
 		result(o->idx, 0, ENOMEM);
 		return;
 	}
 	cur_brk = want;
 	state_seal();
+	bind(o, old);
 	result(o->idx, old - init_brk, 0);
+}
+
+/* brk(2) itself.  The program's heap starts at the initial break (the contract's
+ * empty heap): an address below it only asks for the break, as on the model, and
+ * never shrinks the executor's own early heap (static glibc's TLS lives there). */
+static void op_brk(const struct op *o)
+{
+	u64 want = arg(o, 0);
+	u64 now = want < init_brk ? cur_brk : (u64)sys1(SYS_brk, want);
+	cur_brk = now;
+	state_seal();
+	bind(o, now);
+	result(o->idx, now - init_brk, 0);
+}
+
+/* ------------------------------------------------------------------ SysV shm */
+
+/*
+ * A segment outlives the processes that made it, so the runner must remove it.
+ * Where it can, the program runs in an IPC namespace of its own (features bit 1:
+ * unshare(CLONE_NEWIPC) needs CAP_SYS_ADMIN), which takes its segments with it
+ * when its last process exits, whatever killed it.  Elsewhere each segment is
+ * announced ("S ... 0") on the output, which the driver relays and scans, and
+ * the driver removes every announced segment when the program is over (also
+ * when it was killed, and when vmasim goes away: on_term).
+ */
+static void op_shmget(const struct op *o)
+{
+	long id = sys3(SYS_shmget, IPC_PRIVATE_KEY, (long)arg(o, 0), IPC_CREAT_FLAG | 0600 | (long)arg(o, 1));
+	if (is_err(id)) {
+		bind(o, (u64)-1);
+		result_sys(o->idx, id);
+		return;
+	}
+	bind(o, (u64)id);
+	result(o->idx, 0, 0);
+	ostr("S ");
+	odec(o->idx);
+	och(' ');
+	odec(id);
+	och(' ');
+	odec(shm_private);
+	och('\n');
+	/* announced before anything else can happen: a kill after this still finds it */
+	oflush();
+}
+
+/* process_madvise on our own process (a pidfd of it, opened for the call).  The
+ * ranges come packed in a string argument: per range a 32-bit slot (-1: none), a
+ * 64-bit offset and a 64-bit length, little-endian; the iovecs are built in pbuf. */
+static void op_process_madvise(const struct op *o)
+{
+	const unsigned char *p = (const unsigned char *)(uintptr_t)arg(o, 0);
+	u64 n = arg(o, 1);
+	struct { u64 base, len; } *iov = (void *)pbuf;
+	if (n > sizeof pbuf / sizeof *iov) {
+		result(o->idx, 0, EINVAL);
+		return;
+	}
+	for (u64 k = 0; k < n; k++, p += 20) {
+		int32_t slot;
+		u64 off, len;
+		memcpy(&slot, p, 4);
+		memcpy(&off, p + 4, 8);
+		memcpy(&len, p + 12, 8);
+		if (slot >= MAX_SLOTS)
+			corrupted(o->idx);
+		iov[k].base = (slot >= 0 ? slot_value(slot, o->idx) : 0) + off;
+		iov[k].len = len;
+	}
+	long pidfd = sys2(NR_PIDFD_OPEN, self_pid, 0);
+	if (is_err(pidfd)) {
+		result_sys(o->idx, pidfd);
+		return;
+	}
+	long r = sys6(NR_PROCESS_MADVISE, pidfd, (long)iov, (long)n, (long)arg(o, 2), (long)arg(o, 3), 0);
+	sys1(SYS_close, pidfd);
+	result_sys(o->idx, r);
 }
 
 static void child_report_end(void)
@@ -1171,6 +1270,195 @@ static void child_report_end(void)
 	state_check(NULL);
 	dump();
 	oflush();
+}
+
+/* ------------------------------------------------------------------ exec */
+
+/*
+ * The exec op replaces the process's address space the way the kernel does, by
+ * executing this binary again; the new image goes on with the ops after the
+ * exec op, so its layout is the runner's baseline (the same static image, ASLR
+ * still off: personality and rlimits survive execve) plus the walls, rebuilt.
+ * What the new image needs of the old one (the parsed program, the slots, the
+ * strings, where to go on) travels in a memfd that is not close-on-exec; the
+ * program's own descriptors are made to survive (as a program's descriptors
+ * without O_CLOEXEC do).  The results so far were written out before the exec;
+ * the exec op's own result is written by the new image, once it runs.
+ */
+#define RESUME_MAGIC 0x766d617369657865ULL
+
+struct resume_state {
+	u64 magic;
+	u64 win_start, win_end, init_brk;
+	long task_limit;
+	size_t strpool_len;
+	int nops, nslots, walls, features, shm_private, depth, nofile_raised;
+	int exec_idx, resume_at, resume_end;
+	pid_t driver_pid;
+	unsigned file_counter;
+};
+
+static char **saved_envp;
+static void init_heap(void);
+static void open_uffd_set(void);
+static void set_handler(int sig, void (*fn)(int), int flags);
+static int nofile_raised;
+
+static int write_full(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n > 0) {
+		long w = sys3(SYS_write, fd, c, n);
+		if (w == -EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int read_full(int fd, void *p, size_t n)
+{
+	char *c = p;
+	while (n > 0) {
+		long r = sys3(SYS_read, fd, c, n);
+		if (r == -EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Every descriptor of the program survives the exec; ours (the uffd epoll set) do not. */
+static void keep_fds_across_exec(void)
+{
+	long dfd = sys4(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (is_err(dfd))
+		return;
+	for (;;) {
+		long n = sys3(SYS_getdents64, dfd, pbuf, sizeof pbuf);
+		if (n <= 0)
+			break;
+		for (long off = 0; off < n;) {
+			const struct { u64 ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; } *d =
+				(const void *)(pbuf + off);
+			off += d->reclen;
+			const char *q = d->name;
+			if (*q < '0' || *q > '9')
+				continue;
+			long fd = (long)parse_dec(&q);
+			if (fd > 2 && fd != dfd && fd != ep_fd)
+				sys3(SYS_fcntl, fd, F_SETFD, 0);
+		}
+	}
+	sys1(SYS_close, dfd);
+}
+
+static void op_exec(const struct op *o, int i, int hi)
+{
+	oflush();
+	long mfd = sys2(SYS_memfd_create, "vmasim-exec", 0);
+	if (is_err(mfd)) {
+		result_sys(o->idx, mfd);
+		return;
+	}
+	int nslots = 0;
+	for (int k = 0; k < nops; k++) {
+		if (ops[k].out >= nslots)
+			nslots = ops[k].out + 1;
+		for (int a = 0; a < MAX_ARGS; a++)
+			if (ops[k].slot[a] >= nslots)
+				nslots = ops[k].slot[a] + 1;
+	}
+	for (int k = 0; k < nops; k++) {
+		/* process_madvise's ranges name slots too, inside their strings */
+		if (ops[k].code != 'V' || ops[k].slot[0] >= 0 || ops[k].slot[1] >= 0 || ops[k].imm[1] > 4096)
+			continue;
+		const unsigned char *e = (const unsigned char *)(uintptr_t)ops[k].imm[0];
+		for (u64 m = 0; m < ops[k].imm[1]; m++, e += 20) {
+			int32_t sl;
+			memcpy(&sl, e, 4);
+			if (sl >= nslots && sl < MAX_SLOTS)
+				nslots = sl + 1;
+		}
+	}
+	struct resume_state st = {
+		.magic = RESUME_MAGIC, .win_start = win_start, .win_end = win_end, .init_brk = init_brk,
+		.task_limit = task_limit, .strpool_len = strpool_len, .nops = nops, .nslots = nslots,
+		.walls = walls, .features = features, .shm_private = shm_private, .depth = depth,
+		.nofile_raised = nofile_raised, .exec_idx = o->idx, .resume_at = i + 1, .resume_end = hi,
+		.driver_pid = driver_pid, .file_counter = file_counter,
+	};
+	if (write_full((int)mfd, &st, sizeof st) || write_full((int)mfd, ops, (size_t)nops * sizeof *ops) ||
+	    write_full((int)mfd, slots, (size_t)nslots * sizeof *slots) ||
+	    write_full((int)mfd, slot_check, (size_t)nslots * sizeof *slot_check) ||
+	    write_full((int)mfd, strpool, strpool_len) || sys3(SYS_lseek, mfd, 0, SEEK_SET) != 0) {
+		sys1(SYS_close, mfd);
+		result(o->idx, 0, ENOMEM);
+		return;
+	}
+	keep_fds_across_exec();
+	char fdtext[24];
+	char *p = put_dec(fdtext, (unsigned long)mfd);
+	*p = 0;
+	char *argv[] = {"vmasim-executor", "--resume", fdtext, (char *)tmpdir, NULL};
+	long r = sys3(SYS_execve, "/proc/self/exe", argv, saved_envp);
+	sys1(SYS_close, mfd);
+	result_sys(o->idx, r);
+}
+
+/* The new image after an exec op: read the program back and go on after the exec op. */
+static void resume(const char *fdtext, const char *dir)
+{
+	const char *q = fdtext;
+	int fd = (int)parse_dec(&q);
+	struct resume_state st;
+	if (read_full(fd, &st, sizeof st) || st.magic != RESUME_MAGIC || st.nops < 0 || st.nops > MAX_OPS ||
+	    st.nslots < 0 || st.nslots > MAX_SLOTS || st.strpool_len > sizeof strpool || st.resume_at < 0 ||
+	    st.resume_end > st.nops || st.resume_at > st.resume_end)
+		sys1(SYS_exit_group, 3);
+	if (read_full(fd, ops, (size_t)st.nops * sizeof *ops) || read_full(fd, slots, (size_t)st.nslots * sizeof *slots) ||
+	    read_full(fd, slot_check, (size_t)st.nslots * sizeof *slot_check) || read_full(fd, strpool, st.strpool_len))
+		sys1(SYS_exit_group, 3);
+	sys1(SYS_close, fd);
+	nops = st.nops;
+	strpool_len = st.strpool_len;
+	win_start = st.win_start;
+	win_end = st.win_end;
+	walls = st.walls;
+	features = st.features;
+	shm_private = st.shm_private;
+	depth = st.depth;
+	task_limit = st.task_limit;
+	nofile_raised = st.nofile_raised;
+	driver_pid = st.driver_pid;
+	file_counter = st.file_counter;
+	tmpdir = dir;
+	/* handlers do not survive execve */
+	set_handler(SIGSEGV, on_signal, SA_NODEFER);
+	set_handler(SIGBUS, on_signal, SA_NODEFER);
+	set_handler(SIGUSR1, on_signal, SA_NODEFER);
+	self_pid = getpid();
+	init_heap();
+	if (init_brk != st.init_brk)
+		corrupted(st.exec_idx); /* not the runner's baseline: nothing after this would compare */
+	nwalls = 0;
+	ep_fd = -1;
+	ep_owner = 0;
+	nuffd = 0;
+	open_uffd_set();
+	state_seal();
+	if (walls)
+		build_walls();
+	result(st.exec_idx, 0, 0);
+	run_ops(st.resume_at, st.resume_end);
+	child_report_end();
+	_exit(0);
 }
 
 /* The program would have more processes than it may: say so at this fork op and
@@ -1274,6 +1562,27 @@ static void run_op(const struct op *o, int i)
 	case 'b':
 		op_sbrk(o);
 		break;
+	case 'k':
+		op_brk(o);
+		break;
+	case 'v': /* a plain syscall whose value is the result (pkey_alloc) */
+		r = sys6((long)arg(o, 0), (long)arg(o, 1), (long)arg(o, 2), (long)arg(o, 3), (long)arg(o, 4),
+			 (long)arg(o, 5), (long)arg(o, 6));
+		result_sys(o->idx, r);
+		break;
+	case 'W': { /* pwrite from the /proc reader's buffer: what the bytes are does not matter */
+		long fd = (long)arg(o, 0);
+		u64 len = arg(o, 2) > sizeof pbuf ? sizeof pbuf : arg(o, 2);
+		r = fd < 0 ? -EBADF : sys4(SYS_pwrite64, fd, pbuf, len, (long)arg(o, 1));
+		result_sys(o->idx, r);
+		break;
+	}
+	case 'I':
+		op_shmget(o);
+		break;
+	case 'V':
+		op_process_madvise(o);
+		break;
 	case 'M':
 		finish_object(o, sys2(SYS_memfd_create, "vmasim", 0), arg(o, 0));
 		break;
@@ -1318,6 +1627,11 @@ static void run_ops(int lo, int hi)
 		if (olen)
 			oflush();
 		state_check(o);
+		if (o->code == 'e') {
+			op_exec(o, i, hi); /* back only if the exec failed */
+			i++;
+			continue;
+		}
 		pid_t w = nuffd > 0 ? watcher_start(o) : 0;
 		run_op(o, i);
 		if (w)
@@ -1359,8 +1673,6 @@ static volatile pid_t running; /* the program child being waited for */
  * as many files as it could without the set (EMFILE comes at the same op).
  * Where the limit cannot be raised, the set is opened with the first
  * userfaultfd instead, so that only a program that has one loses an fd. */
-static int nofile_raised;
-
 static void raise_nofile(void)
 {
 	struct rlimit rl;
@@ -1410,6 +1722,8 @@ static void program_child(void)
 	nuffd = 0;
 	nwalls = 0;
 	file_counter = 0;
+	/* SysV segments die with a namespace of the program's own, if we may make one (see "SysV shm") */
+	shm_private = (features & 1) && sys1(SYS_unshare, CLONE_NEWIPC) == 0;
 	open_uffd_set();
 	state_seal();
 	if (walls)
@@ -1536,6 +1850,54 @@ static void tick(pid_t pid, char *kind, long *elapsed, long tick_ms, long timeou
 	}
 }
 
+/* The SysV segments the program announced (host IPC namespace only), removed when it is over.
+ * kernel.shmmni (4096 by default) bounds how many one namespace can hold. */
+#define MAX_SEGMENTS 4096
+static int shm_ids[MAX_SEGMENTS];
+static int nshm;
+static int scan_bol = 1, scan_in;
+static char scan_line[64];
+static size_t scan_len;
+
+static void remove_segments(void)
+{
+	for (int k = 0; k < nshm; k++)
+		sys3(SYS_shmctl, shm_ids[k], IPC_RMID_CMD, 0);
+	nshm = 0;
+}
+
+/* Relay program output, noting "S <idx> <shmid> 0" lines on the way (lines may span reads). */
+static void relay_out(const char *p, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		char c = p[k];
+		if (scan_in) {
+			if (c == '\n') {
+				scan_line[scan_len] = 0;
+				const char *q = skip_sp(scan_line);
+				(void)parse_dec(&q);
+				q = skip_sp(q);
+				long long id = parse_dec(&q);
+				q = skip_sp(q);
+				if (*q == '0' && id >= 0) {
+					if (nshm < MAX_SEGMENTS)
+						shm_ids[nshm++] = (int)id;
+					else /* no room to remember it: it must not outlive the program */
+						sys3(SYS_shmctl, (long)id, IPC_RMID_CMD, 0);
+				}
+				scan_in = 0;
+			} else if (scan_len < sizeof scan_line - 1) {
+				scan_line[scan_len++] = c;
+			}
+		} else if (scan_bol && c == 'S') {
+			scan_in = 1;
+			scan_len = 0;
+		}
+		scan_bol = c == '\n';
+	}
+	oput(p, n);
+}
+
 /* Run one parsed program in a fresh child; returns its wait status and sets *kind:
  * 'O' it ended by itself, 'T' timed out, 'M' stopped by the RSS watchdog.
  *
@@ -1568,6 +1930,8 @@ static int run_program(long timeout_ms, char *kind)
 		return -1;
 	}
 	setpgid(pid, pid);
+	scan_bol = 1;
+	scan_in = 0;
 	/* the watchdog samples every tick; without it one tick is the whole timeout */
 	long tick_ms = rss_limit ? WATCH_TICK_MS : timeout_ms;
 	struct itimerval it = {.it_value = {.tv_sec = tick_ms / 1000, .tv_usec = (tick_ms % 1000) * 1000}};
@@ -1591,7 +1955,7 @@ static int run_program(long timeout_ms, char *kind)
 			long r = sys3(SYS_poll, &pf, 1, 10);
 			long n;
 			while ((n = sys3(SYS_read, pfd[0], relay, 32768)) > 0)
-				oput(relay, (size_t)n);
+				relay_out(relay, (size_t)n);
 			if (r == -EINTR)
 				tick(pid, kind, &elapsed, tick_ms, timeout_ms);
 			else if (r > 0 || n == 0)
@@ -1603,7 +1967,7 @@ static int run_program(long timeout_ms, char *kind)
 	for (;;) {
 		long n = sys3(SYS_read, pfd[0], relay, 32768);
 		if (n > 0)
-			oput(relay, (size_t)n);
+			relay_out(relay, (size_t)n);
 		else if (n == -EINTR)
 			tick(pid, kind, &elapsed, tick_ms, timeout_ms);
 		else
@@ -1634,6 +1998,7 @@ static int run_program(long timeout_ms, char *kind)
 			;
 	}
 	running = 0;
+	remove_segments();
 	return st;
 }
 
@@ -1663,6 +2028,7 @@ static void on_term(int sig)
 	int st;
 	while (sys4(SYS_wait4, -1, &st, __WALL, 0) != -ECHILD)
 		;
+	remove_segments();
 	/* out of our cgroups, which can then be removed */
 	for (int k = 0; k < ncg_leave; k++)
 		sys3(SYS_write, cg_leave[k], "0", 1);
@@ -1784,12 +2150,15 @@ static char ibuf[1 << 16];
  * above leave (tests/kernel/test_model_vs_kernel.py checks the geometry).
  */
 #ifndef FOOTPRINT_PAD
-#define FOOTPRINT_PAD 0x1b5a0
+#define FOOTPRINT_PAD 0x15520
 #endif
 static char footprint_pad[FOOTPRINT_PAD] __attribute__((used));
 
 int main(int argc, char **argv, char **envp)
 {
+	saved_envp = envp;
+	if (argc == 4 && strcmp(argv[1], "--resume") == 0)
+		resume(argv[2], argv[3]);
 	if (argc < 3) {
 		static const char usage[] = "usage: executor TMPDIR TIMEOUT_MS [OPTION]... < program-lines\n";
 		write_all(2, usage, sizeof usage - 1);
@@ -1828,6 +2197,8 @@ int main(int argc, char **argv, char **envp)
 		win_end = win_start + parse_hex(&p);
 		p = skip_sp(p);
 		walls = (int)parse_dec(&p);
+		p = skip_sp(p);
+		features = (int)parse_dec(&p);
 		nops = 0;
 		strpool_len = 0;
 		int bad = 0;

@@ -18,12 +18,13 @@ the header comment of ``executor.c`` for the whole protocol.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator, Sequence
 
 from vmasim.constants import MASK64
-from vmasim.program import AddrRef, Op, Program
-from vmasim.program.ops import Fork, OpDef
-from vmasim.program.values import Address, ObjectRef, Text
+from vmasim.program import AddrRef, Op, Program, walk_ops
+from vmasim.program.ops import Fork, OpDef, Shmget
+from vmasim.program.values import Address, ObjectRef, Ranges, Text
 
 #: Limits compiled into the executor (``MAX_OPS``, ``MAX_SLOTS``, the size of ``strpool``).
 MAX_OPS = 65536
@@ -86,6 +87,10 @@ class _Encoder:
             return self.addr(value)
         if isinstance(kind, ObjectRef):
             return self.fd(value)
+        if isinstance(kind, Ranges):
+            # Packed for the executor: per range a slot (-1: an absolute address), an offset and a length.
+            packed = b"".join(self.range_entry(ref, length) for ref, length in value)
+            return self.string(packed)
         if isinstance(kind, Text):
             # Anonymous VMA names are the only strings: the kernel reads at most ANON_VMA_NAME_MAX_LEN bytes
             # of one, so that much gets its answer for the whole name.
@@ -93,6 +98,13 @@ class _Encoder:
                 return "0"
             return self.string(value.encode("utf-8", "surrogateescape")[:ANON_VMA_NAME_MAX_LEN])
         return f"{int(value) & MASK64:x}"
+
+    def range_entry(self, ref: AddrRef, length: int) -> bytes:
+        """One range of a process_madvise op: ``<i32 slot> <u64 offset> <u64 length>``, little-endian."""
+        if ref.name is None or ref.name == "W":
+            base = self.window_start if ref.name == "W" else 0
+            return struct.pack("<iQQ", -1, (base + ref.offset) & MASK64, length & MASK64)
+        return struct.pack("<iQQ", self.slot("a", ref.name), ref.offset & MASK64, length & MASK64)
 
     def string(self, data: bytes) -> str:
         """A string argument (the executor adds the NUL)."""
@@ -138,7 +150,10 @@ class _Encoder:
 def encode_program(program: Program) -> str:
     """The executor input for one program: a ``P`` header, one line per op, and ``E``."""
     enc = _Encoder(program.window_start)
-    enc.lines.append(f"P {program.window_start:x} {program.window_length:x} {int(program.walls)}")
+    # Feature bit 1: the program makes SysV segments (the executor gives it an IPC namespace of its own).
+    features = int(any(isinstance(op.args, Shmget) for op in walk_ops(program.ops)))
+    header = f"P {program.window_start:x} {program.window_length:x} {int(program.walls)}"
+    enc.lines.append(f"{header} {features}" if features else header)
     enc.ops(program.ops)
     if len(enc.lines) - 1 > MAX_OPS:
         raise EncodeError(f"more than {MAX_OPS} ops in one program")

@@ -13,11 +13,14 @@ from vmasim.core.flags import VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, 
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.profile import Profile, resolve_profile
 from vmasim.program import ops
+from vmasim.program.names import FILE_SYSTEMS
 from vmasim.program.ops import OpDef, Result
 from vmasim.program.parse import Op, Program
 from vmasim.program.report import OpResult, Report, op_result
 from vmasim.program.values import AddrRef
 from vmasim.report import layout
+from vmasim.syscalls.exec import exec_mmap
+from vmasim.syscalls.shm import IpcNamespace, sys_shmat, sys_shmdt, sys_shmget
 
 T = TypeVar("T", bound=OpDef)
 
@@ -34,13 +37,15 @@ class _Run:
     """One process running a program's ops: the address space plus name bindings."""
 
     def __init__(self, program: Program, space: AddressSpace, addrs: dict[str, int], fds: dict[str, int],
-                 on_step: StepHook | None = None) -> None:
+                 on_step: StepHook | None = None, ipc: IpcNamespace | None = None) -> None:
         self.program = program
         self.space = space
         self.addrs = addrs
         self.fds = fds
         self.children: dict[str, Report] = {}
         self.on_step = on_step
+        # System V segments live in the IPC namespace, shared by every process of the program.
+        self.ipc = ipc if ipc is not None else IpcNamespace()
 
     def addr(self, ref: AddrRef | None) -> int:
         """An address field's value now (None, no hint, is 0)."""
@@ -69,7 +74,7 @@ class _Run:
     def step(self, op: Op) -> OpResult:
         """Run one op: its handler's value, or the errno it failed with, as the op's result entry."""
         args = op.args
-        bound = args.get("as") if type(args).result is Result.ADDRESS else None
+        bound = args.get("as") if "as_" in type(args).model_fields else None
         try:
             value = HANDLERS[type(args)](self, op)
         except OSError as exc:
@@ -77,7 +82,9 @@ class _Run:
                 self.addrs[bound] = MASK64  # a failed call's "address" is -1, as on the runner
             return op_result(args, None, exc.errno if exc.errno is not None else errno.EINVAL)
         if bound is not None:
-            self.addrs[bound] = int(value)
+            # A break is reported relative to the initial break, and bound as the address it is.
+            base = self.space.initial_break if type(args).result is Result.BREAK else 0
+            self.addrs[bound] = (int(value) + base) & MASK64
         return op_result(args, value)
 
 
@@ -194,6 +201,13 @@ def _sbrk(run: _Run, op: Op) -> int:
     return run.space.sbrk(_args(op, ops.Sbrk).increment) - run.space.initial_break
 
 
+@handles(ops.Brk)
+def _brk(run: _Run, op: Op) -> int:
+    # The program's heap starts at the initial break (the model's start_brk): brk(0) and any address
+    # below only ask for the break.
+    return run.space.brk(run.addr(_args(op, ops.Brk).addr)) - run.space.initial_break
+
+
 @handles(ops.Touch)
 def _touch(run: _Run, op: Op) -> tuple[int, str | None]:
     a = _args(op, ops.Touch)
@@ -211,7 +225,10 @@ def _memfd(run: _Run, op: Op) -> int:
 @handles(ops.FileOp)
 def _file(run: _Run, op: Op) -> int:
     a = _args(op, ops.FileOp)
-    run.fds[a.name] = run.space.create_file(a.name, a.size)
+    # On a tmpfs (the runner's /dev/shm) the file is shmem: its size limit is shmem's, its huge pages follow
+    # the mount's huge= option.
+    tmpfs = a.fs == FILE_SYSTEMS["tmpfs"]
+    run.fds[a.name] = run.space.create_file(a.name, a.size, fs="tmpfs" if tmpfs else None)
     return 0
 
 
@@ -234,6 +251,12 @@ def _ftruncate(run: _Run, op: Op) -> int:
     a = _args(op, ops.Ftruncate)
     run.space.ftruncate(run.fd(a.fd), a.size)
     return 0
+
+
+@handles(ops.Pwrite)
+def _pwrite(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Pwrite)
+    return run.space.pwrite(run.fd(a.fd), a.offset, a.length)
 
 
 @handles(ops.Close)
@@ -277,9 +300,66 @@ def _prctl_set_memory_merge(run: _Run, op: Op) -> int:
     return 0
 
 
+@handles(ops.Exec)
+def _exec(run: _Run, op: Op) -> int:
+    old = run.space
+    new = new_address_space(run.program, old.profile)
+    # The descriptor table survives the exec (the runner's objects are not close-on-exec).
+    new._files = old._files
+    new._next_fd = old._next_fd
+    exec_mmap(old.mm, new.mm)
+    run.space = new
+    run.addrs = {"W": run.program.window_start}
+    return 0
+
+
+@handles(ops.Shmget)
+def _shmget(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Shmget)
+    run.fds[a.name] = sys_shmget(run.space.mm, run.ipc, a.size, a.flag_bits, a.name)
+    return 0
+
+
+@handles(ops.Shmat)
+def _shmat(run: _Run, op: Op) -> int:
+    a = _args(op, ops.Shmat)
+    shmid = run.fd(a.shm)
+    return sys_shmat(run.space.mm, run.ipc.get(shmid), shmid, run.addr(a.addr), a.flags)
+
+
+@handles(ops.Shmdt)
+def _shmdt(run: _Run, op: Op) -> int:
+    return sys_shmdt(run.space.mm, run.addr(_args(op, ops.Shmdt).addr))
+
+
+@handles(ops.PkeyAlloc)
+def _pkey_alloc(run: _Run, op: Op) -> int:
+    a = _args(op, ops.PkeyAlloc)
+    return run.space.pkey_alloc(a.flags, a.access)
+
+
+@handles(ops.PkeyFree)
+def _pkey_free(run: _Run, op: Op) -> int:
+    run.space.pkey_free(_args(op, ops.PkeyFree).pkey)
+    return 0
+
+
+@handles(ops.PkeyMprotect)
+def _pkey_mprotect(run: _Run, op: Op) -> int:
+    a = _args(op, ops.PkeyMprotect)
+    run.space.pkey_mprotect(run.addr(a.addr), a.length, a.prot, a.pkey)
+    return 0
+
+
+@handles(ops.ProcessMadvise)
+def _process_madvise(run: _Run, op: Op) -> int:
+    a = _args(op, ops.ProcessMadvise)
+    return run.space.process_madvise([(run.addr(ref), length) for ref, length in a.ranges], a.advice, a.flags)
+
+
 @handles(ops.Fork)
 def _fork(run: _Run, op: Op) -> int:
-    child = _Run(run.program, run.space.fork(), dict(run.addrs), dict(run.fds), run.on_step)
+    child = _Run(run.program, run.space.fork(), dict(run.addrs), dict(run.fds), run.on_step, run.ipc)
     if child.on_step is not None:
         child.on_step(child, op, None)  # the child's timeline starts at the fork
     run.children[str(op.index)] = child.run(op.child)

@@ -20,6 +20,31 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vmasim import constants as C
+from vmasim.program.names import (
+    ADVICE,
+    ANON_NAME_FORMAT_MAX,
+    FILE_SYSTEMS,
+    MBIND_FLAGS,
+    MLOCK2_FLAGS,
+    MLOCKALL_FLAGS,
+    MMAP_FLAGS,
+    MPOL_MODE_FLAGS,
+    MPOL_MODES,
+    MREMAP_FLAGS,
+    NR_PKEY_ALLOC,
+    NR_PKEY_FREE,
+    NR_PKEY_MPROTECT,
+    NR_SHMAT,
+    NR_SHMDT,
+    OPEN_MODES,
+    PKEY_RIGHTS,
+    PROT_FLAGS,
+    PWRITE_MAX,
+    SHMAT_FLAGS,
+    SHMGET_FLAGS,
+    UFFD_FEATURES,
+    UFFD_MODES,
+)
 from vmasim.program.values import (
     Address,
     AddrRef,
@@ -32,97 +57,10 @@ from vmasim.program.values import (
     Nodes,
     ObjectRef,
     Prot,
+    Ranges,
     Size,
     Text,
 )
-
-# --- name tables ----------------------------------------------------------------------------------
-
-MMAP_FLAGS: dict[str, int] = {
-    "private": C.MAP_PRIVATE,
-    "shared": C.MAP_SHARED,
-    "shared_validate": C.MAP_SHARED_VALIDATE,
-    "anonymous": C.MAP_ANONYMOUS,
-    "fixed": C.MAP_FIXED,
-    "fixed_noreplace": C.MAP_FIXED_NOREPLACE,
-    "noreserve": C.MAP_NORESERVE,
-    "populate": C.MAP_POPULATE,
-    "locked": C.MAP_LOCKED,
-    "growsdown": C.MAP_GROWSDOWN,
-    "stack": C.MAP_STACK,
-    "droppable": C.MAP_DROPPABLE,
-    "nonblock": C.MAP_NONBLOCK,
-}
-PROT_FLAGS: dict[str, int] = {"growsdown": C.PROT_GROWSDOWN, "growsup": C.PROT_GROWSUP}
-ADVICE: dict[str, int] = {
-    "normal": C.MADV_NORMAL,
-    "random": C.MADV_RANDOM,
-    "sequential": C.MADV_SEQUENTIAL,
-    "willneed": C.MADV_WILLNEED,
-    "dontneed": C.MADV_DONTNEED,
-    "free": C.MADV_FREE,
-    "remove": C.MADV_REMOVE,
-    "dontfork": C.MADV_DONTFORK,
-    "dofork": C.MADV_DOFORK,
-    "mergeable": C.MADV_MERGEABLE,
-    "unmergeable": C.MADV_UNMERGEABLE,
-    "hugepage": C.MADV_HUGEPAGE,
-    "nohugepage": C.MADV_NOHUGEPAGE,
-    "dontdump": C.MADV_DONTDUMP,
-    "dodump": C.MADV_DODUMP,
-    "wipeonfork": C.MADV_WIPEONFORK,
-    "keeponfork": C.MADV_KEEPONFORK,
-    "cold": C.MADV_COLD,
-    "pageout": C.MADV_PAGEOUT,
-    "populate_read": C.MADV_POPULATE_READ,
-    "populate_write": C.MADV_POPULATE_WRITE,
-    "dontneed_locked": C.MADV_DONTNEED_LOCKED,
-    "collapse": C.MADV_COLLAPSE,
-    "guard_install": C.MADV_GUARD_INSTALL,
-    "guard_remove": C.MADV_GUARD_REMOVE,
-}
-MLOCK2_FLAGS: dict[str, int] = {"onfault": C.MLOCK_ONFAULT}
-MLOCKALL_FLAGS: dict[str, int] = {"current": C.MCL_CURRENT, "future": C.MCL_FUTURE, "onfault": C.MCL_ONFAULT}
-MPOL_MODES: dict[str, int] = {
-    "default": C.MPOL_DEFAULT,
-    "preferred": C.MPOL_PREFERRED,
-    "bind": C.MPOL_BIND,
-    "interleave": C.MPOL_INTERLEAVE,
-    "local": C.MPOL_LOCAL,
-    "preferred_many": C.MPOL_PREFERRED_MANY,
-    "weighted_interleave": C.MPOL_WEIGHTED_INTERLEAVE,
-}
-MPOL_MODE_FLAGS: dict[str, int] = {"static": C.MPOL_F_STATIC_NODES, "relative": C.MPOL_F_RELATIVE_NODES}
-MBIND_FLAGS: dict[str, int] = {"strict": C.MPOL_MF_STRICT, "move": C.MPOL_MF_MOVE, "move_all": C.MPOL_MF_MOVE_ALL}
-MREMAP_FLAGS: dict[str, int] = {"maymove": C.MREMAP_MAYMOVE, "fixed": C.MREMAP_FIXED, "dontunmap": C.MREMAP_DONTUNMAP}
-UFFD_MODES: dict[str, int] = {
-    "missing": C.UFFDIO_REGISTER_MODE_MISSING,
-    "wp": C.UFFDIO_REGISTER_MODE_WP,
-    "minor": C.UFFDIO_REGISTER_MODE_MINOR,
-}
-UFFD_FEATURES: dict[str, int] = {
-    "pagefault_flag_wp": 1 << 0,
-    "event_fork": 1 << 1,
-    "event_remap": 1 << 2,
-    "event_remove": 1 << 3,
-    "missing_hugetlbfs": 1 << 4,
-    "missing_shmem": 1 << 5,
-    "event_unmap": 1 << 6,
-    "sigbus": 1 << 7,
-    "thread_id": 1 << 8,
-    "minor_hugetlbfs": 1 << 9,
-    "minor_shmem": 1 << 10,
-    "exact_address": 1 << 11,
-    "wp_hugetlbfs_shmem": 1 << 12,
-    "wp_unpopulated": 1 << 13,
-    "poison": 1 << 14,
-    "wp_async": 1 << 15,
-    "move": 1 << 16,
-}
-OPEN_MODES: dict[str, int] = {"r": C.O_RDONLY, "rw": C.O_RDWR}
-#: The longest anonymous VMA name the format takes: far past the kernel's limit, which then judges it.
-ANON_NAME_FORMAT_MAX = 1 << 20
-
 
 # --- what an op returns and how the executor runs it ---------------------------------------------
 
@@ -140,6 +78,8 @@ class Result(enum.Enum):
     BREAK = "break"
     #: ``pages`` accessed and the ``fault`` that stopped the access.
     ACCESS = "access"
+    #: ``ret`` is the number returned (a key, a byte count), or -1 and the errno's name.
+    VALUE = "value"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +113,8 @@ class OpDef(BaseModel):
     #: The kind of object the op creates and names with its ``name`` field ("file", "userfaultfd"; "of":
     #: whatever its ``of`` field names), or None.
     creates: ClassVar[str | None] = None
+    #: The op replaces the process's address space (exec): addresses bound before it are gone.
+    new_image: ClassVar[bool] = False
 
     @classmethod
     def op_name(cls) -> str:
@@ -385,14 +327,34 @@ class Mremap(OpDef):
                                        nr=C.NR_MREMAP, out="as")
 
 
+_BREAK_AS = Annotated[str | None, *Name().annotation(),
+                     Field(default=None, alias="as", description="binds the returned break (an address) to this name")]
+
+
 class Sbrk(OpDef):
     """Grow or shrink the heap like libc's sbrk(); the old break, relative to the initial one, is returned."""
 
     op: Literal["sbrk"] = "sbrk"
     increment: Annotated[int, *Size(CType.I64).annotation(), Field(description="bytes to add (negative: remove)")]
+    as_: _BREAK_AS
     result: ClassVar[Result] = Result.BREAK
     family: ClassVar[str] = "lifecycle"
-    wire: ClassVar[Wire | None] = Wire("b", ("increment",))
+    wire: ClassVar[Wire | None] = Wire("b", ("increment",), out="as")
+
+
+class Brk(OpDef):
+    """Set the break: brk(2); the new break (the old one when refused), relative to the initial one, is returned.
+
+    ``0`` (or any address below the initial break) only asks for the break:
+    the program's heap starts at the initial break.
+    """
+
+    op: Literal["brk"] = "brk"
+    addr: Annotated[AddrRef, *_ADDR.annotation(), Field(description="the new break (0: query)")]
+    as_: _BREAK_AS
+    result: ClassVar[Result] = Result.BREAK
+    family: ClassVar[str] = "lifecycle"
+    wire: ClassVar[Wire | None] = Wire("k", ("addr",), out="as")
 
 
 class Touch(OpDef):
@@ -418,14 +380,17 @@ class Memfd(OpDef):
 
 
 class FileOp(OpDef):
-    """Create a regular file of a size (in the runner's temporary directory)."""
+    """Create a file of a size: a regular file (in the runner's temporary directory) or one on a tmpfs."""
 
     op: Literal["file"] = "file"
     name: Annotated[str, *Name().annotation(), Field(description="the name other ops use for it")]
     size: Annotated[int, *Size(CType.I64).annotation(), Field(description="its size in bytes")]
+    fs: Annotated[int, *Choice(FILE_SYSTEMS, None, raw=False).annotation(),
+                  Field(default=0, description="regular: the runner's temporary directory; tmpfs: a tmpfs "
+                                               "(/dev/shm, like shm_open()), a shmem file")]
     creates: ClassVar[str | None] = "file"
     result: ClassVar[Result] = Result.OBJECT
-    wire: ClassVar[Wire | None] = Wire("F", ("size",), out="name")
+    wire: ClassVar[Wire | None] = Wire("F", ("size", "fs"), out="name")
 
 
 class Open(OpDef):
@@ -459,6 +424,18 @@ class Ftruncate(OpDef):
     fd: Annotated[str, *ObjectRef(("file",)).annotation(), Field(description="the file")]
     size: Annotated[int, *Size(CType.I64).annotation(), Field(description="the new size in bytes")]
     wire: ClassVar[Wire | None] = Wire("s", ("fd", "size"), nr=C.NR_FTRUNCATE)
+
+
+class Pwrite(OpDef):
+    """Write bytes at an offset: pwrite(2); a write past the end grows the file (under its mappings too)."""
+
+    op: Literal["pwrite"] = "pwrite"
+    fd: Annotated[str, *ObjectRef(("file", "userfaultfd")).annotation(), Field(description="the file")]
+    offset: Annotated[int, *Size(CType.I64).annotation(), Field(description="where to write, in bytes")]
+    length: Annotated[int, *Size(CType.U64, minimum=0, maximum=PWRITE_MAX).annotation(),
+                      Field(description="how many bytes to write")]
+    result: ClassVar[Result] = Result.VALUE
+    wire: ClassVar[Wire | None] = Wire("W", ("fd", "offset", "length"))
 
 
 class Close(OpDef):
@@ -529,6 +506,117 @@ class PrctlSetMemoryMerge(OpDef):
     wire: ClassVar[Wire | None] = Wire("s", (C.PR_SET_MEMORY_MERGE, "value", 0, 0, 0), nr=C.NR_PRCTL)
 
 
+class Exec(OpDef):
+    """Execute the runner's program again (execve(2)): a new address space, laid out as at the program's start.
+
+    Descriptors stay open (a userfaultfd's context stays with the old address
+    space, so registering through it fails); addresses bound before it can no
+    longer be used; the task's memory policy and KSM's merge-any setting carry
+    over, locks and protection keys do not.
+    """
+
+    op: Literal["exec"] = "exec"
+    new_image: ClassVar[bool] = True
+    family: ClassVar[str] = "lifecycle"
+    wire: ClassVar[Wire | None] = Wire("e", ())
+
+
+class Shmget(OpDef):
+    """Create a System V shared memory segment: shmget(IPC_PRIVATE, size, IPC_CREAT | flags)."""
+
+    op: Literal["shmget"] = "shmget"
+    name: Annotated[str, *Name().annotation(), Field(description="the name other ops use for it")]
+    size: Annotated[int, *Size().annotation(), Field(description="its size in bytes")]
+    flags: Annotated[int, *Flags(SHMGET_FLAGS, CType.INT).annotation(),
+                     Field(default=0, description="SHM_* flags (other bits are dropped)")]
+    creates: ClassVar[str | None] = "shm"
+    result: ClassVar[Result] = Result.OBJECT
+    family: ClassVar[str] = "lifecycle"
+    wire: ClassVar[Wire | None] = Wire("I", ("size", "flag_bits"), out="name")
+
+    @property
+    def flag_bits(self) -> int:
+        """The flags the call gets: only the named ones (hugetlb segments are not modelled)."""
+        return int(self.flags) & SHMGET_FLAGS["noreserve"]
+
+
+class Shmat(OpDef):
+    """Attach a segment: shmat(2); the attachment's address is returned."""
+
+    op: Literal["shmat"] = "shmat"
+    shm: Annotated[str, *ObjectRef(("shm",)).annotation(), Field(description="the segment")]
+    addr: Annotated[AddrRef | None, *_HINT.annotation(),
+                    Field(default=None, description="where to attach it; null: the kernel chooses")]
+    flags: Annotated[int, *Flags(SHMAT_FLAGS, CType.INT).annotation(), Field(default=0, description="SHM_* flags")]
+    as_: _AS
+    result: ClassVar[Result] = Result.ADDRESS
+    family: ClassVar[str] = "lifecycle"
+    wire: ClassVar[Wire | None] = Wire("m", ("shm", "addr", "flags"), nr=NR_SHMAT, out="as")
+
+
+class Shmdt(OpDef):
+    """Detach the attachment that starts at an address (and its fragments): shmdt(2)."""
+
+    op: Literal["shmdt"] = "shmdt"
+    addr: Annotated[AddrRef, *_ADDR.annotation(), Field(description="where the attachment starts")]
+    family: ClassVar[str] = "lifecycle"
+    wire: ClassVar[Wire | None] = Wire("s", ("addr",), nr=NR_SHMDT)
+
+
+class PkeyAlloc(OpDef):
+    """Allocate a protection key with initial access rights: pkey_alloc(2); the key is returned."""
+
+    op: Literal["pkey_alloc"] = "pkey_alloc"
+    access: Annotated[int, *Flags(PKEY_RIGHTS).annotation(), Field(default=0, description="PKEY_DISABLE_* rights")]
+    flags: Annotated[int, *Size().annotation(), Field(default=0, description="must be 0")]
+    result: ClassVar[Result] = Result.VALUE
+    family: ClassVar[str] = "attrs"
+    wire: ClassVar[Wire | None] = Wire("v", ("flags", "access"), nr=NR_PKEY_ALLOC)
+
+
+class PkeyFree(OpDef):
+    """Free a protection key: pkey_free(2)."""
+
+    op: Literal["pkey_free"] = "pkey_free"
+    pkey: Annotated[int, *Size(CType.INT).annotation(), Field(description="the key")]
+    family: ClassVar[str] = "attrs"
+    wire: ClassVar[Wire | None] = Wire("s", ("pkey",), nr=NR_PKEY_FREE)
+
+
+class PkeyMprotect(OpDef):
+    """Change the protection and protection key of a range: pkey_mprotect(2) (key -1: like mprotect)."""
+
+    op: Literal["pkey_mprotect"] = "pkey_mprotect"
+    addr: _ADDR_T
+    length: _LEN_T
+    prot: Annotated[int, *Prot().annotation(), Field(description="the new protection")]
+    pkey: Annotated[int, *Size(CType.INT).annotation(), Field(description="the key (-1: keep it, as mprotect)")]
+    family: ClassVar[str] = "attrs"
+    wire: ClassVar[Wire | None] = Wire("s", ("addr", "length", "prot", "pkey"), nr=NR_PKEY_MPROTECT)
+
+
+class ProcessMadvise(OpDef):
+    """Give advice about several ranges of the program's own process: process_madvise(2) through a pidfd.
+
+    The ranges are advised in order until one fails; the bytes of those
+    advised are returned (the error when the first one fails).
+    """
+
+    op: Literal["process_madvise"] = "process_madvise"
+    ranges: Annotated[tuple[tuple[AddrRef, int], ...], *Ranges(1024).annotation(),
+                      Field(description="the ranges, in order")]
+    advice: Annotated[int, *Choice(ADVICE, CType.INT).annotation(), Field(description="MADV_* advice")]
+    flags: Annotated[int, *Size(CType.U32).annotation(), Field(default=0, description="must be 0")]
+    result: ClassVar[Result] = Result.VALUE
+    family: ClassVar[str] = "attrs"
+    wire: ClassVar[Wire | None] = Wire("V", ("ranges", "count", "advice", "flags"))
+
+    @property
+    def count(self) -> int:
+        """How many ranges there are."""
+        return len(self.ranges)
+
+
 class Fork(OpDef):
     """Fork: the child runs its ops, reports and exits; then the parent goes on."""
 
@@ -554,6 +642,7 @@ OP_DEFS: tuple[type[OpDef], ...] = (
     Mmap, Munmap, Mprotect, Madvise, Mlock, Munlock, Mlock2, Mlockall, Munlockall, Mbind, SetMempolicy, Mseal,
     Mremap, Sbrk, Touch, Memfd, FileOp, Open, Dup, Ftruncate, Close, Userfaultfd, UffdRegister, UffdUnregister,
     PrctlSetVmaAnonName, PrctlSetMemoryMerge, Fork, Pad,
+    Brk, Pwrite, Exec, Shmget, Shmat, Shmdt, PkeyAlloc, PkeyFree, PkeyMprotect, ProcessMadvise,
 )
 #: The prctl options and their definitions.
 PRCTL_OPTIONS: dict[str, type[OpDef]] = {"set_vma_anon_name": PrctlSetVmaAnonName,

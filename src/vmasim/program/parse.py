@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from vmasim import constants as C
 from vmasim.program.ops import OP_NAMES, PRCTL_OPTIONS, Fork, OpDef, definition_of
-from vmasim.program.values import Address, AddrRef, ObjectRef, parse_int
+from vmasim.program.values import Address, AddrRef, ObjectRef, Ranges, parse_int
 
 FORMAT = "vmasim-program/1"
 DEFAULT_WINDOW_START = 0x7E0000000000
@@ -117,14 +117,23 @@ def decode_json(text: str | bytes) -> Any:
 
 
 class _Scope:
-    """The names bound so far in one process: addresses, and objects with their kind."""
+    """The names bound so far in one process: addresses, and objects with their kind (and the address
+    names an exec made invalid, with where it was)."""
 
-    def __init__(self, addrs: set[str], objects: dict[str, str]) -> None:
+    def __init__(self, addrs: set[str], objects: dict[str, str], gone: dict[str, str] | None = None) -> None:
         self.addrs = addrs
         self.objects = objects
+        self.gone = gone if gone is not None else {}
 
     def copy(self) -> _Scope:
-        return _Scope(set(self.addrs), dict(self.objects))
+        return _Scope(set(self.addrs), dict(self.objects), dict(self.gone))
+
+    def unbound(self, name: str) -> str:
+        """Why an address name cannot be used here."""
+        where = self.gone.get(name)
+        if where is not None:
+            return f"name {name!r} was bound before the exec at {where} and names nothing in the new image"
+        return f"name {name!r} is used before it is bound"
 
 
 def _definition(raw: Mapping[str, Any], where: str) -> type[OpDef]:
@@ -168,7 +177,11 @@ def _check_names(args: OpDef, scope: _Scope, where: str) -> None:
         value = args.get(key)
         if isinstance(kind, Address) and isinstance(value, AddrRef) and value.name is not None:
             if value.name not in scope.addrs:
-                raise ProgramError(where, key, f"name {value.name!r} is used before it is bound")
+                raise ProgramError(where, key, scope.unbound(value.name))
+        elif isinstance(kind, Ranges):
+            for i, (ref, _length) in enumerate(value):
+                if ref.name is not None and ref.name not in scope.addrs:
+                    raise ProgramError(where, key, f"range {i}: {scope.unbound(ref.name)}")
         elif isinstance(kind, ObjectRef) and value is not None:
             bound = scope.objects.get(value)
             if bound is None:
@@ -179,11 +192,17 @@ def _check_names(args: OpDef, scope: _Scope, where: str) -> None:
 
 def _bind(args: OpDef, scope: _Scope, where: str) -> None:
     # After the op's own fields are checked, so that an op cannot refer to what it binds.
+    if type(args).new_image:
+        # exec: the old address space is gone, and every address bound in it with it.
+        for name in scope.addrs - {WINDOW_NAME}:
+            scope.gone[name] = where
+        scope.addrs = {WINDOW_NAME}
     bound = getattr(args, "as_", None)
     if bound is not None:
         if bound == WINDOW_NAME:
             raise ProgramError(where, "as", f"{WINDOW_NAME!r} is the window's start and cannot be rebound")
         scope.addrs.add(bound)
+        scope.gone.pop(bound, None)
     creates = type(args).creates
     if creates is not None:
         kind = scope.objects[args.get("of")] if creates == "of" else creates

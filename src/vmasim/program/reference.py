@@ -24,8 +24,9 @@ _RESULTS = {
     Result.STATUS: '`ret` 0, or -1 with the `errno` name',
     Result.ADDRESS: '`ret` the address (hex string), or -1 with the `errno` name',
     Result.OBJECT: '`ret` 0, or -1 with the `errno` name (only success or failure counts)',
-    Result.BREAK: '`ret` the old break relative to the initial break (`"+0x0"`), or -1 and ENOMEM',
+    Result.BREAK: '`ret` the break relative to the initial break (`"+0x0"`; sbrk: the old one), or -1 and ENOMEM',
     Result.ACCESS: '`pages` accessed and the `fault` that stopped it (null, SIGSEGV, SIGBUS, UFFD)',
+    Result.VALUE: '`ret` the number returned (an integer), or -1 with the `errno` name',
 }
 
 

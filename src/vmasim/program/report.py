@@ -71,6 +71,8 @@ def op_result(op: OpDef, value: Any, err: int = 0) -> OpResult:
         return {"op": op.op, "ret": hex(value), "errno": None}
     if kind is Result.BREAK:
         return {"op": op.op, "ret": rel_addr(value, 0), "errno": None}
+    if kind is Result.VALUE:
+        return {"op": op.op, "ret": int(value), "errno": None}
     return {"op": op.op, "ret": 0, "errno": None}
 
 

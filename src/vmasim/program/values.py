@@ -438,6 +438,40 @@ class Boolean(Kind):
         return {"type": "boolean"}
 
 
+class Ranges(Kind):
+    """Address ranges (process_madvise's iovecs): a list of ``{"addr": ADDRESS, "length": SIZE}``."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+
+    def parse(self, value: Any) -> tuple[tuple[AddrRef, int], ...]:
+        """(address, length) pairs; the names are checked later, like an address field's."""
+        if not isinstance(value, list) or len(value) > self.max_items:
+            raise ValueError(f"expected a list of at most {self.max_items} ranges, got {_short(value)}")
+        out: list[tuple[AddrRef, int]] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict) or set(item) != {"addr", "length"}:
+                raise ValueError(f"range {i}: expected an object with addr and length, got {_short(item)}")
+            try:
+                addr = Address().parse(item["addr"])
+                length = Size().parse(item["length"])
+            except ValueError as exc:
+                raise ValueError(f"range {i}: {exc}") from None
+            assert addr is not None
+            out.append((addr, length))
+        return tuple(out)
+
+    def doc(self) -> str:
+        """The format reference's description."""
+        return f'a list of at most {self.max_items} ranges {{"addr": address, "length": size}}'
+
+    def schema(self) -> dict[str, Any]:
+        """Lists of range objects."""
+        return {"type": "array", "maxItems": self.max_items,
+                "items": {"type": "object", "additionalProperties": False, "required": ["addr", "length"],
+                          "properties": {"addr": Address().schema(), "length": Size().schema()}}}
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -31,6 +31,10 @@ def dup_mm(parent: MmStruct) -> MmStruct:
     child.def_flags = parent.def_flags & VM_NOHUGEPAGE
     child.ksm_merge_any = parent.ksm_merge_any
     child.task_policy = parent.task_policy
+    # dup_mm() copies mm->context (arch_dup_pkeys()), and the child's thread inherits PKRU.
+    child.pkey_allocation_map = parent.pkey_allocation_map
+    child.execute_only_pkey = parent.execute_only_pkey
+    child.pkru = parent.pkru
     child.guards = parent.guards.copy()
     for vma in parent.vmas:
         if vma.vm_flags & VM_DONTCOPY:

@@ -89,7 +89,7 @@ def do_mmap(
     if mm.map_count > mm.max_map_count:
         raise kernel_error(errno.ENOMEM, CALL, "map_count above max_map_count")
 
-    vm_flags = calc_vm_prot_bits(prot, mmap_pkey(prot, mm.target.cpu.pku)) | calc_vm_flag_bits(flags) | mm.def_flags
+    vm_flags = calc_vm_prot_bits(prot, mmap_pkey(mm, prot)) | calc_vm_flag_bits(flags) | mm.def_flags
     vm_flags |= VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 
     addr = get_unmapped_area(mm, file, addr, length, pgoff, flags)

@@ -1,4 +1,4 @@
-"""mprotect(2): mm/mprotect.c's do_mprotect_pkey() and mprotect_fixup()."""
+"""mprotect(2) and pkey_mprotect(2): mm/mprotect.c's do_mprotect_pkey() and mprotect_fixup()."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from vmasim.core.flags import (
 )
 from vmasim.core.merge import vma_modify_flags
 from vmasim.core.mm import MmStruct
-from vmasim.core.prot import calc_vm_prot_bits, mprotect_pkey
+from vmasim.core.prot import calc_vm_prot_bits, mm_pkey_is_allocated, mprotect_pkey
 from vmasim.core.vma import Vma
 from vmasim.core.walk import Holes, walk_range
 
@@ -57,8 +57,8 @@ def mprotect_fixup(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: in
     return vma
 
 
-def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
-    """mprotect(2), with the kernel's partial application on errors."""
+def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int, pkey: int = -1) -> int:
+    """mprotect(2) (``pkey`` -1) or pkey_mprotect(2), with the kernel's partial application on errors."""
     grows = prot & (C.PROT_GROWSDOWN | C.PROT_GROWSUP)
     prot &= ~(C.PROT_GROWSDOWN | C.PROT_GROWSUP)
     if grows == C.PROT_GROWSDOWN | C.PROT_GROWSUP:
@@ -73,6 +73,9 @@ def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
         raise kernel_error(errno.ENOMEM, CALL, "range wraps around")
     if prot & ~(C.PROT_READ | C.PROT_WRITE | C.PROT_EXEC | C.PROT_SEM):
         raise kernel_error(errno.EINVAL, CALL, "unknown protection bits")
+    if pkey != -1 and not mm_pkey_is_allocated(mm, pkey):
+        # Only keys pkey_alloc() handed out (and 0 where it is allocated) may be used.
+        raise kernel_error(errno.EINVAL, CALL, "protection key not allocated")
 
     vma = mm.vmas.find_intersection(start, end)
     if vma is None:
@@ -88,8 +91,8 @@ def sys_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
             raise kernel_error(errno.EINVAL, CALL, "PROT_GROWSUP on a VMA that does not grow up")
 
     def fixup(prev: Vma | None, cur: Vma, nstart: int, stop: int) -> Vma:
-        pkey = mprotect_pkey(cur.vm_flags, prot, mm.target.cpu.pku)
-        newflags = calc_vm_prot_bits(prot, pkey) | (cur.vm_flags & ~(VM_ACCESS_FLAGS | VM_PKEY_MASK))
+        key = mprotect_pkey(mm, cur.vm_flags, prot, pkey)
+        newflags = calc_vm_prot_bits(prot, key) | (cur.vm_flags & ~(VM_ACCESS_FLAGS | VM_PKEY_MASK))
         # A VM_MAY* bit gates each access bit (VM_MAY* is VM_* shifted left by 4).
         if newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS:
             raise kernel_error(errno.EACCES, CALL, "protection not allowed by the mapping")

@@ -68,6 +68,9 @@ def _prepare(ctx: UffdCtx, start: int, length: int, call: str) -> tuple[MmStruct
     mm = ctx.mm
     assert isinstance(mm, MmStruct)
     end = _validate_range(mm, start, length, call)
+    if mm.exited:
+        # The context's mm was torn down by an execve: mmget_not_zero() fails.
+        raise kernel_error(errno.ENOMEM, call, "the userfaultfd's address space is gone")
     vmas = list(mm.vmas.range(start, end))
     if not vmas:
         raise kernel_error(errno.EINVAL, call, "nothing mapped in the range")
@@ -143,6 +146,8 @@ def userfaultfd_release_all(ctx: UffdCtx) -> None:
     mm = ctx.mm
     assert isinstance(mm, MmStruct)
     ctx.released = True
+    if mm.exited:
+        return  # its VMAs went with the address space
 
     def release(prev: Vma | None, vma: Vma, s: int, e: int) -> Vma:
         return userfaultfd_clear_vma(mm, prev, vma, s, e) if vma.uffd_ctx is ctx else vma

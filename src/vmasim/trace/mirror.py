@@ -36,7 +36,10 @@ from vmasim.syscalls.mprotect import sys_mprotect
 from vmasim.syscalls.mremap import sys_mremap
 from vmasim.syscalls.mseal import sys_mseal
 from vmasim.syscalls.munmap import sys_munmap
+from vmasim.syscalls.pkeys import sys_pkey_alloc, sys_pkey_free
 from vmasim.syscalls.prctl import sys_prctl_set_memory_merge, sys_prctl_set_vma_anon_name
+from vmasim.syscalls.process_madvise import sys_process_madvise
+from vmasim.syscalls.shm import ShmSegment, sys_shmat, sys_shmdt
 from vmasim.syscalls.userfaultfd import uffd_api, uffd_register, uffd_unregister
 from vmasim.trace.check import Divergence, Identities
 from vmasim.trace.fds import Handle
@@ -44,7 +47,8 @@ from vmasim.trace.syscalls import UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER
 
 
 class Unmodelled(Exception):
-    """The call is not modelled (shmat, device mappings…): the tracer imports its effect from /proc."""
+    """The call is not modelled (device mappings, another process's memory…): the tracer imports its effect
+    from /proc."""
 
 
 @dataclass(slots=True)
@@ -172,9 +176,19 @@ def apply(image: Image, call: Call) -> int:
     if name == "mprotect":
         return sys_mprotect(mm, a[0], a[1], a[2] & 0xFFFFFFFF)
     if name == "pkey_mprotect":
-        if call.sarg(3) != -1:
-            raise Unmodelled("protection keys other than -1")
-        return sys_mprotect(mm, a[0], a[1], a[2] & 0xFFFFFFFF)
+        return sys_mprotect(mm, a[0], a[1], a[2] & 0xFFFFFFFF, call.sarg(3))
+    if name == "pkey_alloc":
+        return sys_pkey_alloc(mm, a[0], a[1])
+    if name == "pkey_free":
+        return sys_pkey_free(mm, call.sarg(0))
+    if name == "process_madvise":
+        if not call.data.get("self"):
+            raise Unmodelled("process_madvise on another process")
+        return sys_process_madvise(mm, list(call.data.get("ranges", [])), a[3] & 0xFFFFFFFF, a[4] & 0xFFFFFFFF)
+    if name == "shmat":
+        return _shmat(mm, call)
+    if name == "shmdt":
+        return sys_shmdt(mm, a[0])
     if name == "brk":
         return sys_brk(mm, a[0])
     if name == "mremap":
@@ -206,6 +220,18 @@ def apply(image: Image, call: Call) -> int:
     if name == "ioctl":
         return _uffd_ioctl(image, call)
     raise Unmodelled(f"{name} is not modelled")
+
+
+def _shmat(mm: MmStruct, call: Call) -> int:
+    shmid = call.sarg(0)
+    inode = call.data.get("shm_inode")
+    if not isinstance(inode, Inode):
+        if call.err:
+            return sys_shmat(mm, None, shmid, call.args[1], call.sarg(2))
+        raise Unmodelled("shmat of a segment /proc/sysvipc/shm does not list")
+    seg = ShmSegment(shmid, int(call.data.get("shm_key", 0)), int(call.data.get("shm_size", 0)), inode.label)
+    seg.inode = inode  # the inode an import from /proc gives the attachment
+    return sys_shmat(mm, seg, shmid, call.args[1], call.sarg(2))
 
 
 def _uffd_ioctl(image: Image, call: Call) -> int:
@@ -265,6 +291,8 @@ def touched_ranges(call: Call) -> list[tuple[int, int]]:
         if a[3] & (C.MREMAP_FIXED | C.MREMAP_DONTUNMAP):
             out.append((a[4] & ~page, (a[4] + a[2] + page) & ~page & C.MASK64))
         return out
+    if name == "process_madvise":
+        return [(b & ~page, (b + n + page) & ~page & C.MASK64) for b, n in call.data.get("ranges", [])[:64]]
     if name == "ioctl":
         if "start" in call.data:
             start = int(call.data["start"])
@@ -283,6 +311,8 @@ def result_ranges(call: Call) -> list[tuple[int, int]]:
         return []
     if call.name == "mmap":
         return [(call.ret, (call.ret + a[1] + page) & ~page)]
+    if call.name == "shmat":
+        return [(call.ret, (call.ret + int(call.data.get("shm_size", 0)) + page) & ~page)]
     if call.name == "mremap" and call.ret != a[0]:
         return [(call.ret, (call.ret + a[2] + page) & ~page)]
     return []

@@ -27,6 +27,7 @@ from vmasim.core.flags import (
     VM_LOCKED,
     VM_LOCKONFAULT,
     VM_MAYSHARE,
+    VM_MAYWRITE,
     VM_MERGEABLE,
     VM_NOHUGEPAGE,
     VM_RAND_READ,
@@ -83,9 +84,12 @@ class _Builder:
         if first is None:
             # The first struct file of an inode is the one the file or memfd op creates (read-write).
             first = f"f{len(self.inodes) + 1}"
-            if inode.kind == "file" and inode.fs != "tmpfs":
-                self.ops.append({"op": "file", "name": first, "size": max(inode.size, C.PAGE_SIZE)})
-            elif inode.kind == "memfd" or inode.fs == "tmpfs":
+            if inode.kind == "file":
+                op: dict[str, Any] = {"op": "file", "name": first, "size": max(inode.size, C.PAGE_SIZE)}
+                if inode.fs == "tmpfs":
+                    op["fs"] = "tmpfs"  # a /dev/shm file: shmem, as on the traced machine
+                self.ops.append(op)
+            elif inode.kind == "memfd":
                 self.ops.append({"op": "memfd", "name": first, "size": max(inode.size, C.PAGE_SIZE)})
             else:
                 raise NotExpressible(f"a {inode.kind} mapping ({inode.label}) has no op")
@@ -105,6 +109,9 @@ class _Builder:
         op: dict[str, Any] = {"op": "mmap", "addr": self.addr(vma.start), "length": hex(vma.end - vma.start)}
         if vma.file is None:
             flags.append("anonymous")
+        elif vma.file.inode.kind == "sysv" or vma.file.inode.label.startswith("/SYSV"):
+            self.attach(vma)
+            return
         elif vma.file.inode.kind == "shmem":
             flags.append("anonymous")
             if vma.pgoff:
@@ -136,6 +143,21 @@ class _Builder:
         elif f & VM_LOCKED:
             self.ops.append({"op": "mlock", "addr": self.addr(vma.start), "length": hex(vma.end - vma.start)})
 
+    def attach(self, vma: Vma) -> None:
+        """A SysV attachment: its segment (made once) attached where it was."""
+        assert vma.file is not None
+        inode = vma.file.inode
+        if vma.pgoff or vma.end - vma.start != (inode.size + C.PAGE_SIZE - 1) & ~(C.PAGE_SIZE - 1):
+            raise NotExpressible("a fragment of a SysV attachment (shmat maps whole segments)")
+        name = self.inodes.get(id(inode))
+        if name is None:
+            name = self.inodes[id(inode)] = f"seg{len(self.inodes) + 1}"
+            self.ops.append({"op": "shmget", "name": name, "size": max(inode.size, 1)})
+        flags = [] if vma.vm_flags & VM_MAYWRITE else ["rdonly"]
+        if vma.vm_flags & VM_EXEC:
+            flags.append("exec")
+        self.ops.append({"op": "shmat", "shm": name, "addr": self.addr(vma.start), "flags": flags})
+
     def seal(self, vma: Vma) -> None:
         if vma.vm_flags & VM_SEALED:
             self.ops.append({"op": "mseal", "addr": self.addr(vma.start), "length": hex(vma.end - vma.start)})
@@ -161,6 +183,14 @@ class _Builder:
             return {"op": name, "addr": self.addr(a[0]), "length": hex(a[1])}
         if name == "mprotect" or (name == "pkey_mprotect" and call.sarg(3) == -1):
             return {"op": "mprotect", "addr": self.addr(a[0]), "length": hex(a[1]), "prot": _prot(a[2])}
+        if name == "pkey_mprotect":
+            return {"op": "pkey_mprotect", "addr": self.addr(a[0]), "length": hex(a[1]), "prot": _prot(a[2]),
+                    "pkey": call.sarg(3)}
+        if name == "process_madvise" and a[3] in ADVICE_NAMES and call.data.get("self"):
+            return {"op": "process_madvise", "advice": ADVICE_NAMES[a[3]], "flags": a[4] & 0xFFFFFFFF,
+                    "ranges": [{"addr": self.addr(b), "length": hex(n)} for b, n in call.data.get("ranges", [])]}
+        if name == "shmdt":
+            return {"op": "shmdt", "addr": self.addr(a[0])}
         if name == "madvise" and a[2] in ADVICE_NAMES:
             return {"op": "madvise", "addr": self.addr(a[0]), "length": hex(a[1]), "advice": ADVICE_NAMES[a[2]]}
         if name == "mlock2":

@@ -29,7 +29,8 @@ NR: dict[str, int] = {
     "execve": 59, "shmdt": 67, "fcntl": 72, "mlock": 149, "munlock": 150, "mlockall": 151,
     "munlockall": 152, "prctl": 157, "remap_file_pages": 216, "mbind": 237, "set_mempolicy": 238,
     "dup3": 292, "execveat": 322, "userfaultfd": 323, "mlock2": 325, "pkey_mprotect": 329,
-    "clone3": 435, "close_range": 436, "process_madvise": 440, "set_mempolicy_home_node": 450,
+    "pkey_alloc": 330, "pkey_free": 331, "clone3": 435, "close_range": 436, "process_madvise": 440,
+    "set_mempolicy_home_node": 450,
     "mseal": 462,
 }
 NAME: dict[int, str] = {nr: name for name, nr in NR.items()}
@@ -37,7 +38,7 @@ NAME: dict[int, str] = {nr: name for name, nr in NR.items()}
 MEMORY_CALLS = frozenset({
     "mmap", "mprotect", "munmap", "brk", "mremap", "madvise", "shmat", "shmdt", "mlock", "munlock",
     "mlockall", "munlockall", "remap_file_pages", "mbind", "set_mempolicy", "mlock2", "pkey_mprotect",
-    "process_madvise", "set_mempolicy_home_node", "mseal", "prctl", "ioctl",
+    "process_madvise", "set_mempolicy_home_node", "mseal", "prctl", "ioctl", "pkey_alloc", "pkey_free",
 })
 DESCRIPTOR_CALLS = frozenset({"close", "close_range", "dup", "dup2", "dup3", "fcntl", "userfaultfd"})
 PROCESS_CALLS = frozenset({"clone", "clone3", "fork", "vfork", "execve", "execveat"})

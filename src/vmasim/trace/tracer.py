@@ -17,12 +17,14 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vmasim import constants as C
 from vmasim.api import AddressSpace
 from vmasim.core.mm import MmStruct
-from vmasim.core.vma import Vma
+from vmasim.core.vma import Inode, Vma
 from vmasim.procimport import ProcImportError, ProcVma, from_pid, read_smaps
+from vmasim.syscalls.shm import SHM_KIND
 from vmasim.trace import ptrace as P
 from vmasim.trace.check import Divergence, compare, follow_stack_growth, model_entries, resync
 from vmasim.trace.fds import FdTable, Handle, open_fds, resolve
@@ -109,6 +111,7 @@ class Tracer:
         self.argv = argv
         self.options = options or Options()
         self.files = host_files()
+        self.segments: dict[int, Inode] = {}  # SysV segments attached so far, by id
         self.tasks: dict[int, Task] = {}
         self.images: list[Image] = []
         self.by_mm: dict[int, Image] = {}
@@ -267,6 +270,10 @@ class Tracer:
                 call.data["nodes"] = self._node_mask(task.tid, a[3], a[4])
             elif name == "set_mempolicy":
                 call.data["nodes"] = self._node_mask(task.tid, a[1], a[2])
+            elif name == "process_madvise":
+                call.data.update(_iovecs(task, call))
+            elif name == "shmat":
+                call.data.update(self._segment(call.sarg(0)))
             elif name == "ioctl":
                 call.data["handle"] = task.fdt.handles.get(call.sarg(0))
                 req = a[1] & 0xFFFFFFFF
@@ -281,6 +288,20 @@ class Tracer:
                         call.data["mode"] = int.from_bytes(raw[16:24], "little")
         except OSError:
             call.data["unreadable"] = True
+
+    def _segment(self, shmid: int) -> dict[str, object]:
+        """What /proc/sysvipc/shm says of segment ``shmid``: its size, and the model inode of its shmem file
+        (the same one an import of the attachment from /proc gives: same device and inode number)."""
+        for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]:
+            f = line.split()
+            if int(f[1]) == shmid:
+                key, size = int(f[0]) & 0xFFFFFFFF, int(f[3])
+                # Not the file table's: segment ids share the shmem mount's inode numbers with other files.
+                inode = self.segments.get(shmid)
+                if inode is None or inode.size != size:
+                    inode = self.segments[shmid] = Inode(SHM_KIND, f"/SYSV{key:08x} (deleted)", size, fs="shmem")
+                return {"shm_size": size, "shm_key": key, "shm_inode": inode}
+        return {}
 
     @staticmethod
     def _node_mask(tid: int, ptr: int, maxnode: int) -> int:
@@ -634,3 +655,23 @@ def _vma_line(vma: Vma, image: Image) -> str:
 def trace(argv: list[str], options: Options | None = None) -> TraceResult:
     """Trace ``argv`` to its end and return what the mirror found."""
     return Tracer(argv, options).run()
+
+
+def _iovecs(task: Task, call: Call) -> dict[str, object]:
+    """process_madvise's ranges and whether its pidfd names the caller's own process."""
+    a = call.args
+    count = a[2]
+    if count > 1024:
+        return {"ranges": [(0, 0)] * (count if count < 4096 else 1025), "self": True}
+    raw = P.read_memory(task.tid, a[1], 16 * count) if count else b""
+    ranges = [(int.from_bytes(raw[k:k + 8], "little"), int.from_bytes(raw[k + 8:k + 16], "little"))
+              for k in range(0, len(raw), 16)]
+    target = -1
+    try:
+        with open(f"/proc/{task.tgid}/fdinfo/{call.sarg(0)}", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Pid:"):
+                    target = int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return {"ranges": ranges, "self": target == task.tgid}
