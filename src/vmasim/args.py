@@ -57,6 +57,11 @@ class Arg:
         """The value the method receives; TypeError or ValueError naming ``call`` and ``name``."""
         raise NotImplementedError
 
+    def bind(self, call: str, name: str) -> Callable[[Any], Any]:
+        """The converter of one parameter (subclasses may add a fast path for the common case)."""
+        convert = self.convert
+        return lambda value: convert(call, name, value)
+
     def type_error(self, call: str, name: str, value: Any) -> TypeError:
         """The TypeError for a value of the wrong type."""
         what = self.expected() + (" or None" if self.nullable else "")
@@ -88,6 +93,11 @@ class CInt(Arg):
             raise ValueError(f"{call}(): {name!r} must fit in a 64-bit register (-2**63 .. 2**64-1), "
                              f"got {show_int(value)}")
         return self.ctype.cast(int(value))
+
+    @property
+    def fast_top(self) -> int:
+        """The largest int the C type holds as it is: from 0 up to it, converting changes nothing."""
+        return self.ctype.sign_bit - 1 if self.ctype.signed else self.ctype.mask
 
 
 class Bounded(Arg):
@@ -191,6 +201,7 @@ def checked(*, call: str | None = None, **specs: Arg) -> Callable[[Callable[P, R
     Every parameter after ``self`` must have a spec.  ``call`` is the name
     errors give (default: the method's).  Arguments are converted in the
     order of the parameters; arity errors are Python's own TypeError.
+    Defaults are passed through the converters too (they are valid values).
     """
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
@@ -199,25 +210,49 @@ def checked(*, call: str | None = None, **specs: Arg) -> Callable[[Callable[P, R
         unknown = [n for n in specs if n not in {p.name for p in params}]
         if missing or unknown:
             raise TypeError(f"@checked {fn.__qualname__}: no spec for {missing}, specs for no parameter {unknown}")
-        name = call or fn.__name__
-        # Positional parameters, in order, with their specs; keyword arguments are looked up by name.
-        positional = [specs[p.name] for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
-        names = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            # args[0] is self; more positional arguments than parameters are left to Python's TypeError.
-            conv = [args[0]]
-            for i, value in enumerate(args[1:len(positional) + 1]):
-                conv.append(positional[i].convert(name, names[i], value))
-            conv.extend(args[len(positional) + 1:])
-            if kwargs:
-                kwargs = {key: specs[key].convert(name, key, value) if key in specs else value
-                          for key, value in kwargs.items()}
-            return fn(*conv, **kwargs)
-
+        wrapper = _wrapper(fn, params, specs, call or fn.__name__)
         # The specs stay readable on the method (documentation, tests): ``AddressSpace.mmap.__checked__``.
         wrapper.__checked__ = dict(specs)  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
+
+
+def _wrapper(fn: Callable[P, R], params: list[inspect.Parameter], specs: dict[str, Arg], call: str) -> Callable[P, R]:
+    """A function with ``fn``'s own parameters that converts each argument, then calls ``fn``.
+
+    It is written out as source and compiled (as :mod:`dataclasses` writes
+    ``__init__``), so that a call costs a few comparisons per argument rather
+    than a generic binding of ``*args`` and ``**kwargs``: a plain int the C
+    type holds as it is (the usual case) is checked inline, anything else
+    goes to the spec's converter.
+    """
+    namespace: dict[str, Any] = {"_fn": fn}
+    signature, body, passed = ["self"], [], ["self"]
+    keyword_only = False
+    for p in params:
+        namespace[f"_c_{p.name}"] = specs[p.name].bind(call, p.name)
+        if p.kind is p.KEYWORD_ONLY and not keyword_only:
+            signature.append("*")
+            keyword_only = True
+        if p.default is p.empty:
+            signature.append(p.name)
+        else:
+            namespace[f"_d_{p.name}"] = p.default
+            signature.append(f"{p.name}=_d_{p.name}")
+        spec = specs[p.name]
+        if isinstance(spec, CInt):
+            namespace[f"_t_{p.name}"] = spec.fast_top
+            body.append(f"    if not (type({p.name}) is int and 0 <= {p.name} <= _t_{p.name}):\n"
+                        f"        {p.name} = _c_{p.name}({p.name})")
+        else:
+            body.append(f"    {p.name} = _c_{p.name}({p.name})")
+        passed.append(f"{p.name}={p.name}" if keyword_only else p.name)
+    source = (f"def {fn.__name__}({', '.join(signature)}):\n" + "\n".join(body)
+              + f"\n    return _fn({', '.join(passed)})\n")
+    exec(source, namespace)  # the source is built above from the parameter names only
+    wrapper: Callable[P, R] = namespace[fn.__name__]
+    functools.update_wrapper(wrapper, fn)
+    # Python's own arity errors name the method as its qualified name says.
+    wrapper.__code__ = wrapper.__code__.replace(co_qualname=fn.__qualname__)
+    return wrapper
