@@ -174,7 +174,16 @@ class Gen:
             return r.choice(names)
         if param in ("write", "writable"):
             return r.random() < 0.5
-        raise KeyError(f"no generator for {method}({param})")
+        if param == "ranges":  # process_madvise's iovecs
+            return [(self.addr(), self.length()) for _ in range(r.randrange(0, 4))]
+        if param == "pkey":
+            return r.choice([-1, 0, 1, 2, 15, 16])
+        if param == "access":
+            return r.choice([0, 1, 2, 3])
+        if param == "fs":
+            return r.choice([None, "tmpfs", "ext4", "xfs", "nope"])
+        # A parameter this file does not know yet (a new method): small ints, then the hostile values.
+        return r.choice([0, 1, P, W])
 
     def flags(self, method: str) -> int:
         """Flags of ``method``."""

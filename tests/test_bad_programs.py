@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from vmasim.cli import main
 from vmasim.compare import compare_command
+from vmasim.program.parse import MAX_FORK_DEPTH
 
 CORPUS = Path(__file__).resolve().parent / "bad_input"
 CASES = sorted(p.stem for p in CORPUS.glob("*.json"))
@@ -96,7 +97,8 @@ GENERATED: dict[str, tuple[Callable[[Path], None], str]] = {
     "objects-nested-100000-deep": (lambda p: p.write_bytes(b'{"a": ' * 100_000 + b"1" + b"}" * 100_000),
                                    "program: JSON nested more than 256 deep"),
     "forks-nested-100-deep": (lambda p: p.write_bytes(_forks(100)),
-                              f"op {'.'.join(['0'] * 33)} (fork), field 'child': forks nested more than 32 deep"),
+                              f"op {'.'.join(['0'] * (MAX_FORK_DEPTH + 1))} (fork), field 'child': forks nested "
+                              f"more than {MAX_FORK_DEPTH} deep"),
     "forks-nested-1000-deep": (lambda p: p.write_bytes(_forks(1000)), "program: JSON nested more than 256 deep"),
     "larger-than-64-mib": (lambda p: _sparse(p, (64 << 20) + 1), "program: larger than 64 MiB"),
     "65537-ops": (lambda p: p.write_bytes(b'{"ops": [' + b",".join([b'{"op": "munlockall"}'] * 65537) + b"]}"),
@@ -127,7 +129,7 @@ def test_standard_input_of_any_bytes() -> None:
         assert (res.exit_code, res.stderr) == (1, f"Error: invalid program: -: {expected(name)}\n")
 
 
-@pytest.mark.parametrize("name", ["random-binary", "integer-with-5000-digits", "forks-nested-33-deep",
+@pytest.mark.parametrize("name", ["random-binary", "integer-with-5000-digits", "fork-child-op-invalid",
                                   "unknown-field-with-a-newline"])
 def test_a_real_process(name: str) -> None:
     """Through a real ``vmasim`` process: one line on stderr, exit status 1, nothing on stdout."""
