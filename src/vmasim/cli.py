@@ -12,7 +12,7 @@ import click
 from vmasim.api import AddressSpace
 from vmasim.core.errors import WouldBlock
 from vmasim.profile import Profile, ProfileError
-from vmasim.program import Program, ProgramError, load_program, parse_program
+from vmasim.program import Program, ProgramError, load_program
 from vmasim.program.model import run_model
 from vmasim.timeline import describe_op as _describe_op
 from vmasim.timeline import describe_result as _result_text
@@ -43,8 +43,7 @@ def _profile(spec: str) -> Profile:
 
 def _load(path: str) -> Program:
     try:
-        if path == "-":
-            return parse_program(sys.stdin.read())
+        # Read as bytes (standard input too): the parser judges the encoding, so any bytes end in one line.
         return load_program(path)
     except ProgramError as exc:
         raise click.ClickException(f"invalid program: {exc}") from None

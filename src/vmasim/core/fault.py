@@ -32,6 +32,7 @@ from vmasim.core.flags import (
 )
 from vmasim.core.mm import MmStruct
 from vmasim.core.prot import EXEC_ONLY_PKEY, pkru_allows, vma_pkey
+from vmasim.core.ranges import RangeSet
 from vmasim.core.vma import AnonVma, Vma, mpol_equal
 
 SIGSEGV = "SIGSEGV"
@@ -220,20 +221,98 @@ def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
 
 
 def touch(mm: MmStruct, addr: int, length: int, write: bool = True) -> TouchResult:
-    """Access the start of every page overlapping ``[addr, addr+length)`` in order, stopping at the first fault."""
+    """Access the start of every page overlapping ``[addr, addr+length)`` in order, stopping at the first fault.
+
+    Each VMA's first page takes the whole fault path; the pages after it in
+    the same VMA can only differ from it by their own state (a guard marker,
+    the end of the file, a userfaultfd trap, a page table entry), so they are
+    taken in one step up to the first page that does: a touch of a terabyte
+    costs what a touch of a page costs.
+    """
     if length == 0:
         return TouchResult(0, None)
-    first = addr & ~(PAGE_SIZE - 1)
-    last = min(addr + length - 1, (1 << 64) - 1)
+    page = addr & ~(PAGE_SIZE - 1)
+    end = (min(addr + length - 1, (1 << 64) - 1) & ~(PAGE_SIZE - 1)) + PAGE_SIZE
     pages = 0
-    page = first
-    while page <= last:
+    while page < end:
         fault = handle_fault(mm, page, write)
         if fault is not None:
             return TouchResult(pages, fault)
-        pages += 1
+        vma = mm.find_vma(page)
+        assert vma is not None  # the fault just succeeded in it
         page += PAGE_SIZE
+        pages += 1
+        stop = _same_as_first_until(mm, vma, page, min(end, vma.end))
+        if stop > page:
+            for gap_start, gap_end in _gaps(mm.ptes, page, stop):
+                _map_pages(mm, vma, gap_start, gap_end, write)
+            pages += (stop - page) >> PAGE_SHIFT
+            page = stop
     return TouchResult(pages, None)
+
+
+def _same_as_first_until(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+    """Where, in ``[start, end)`` of ``vma``, the first page that handle_fault() might treat differently lies.
+
+    That is a guard marker, a page past the end of the file, or a page whose
+    fault a userfaultfd would trap; ``end`` when there is none.
+    """
+    stop = end
+    if mm.guards:
+        guard = mm.guards.first_in(start, stop)
+        if guard is not None:
+            stop = guard
+    if vma.file is not None and vma.file.inode.has_pages:
+        stop = min(stop, max(start, vma.start + max(0, _file_pages(vma) - vma.pgoff) * PAGE_SIZE))
+    if vma.uffd_ctx is not None:
+        trap = first_uffd_trap(mm, vma, start, stop)
+        if trap is not None:
+            stop = trap
+    return stop
+
+
+def _gaps(ranges: RangeSet, start: int, end: int) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` that ``ranges`` does not cover, in order."""
+    out: list[tuple[int, int]] = []
+    cursor = start
+    for s, e in ranges.slices(start, end):
+        if s > cursor:
+            out.append((cursor, s))
+        cursor = e
+    if cursor < end:
+        out.append((cursor, end))
+    return out
+
+
+def first_uffd_trap(mm: MmStruct, vma: Vma, start: int, end: int) -> int | None:
+    """The first page of ``[start, end)`` without a page table entry whose fault ``vma``'s userfaultfd traps.
+
+    Page by page this is ``not present and uffd_traps()``; here it is found
+    range by range: in the gaps of the page tables, and for shmem in the gaps
+    (MISSING) or the cached parts (MINOR) of the page cache.
+    """
+    flags = vma.vm_flags
+    if not flags & (VM_UFFD_MISSING | VM_UFFD_MINOR):
+        return None
+    inode = vma.file.inode if vma.file is not None else None
+    if inode is not None and not inode.is_shmem:
+        return None
+    for gap_start, gap_end in _gaps(mm.ptes, start, end):
+        if inode is None:
+            return gap_start if flags & VM_UFFD_MISSING else None
+        first, last = _page_index(vma, gap_start), _page_index(vma, gap_end)
+        found: list[int] = []
+        if flags & VM_UFFD_MISSING:
+            uncached = _gaps(inode.cache, first, last)
+            if uncached:
+                found.append(uncached[0][0])
+        if flags & VM_UFFD_MINOR:
+            cached = inode.cache.first_in(first, last)
+            if cached is not None:
+                found.append(cached)
+        if found:
+            return vma.start + (min(found) - vma.pgoff) * PAGE_SIZE
+    return None
 
 
 def populate_range(
@@ -292,14 +371,11 @@ def fault_in(mm: MmStruct, vma: Vma, start: int, end: int, write: bool, *, can_b
         # handle_userfault() answers SIGBUS at once (EFAULT here) with UFFD_FEATURE_SIGBUS, and for
         # a fault from inside the kernel on a UFFD_USER_MODE_ONLY context.
         can_block = can_block and not (ctx.features & UFFD_FEATURE_SIGBUS or ctx.user_mode_only)
-        page = start
-        while page < stop:
-            if not _page_present(mm, page) and uffd_traps(mm, vma, page):
-                if can_block:
-                    raise WouldBlock(f"populating {page:#x} would wait for a userfaultfd handler forever")
-                stop, err = page, errno.EFAULT  # handle_userfault() answers SIGBUS when it cannot wait
-                break
-            page += PAGE_SIZE
+        trap = first_uffd_trap(mm, vma, start, stop)
+        if trap is not None:
+            if can_block:
+                raise WouldBlock(f"populating {trap:#x} would wait for a userfaultfd handler forever")
+            stop, err = trap, errno.EFAULT  # handle_userfault() answers SIGBUS when it cannot wait
     if write and not vma.vm_flags & VM_SHARED and (stop > start or guard != start):
         anon_vma_prepare(mm, vma)
     _map_pages(mm, vma, start, stop, write)

@@ -56,6 +56,7 @@ from vmasim.program.values import (
     Name,
     Nodes,
     ObjectRef,
+    OpList,
     Prot,
     Ranges,
     Size,
@@ -622,7 +623,7 @@ class Fork(OpDef):
 
     op: Literal["fork"] = "fork"
     # Parsed op by op by vmasim.program.parse (so errors name the child op); the raw JSON here.
-    child: Annotated[list[Any], Field(description="the child's ops")]
+    child: Annotated[list[Any], *OpList().annotation(), Field(description="the child's ops")]
     result: ClassVar[Result] = Result.OBJECT
     family: ClassVar[str] = "lifecycle"
 

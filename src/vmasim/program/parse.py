@@ -11,7 +11,9 @@ too deep, too many ops.
 
 from __future__ import annotations
 
+import difflib
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 
 from vmasim import constants as C
 from vmasim.program.ops import OP_NAMES, PRCTL_OPTIONS, Fork, OpDef, definition_of
-from vmasim.program.values import Address, AddrRef, ObjectRef, Ranges, parse_int
+from vmasim.program.values import Address, AddrRef, ObjectRef, Ranges, parse_int, shorten
 
 FORMAT = "vmasim-program/1"
 DEFAULT_WINDOW_START = 0x7E0000000000
@@ -31,6 +33,9 @@ MAX_OPS = 65536
 MAX_FORK_DEPTH = 64
 #: Largest program text.
 MAX_PROGRAM_BYTES = 64 << 20
+#: Deepest nesting of JSON arrays and objects: far more than forks nested MAX_FORK_DEPTH deep need (stored
+#: kernel reports included), far less than what would strain Python's recursion anywhere a value is used.
+MAX_JSON_DEPTH = 256
 #: The address names every program starts with: the window's start.
 WINDOW_NAME = "W"
 
@@ -42,7 +47,8 @@ class ProgramError(ValueError):
         self.where = where
         self.field = field_name
         self.message = message
-        loc = where if field_name is None else f"{where}, field '{field_name}'"
+        # The field's name as the program wrote it, bounded and escaped: the message stays one short line.
+        loc = where if field_name is None else f"{where}, field {shorten(field_name)}"
         super().__init__(f"{loc}: {message}")
 
 
@@ -85,7 +91,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"duplicate key {key!r} in a JSON object")
+            raise ValueError(f"duplicate key {shorten(key)} in a JSON object")
         out[key] = value
     return out
 
@@ -103,14 +109,37 @@ def decode_json(text: str | bytes) -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProgramError("program", None, f"not UTF-8 text (byte {exc.start})") from None
+    if text[:1] == "\ufeff":
+        raise ProgramError("program", None,
+                           "not valid JSON: starts with a byte-order mark (save the file as UTF-8 without one)")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ProgramError("program", None, f"not valid JSON: {exc}") from None
     except RecursionError:
-        raise ProgramError("program", None, "JSON nested too deeply") from None
+        raise ProgramError("program", None, f"JSON nested more than {MAX_JSON_DEPTH} deep") from None
     except ValueError as exc:  # a duplicate key, NaN, an integer with too many digits
+        if "integer string conversion" in str(exc):
+            exc = ValueError(f"an integer with more than {sys.get_int_max_str_digits()} digits")
         raise ProgramError("program", None, f"not valid JSON: {exc}") from None
+    if _depth_exceeds(doc, MAX_JSON_DEPTH):
+        raise ProgramError("program", None, f"JSON nested more than {MAX_JSON_DEPTH} deep")
+    return doc
+
+
+def _depth_exceeds(doc: Any, limit: int) -> bool:
+    # Iterative, so that checking the depth cannot itself run out of stack.
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((item, depth + 1) for item in value if isinstance(item, (dict, list)))
+    return False
 
 
 # --- ops -------------------------------------------------------------------------------------------------
@@ -148,13 +177,12 @@ def _definition(raw: Mapping[str, Any], where: str) -> type[OpDef]:
         if option is None:
             raise ProgramError(f"{where} (prctl)", "option", "missing")
         known = ", ".join(PRCTL_OPTIONS)
-        raise ProgramError(f"{where} (prctl)", "option", f"unknown option {_short(option)} (known: {known})")
-    raise ProgramError(where, "op", f"unknown op {_short(name)} (known: {', '.join(OP_NAMES)})")
+        raise ProgramError(f"{where} (prctl)", "option", f"unknown option {shorten(option)} (known: {known})")
+    close = difflib.get_close_matches(name, OP_NAMES, n=1) if isinstance(name, str) else []
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ProgramError(where, "op", f"unknown op {shorten(name)} ({hint}`vmasim ops` lists them all)")
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _first_error(exc: ValidationError) -> tuple[str | None, str]:
@@ -249,21 +277,27 @@ def _window(window: Any) -> tuple[int, int]:
     if window is None:
         return start, length
     if not isinstance(window, Mapping):
-        raise ProgramError("program", "window", "expected an object with start and length")
-    unknown = sorted(k for k in window if k not in ("start", "length"))
-    if unknown:
-        raise ProgramError("program", "window", f"unknown key {unknown[0]!r} (known: start, length)")
+        raise ProgramError("program", "window", f"expected an object with start and length, got {shorten(window)}")
+    for key in window:
+        if key not in ("start", "length"):
+            raise ProgramError("program", "window", f"unknown key {shorten(key)} (known: start, length)")
     try:
         if "start" in window:
             start = parse_int(window["start"], allow_suffix=False)
+    except ValueError as exc:
+        raise ProgramError("program", "window.start", str(exc)) from None
+    try:
         if "length" in window:
             length = parse_int(window["length"])
     except ValueError as exc:
-        raise ProgramError("program", "window", str(exc)) from None
-    if start % C.PAGE_SIZE or length % C.PAGE_SIZE or length <= 0 or start <= 0:
-        raise ProgramError("program", "window", "start and length must be positive and page-aligned")
+        raise ProgramError("program", "window.length", str(exc)) from None
+    if start <= 0 or start % C.PAGE_SIZE:
+        raise ProgramError("program", "window.start", f"must be positive and page-aligned, got {start:#x}")
+    if length <= 0 or length % C.PAGE_SIZE:
+        raise ProgramError("program", "window.length", f"must be positive and page-aligned, got {length:#x}")
     if start + length > C.TASK_SIZE:
-        raise ProgramError("program", "window", "the window must lie below the top of the user address space")
+        raise ProgramError("program", "window", f"{start:#x}-{start + length:#x} reaches past the top of the user "
+                           f"address space ({C.TASK_SIZE:#x})")
     return start, length
 
 
@@ -281,11 +315,11 @@ def parse_program(doc: Mapping[str, Any] | str | bytes) -> Program:
             raise ProgramError("program", str(key), "unknown top-level field")
     fmt = doc.get("format", FORMAT)
     if fmt != FORMAT:
-        raise ProgramError("program", "format", f"expected {FORMAT!r}, got {fmt!r}")
+        raise ProgramError("program", "format", f"expected {FORMAT!r}, got {shorten(fmt)}")
     start, length = _window(doc.get("window"))
     walls = doc.get("walls", True)
     if not isinstance(walls, bool):
-        raise ProgramError("program", "walls", f"expected true or false, got {walls!r}")
+        raise ProgramError("program", "walls", f"expected true or false, got {shorten(walls)}")
     ops = _Parser().ops(doc.get("ops", []), "", _Scope({WINDOW_NAME}, {}), 0, "program")
     return Program(window_start=start, window_length=length, walls=walls, ops=ops, source=dict(doc))
 
@@ -293,8 +327,6 @@ def parse_program(doc: Mapping[str, Any] | str | bytes) -> Program:
 def load_program(path: str) -> Program:
     """Read and validate the program stored in the JSON file at ``path`` (``-``: standard input)."""
     if path == "-":
-        import sys
-
         data = sys.stdin.buffer.read(MAX_PROGRAM_BYTES + 1)
     else:
         with open(path, "rb") as fh:

@@ -12,8 +12,8 @@ register could hold is rejected before anything runs.
 
 from __future__ import annotations
 
-import enum
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,42 +21,20 @@ from typing import Any
 from pydantic import PlainValidator, WithJsonSchema
 
 from vmasim import constants as C
+from vmasim.ctype import MASK64 as MASK64
+from vmasim.ctype import CType as CType
+from vmasim.ctype import fits_register as fits_register
 
-#: The identifier grammar of names an op binds and other ops use (``as``, object names).
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: The one grammar of names: what an op binds (``as``, object names) and what addresses (``NAME+N``) use.
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+NAME_RE = re.compile(rf"^{_IDENT}$")
 #: Longest name: plenty for a label, short enough for any protocol line.
 NAME_MAX = 64
-_ADDR_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:([+-])\s*(\S+))?\s*$")
+_ADDR_RE = re.compile(rf"^\s*({_IDENT})\s*(?:([+-])\s*(\S+))?\s*$")
 _SIZE_RE = re.compile(r"^\s*([+-]?)\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*([kKmMgGtT]?)\s*$")
 _SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 #: Longest string accepted where a number is expected (a 64-bit value in hex has 18 characters).
 _NUMBER_TEXT_MAX = 40
-
-
-class CType(enum.Enum):
-    """The C type of a system-call argument: how many bits the kernel reads, and whether signed."""
-
-    U64 = ("unsigned long", 64, False)
-    I64 = ("long", 64, True)
-    INT = ("int", 32, True)
-    U32 = ("unsigned int", 32, False)
-
-    def __init__(self, c_name: str, bits: int, signed: bool) -> None:
-        self.c_name = c_name
-        self.bits = bits
-        self.signed = signed
-
-    def cast(self, value: int) -> int:
-        """``value`` (a register's contents) as the kernel reads it: truncated to the width, sign-extended."""
-        value &= (1 << self.bits) - 1
-        if self.signed and value >> (self.bits - 1):
-            value -= 1 << self.bits
-        return value
-
-
-def fits_register(value: int) -> bool:
-    """Whether a 64-bit register can hold ``value`` (as a signed or an unsigned number)."""
-    return -(1 << 63) <= value <= C.MASK64
 
 
 def parse_int(value: Any, *, allow_suffix: bool = True) -> int:
@@ -72,8 +50,8 @@ def parse_int(value: Any, *, allow_suffix: bool = True) -> int:
             n = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 10)
             n *= _SUFFIX[suffix.lower()]
             return -n if sign == "-" else n
-    shown = value if not isinstance(value, str) or len(value) <= _NUMBER_TEXT_MAX else value[:20] + "..."
-    raise ValueError(f"expected an integer, a hex string or a size like '16K', got {shown!r}")
+    what = "an integer, a hex string or a size like '16K'" if allow_suffix else "an integer or a hex string"
+    raise ValueError(f"expected {what}, got {shorten(value)}")
 
 
 def _register(n: int, what: str = "value") -> int:
@@ -150,7 +128,7 @@ class Address(Kind):
         if isinstance(value, str) and not value.lstrip()[:1].isdigit() and value.lstrip()[:1] not in "+-":
             m = _ADDR_RE.match(value) if len(value) <= NAME_MAX + _NUMBER_TEXT_MAX else None
             if m is None:
-                raise ValueError(f"expected an address (integer, hex string or NAME+N), got {value[:80]!r}")
+                raise ValueError(f"expected an address (integer, hex string or NAME+N), got {shorten(value)}")
             name, sign, rest = m.groups()
             off = 0
             if sign is not None:
@@ -164,7 +142,7 @@ class Address(Kind):
         try:
             n = parse_int(value, allow_suffix=False)
         except ValueError:
-            raise ValueError(f"expected an address (integer, hex string or NAME+N), got {value!r}") from None
+            raise ValueError(f"expected an address (integer, hex string or NAME+N), got {shorten(value)}") from None
         return AddrRef(None, _register(n, "address"))
 
     def doc(self) -> str:
@@ -176,7 +154,7 @@ class Address(Kind):
         """Integers, hex strings, NAME±N strings (and null when nullable)."""
         options: list[dict[str, Any]] = [
             _INT_SCHEMA, _HEX_SCHEMA,
-            {"type": "string", "pattern": r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*([+-]\s*\S+)?\s*$"},
+            {"type": "string", "pattern": rf"^\s*{_IDENT}\s*([+-]\s*\S+)?\s*$"},
         ]
         if self.nullable:
             options.append({"type": "null"})
@@ -222,7 +200,7 @@ class Prot(Kind):
         if isinstance(value, int) and not isinstance(value, bool):
             return _register(value, "raw prot value")
         if not isinstance(value, str) or len(value) > 8:
-            raise ValueError(f"expected 'none' or letters r, w, x, got {value!r}")
+            raise ValueError(f"expected 'none' or letters r, w, x, got {shorten(value)}")
         text = value.strip().lower()
         if text in ("none", "", "-", "---"):
             return C.PROT_NONE
@@ -256,16 +234,16 @@ class Flags(Kind):
             return _register(value, "raw flag value")
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or len(items) > 64:
-            raise ValueError(f"expected a name or a list of names, got {_short(value)}")
+            raise ValueError(f"expected a name or a list of names, got {shorten(value)}")
         bits = 0
         for item in items:
             if not isinstance(item, str):
-                raise ValueError(f"expected a name, got {_short(item)}")
+                raise ValueError(f"expected a name, got {shorten(item)}")
             try:
                 bits |= self.table[item.lower()]
             except KeyError:
                 known = ", ".join(sorted(self.table)) or "none"
-                raise ValueError(f"unknown name {_short(item)} (known: {known})") from None
+                raise ValueError(f"unknown name {shorten(item)} (known: {known})") from None
         return bits
 
     def doc(self) -> str:
@@ -292,7 +270,7 @@ class Choice(Kind):
         if self.raw and isinstance(value, int) and not isinstance(value, bool):
             return _register(value, "raw value")
         if not isinstance(value, str) or value.lower() not in self.table:
-            raise ValueError(f"unknown value {_short(value)} (known: {', '.join(self.table)})")
+            raise ValueError(f"unknown value {shorten(value)} (known: {', '.join(self.table)})")
         return self.table[value.lower()]
 
     def doc(self) -> str:
@@ -330,19 +308,21 @@ class Nodes(Kind):
                 try:
                     a, b = int(lo), int(hi or lo)
                 except ValueError:
-                    raise ValueError(f"expected node numbers like '0' or '0-3', got {value!r}") from None
+                    raise ValueError(f"expected node numbers like '0' or '0-3', got {shorten(value)}") from None
                 # Bounds first: a range is expanded only once it is known to be small.
                 if not 0 <= a <= b <= self.top:
-                    raise ValueError(f"node numbers are 0..{self.top} in ascending ranges, got {part!r}")
+                    raise ValueError(f"node numbers are 0..{self.top} in ascending ranges, got {shorten(part)}")
                 nodes.extend(range(a, b + 1))
-        elif isinstance(value, list) and len(value) <= self.top + 1:
+        elif isinstance(value, list):
+            if len(value) > self.top + 1:
+                raise ValueError(f"at most {self.top + 1} node numbers, got a list of {len(value)}")
             nodes = value
         else:
-            raise ValueError(f"expected a list of node numbers, got {_short(value)}")
+            raise ValueError(f"expected a list of node numbers, got {shorten(value)}")
         mask = 0
         for node in nodes:
             if not isinstance(node, int) or isinstance(node, bool) or not 0 <= node <= self.top:
-                raise ValueError(f"node numbers are integers 0..{self.top}, got {_short(node)}")
+                raise ValueError(f"node numbers are integers 0..{self.top}, got {shorten(node)}")
             mask |= 1 << node
         return mask
 
@@ -361,9 +341,9 @@ class Name(Kind):
 
     def parse(self, value: Any) -> str:
         """The name."""
-        if not isinstance(value, str) or len(value) > NAME_MAX or not NAME_RE.match(value):
+        if not isinstance(value, str) or len(value) > NAME_MAX or not NAME_RE.fullmatch(value):
             raise ValueError(f"expected a name (letters, digits and '_', not starting with a digit, at most "
-                             f"{NAME_MAX} characters), got {_short(value)}")
+                             f"{NAME_MAX} characters), got {shorten(value)}")
         return value
 
     def doc(self) -> str:
@@ -405,9 +385,14 @@ class Text(Kind):
         """The string; the kernel judges its characters (and its length below the format's limit)."""
         if value is None and self.nullable:
             return None
-        if not isinstance(value, str) or len(value) > self.max_length or "\0" in value:
-            raise ValueError(f"expected a string of at most {self.max_length} characters without NUL"
-                             + (" or null" if self.nullable else "") + f", got {_short(value)}")
+        if not isinstance(value, str):
+            raise ValueError("expected a string" + (" or null" if self.nullable else "") + f", got {shorten(value)}")
+        if len(value) > self.max_length:
+            raise ValueError(f"at most {self.max_length} characters, got {len(value)}")
+        if "\0" in value:
+            raise ValueError(f"a C string cannot hold NUL, got {shorten(value)}")
+        if not _encodable(value):
+            raise ValueError(f"not encodable as UTF-8 (a lone surrogate), got {shorten(value)}")
         return value
 
     def doc(self) -> str:
@@ -420,13 +405,41 @@ class Text(Kind):
         return {"anyOf": [text, {"type": "null"}]} if self.nullable else text
 
 
+def _encodable(text: str) -> bool:
+    # What the executor is sent: UTF-8, with escaped bytes (U+DC80..U+DCFF) standing for themselves; a lone
+    # surrogate outside that range is no string a C program could pass.
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class OpList(Kind):
+    """A list of ops (a fork's child): only its shape is checked here; the parser parses each op in its place."""
+
+    def parse(self, value: Any) -> list[Any]:
+        """The list, as JSON gave it."""
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of ops, got {shorten(value)}")
+        return value
+
+    def doc(self) -> str:
+        """The format reference's description."""
+        return "a list of ops"
+
+    def schema(self) -> dict[str, Any]:
+        """Lists of objects."""
+        return {"type": "array", "items": {"type": "object"}}
+
+
 class Boolean(Kind):
     """``true`` or ``false``."""
 
     def parse(self, value: Any) -> bool:
         """The boolean."""
         if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {_short(value)}")
+            raise ValueError(f"expected true or false, got {shorten(value)}")
         return value
 
     def doc(self) -> str:
@@ -447,11 +460,11 @@ class Ranges(Kind):
     def parse(self, value: Any) -> tuple[tuple[AddrRef, int], ...]:
         """(address, length) pairs; the names are checked later, like an address field's."""
         if not isinstance(value, list) or len(value) > self.max_items:
-            raise ValueError(f"expected a list of at most {self.max_items} ranges, got {_short(value)}")
+            raise ValueError(f"expected a list of at most {self.max_items} ranges, got {shorten(value)}")
         out: list[tuple[AddrRef, int]] = []
         for i, item in enumerate(value):
             if not isinstance(item, dict) or set(item) != {"addr", "length"}:
-                raise ValueError(f"range {i}: expected an object with addr and length, got {_short(item)}")
+                raise ValueError(f"range {i}: expected an object with addr and length, got {shorten(item)}")
             try:
                 addr = Address().parse(item["addr"])
                 length = Size().parse(item["length"])
@@ -472,6 +485,16 @@ class Ranges(Kind):
                           "properties": {"addr": Address().schema(), "length": Size().schema()}}}
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+def shorten(value: Any) -> str:
+    """A short ``repr`` of a JSON value for an error message: bounded in length and depth, whatever the value."""
+    return _REPR.repr(value)
+
+
+def _bounded_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlong = 2, 60, 60, 40
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 6
+    return r
+
+
+_REPR = _bounded_repr()

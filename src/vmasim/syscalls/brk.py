@@ -73,10 +73,12 @@ def sys_brk(mm: MmStruct, brk: int) -> int:
         complete_munmap(mm, detached)
         mm.brk = brk
         return brk
-    # check_brk_limits(): the range must fit in the address space, and its locking in RLIMIT_MEMLOCK.
-    if newbrk > mm.task_size or newbrk - oldbrk > mm.task_size:
+    # check_brk_limits(): the range must fit in the address space, and its locking in RLIMIT_MEMLOCK.  The
+    # length is an unsigned difference: a break whose PAGE_ALIGN() wrapped to 0 makes it huge, not negative.
+    grow = (newbrk - oldbrk) & ((1 << 64) - 1)
+    if newbrk > mm.task_size or grow > mm.task_size:
         return origbrk
-    if not mm.mlock_future_ok(mm.def_flags, newbrk - oldbrk):
+    if not mm.mlock_future_ok(mm.def_flags, grow):
         return origbrk
     # Keep a page (and a stack guard gap below a VM_GROWSDOWN VMA) free above the heap.
     nxt = mm.vmas.find_intersection(oldbrk, newbrk + C.PAGE_SIZE + mm.stack_guard_gap)
@@ -86,7 +88,7 @@ def sys_brk(mm: MmStruct, brk: int) -> int:
     if brkvma is not None and brkvma.end <= mm.start_brk:
         brkvma = None
     try:
-        do_brk_flags(mm, brkvma, oldbrk, newbrk - oldbrk)
+        do_brk_flags(mm, brkvma, oldbrk, grow)
     except OSError:
         return origbrk
     mm.brk = brk
