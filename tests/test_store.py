@@ -135,7 +135,8 @@ def test_random_changes_keep_the_invariants(data: st.DataObject, load: int) -> N
     ranges: list[tuple[int, int]] = []
     space = 600
     for _ in range(data.draw(st.integers(1, 120), label="steps")):
-        kind = data.draw(st.sampled_from(["insert", "insert", "insert", "remove", "set_range"]))
+        kind = data.draw(st.sampled_from(["insert", "insert", "insert", "remove", "set_range", "split", "boundary",
+                                          "coalesce"]))
         vmas = list(store)
         if kind == "insert":
             s = data.draw(st.integers(0, space - 1))
@@ -151,6 +152,29 @@ def test_random_changes_keep_the_invariants(data: st.DataObject, load: int) -> N
             i = data.draw(st.integers(0, len(vmas) - 1))
             store.remove(vmas[i])
             del ranges[i]
+        elif kind == "split":
+            i = data.draw(st.integers(0, len(vmas) - 1))
+            s, e = ranges[i]
+            if e - s < 2:
+                continue
+            addr = data.draw(st.integers(s + 1, e - 1))
+            store.split(vmas[i], vmas[i].copy(), addr, data.draw(st.booleans()))
+            ranges[i : i + 1] = [(s, addr), (addr, e)]
+        elif kind == "boundary":
+            touching = [i for i in range(len(ranges) - 1) if ranges[i][1] == ranges[i + 1][0]]
+            if not touching:
+                continue
+            i = data.draw(st.sampled_from(touching))
+            addr = data.draw(st.integers(ranges[i][0] + 1, ranges[i + 1][1] - 1))
+            store.move_boundary(vmas[i], vmas[i + 1], addr)
+            ranges[i : i + 2] = [(ranges[i][0], addr), (addr, ranges[i + 1][1])]
+        elif kind == "coalesce":
+            i = data.draw(st.integers(0, len(vmas) - 1))
+            count = data.draw(st.integers(1, len(vmas) - i))
+            keep = vmas[i + data.draw(st.integers(0, count - 1))]
+            store.coalesce(vmas[i], count, keep)
+            assert (keep.start, keep.end) == (ranges[i][0], ranges[i + count - 1][1])
+            ranges[i : i + count] = [(keep.start, keep.end)]
         else:
             # Any new bounds that keep clear of the neighbours (shrinking, growing, or moving).
             i = data.draw(st.integers(0, len(vmas) - 1))

@@ -337,6 +337,81 @@ class VmaStore:
             elif j + 1 < len(self._firsts):
                 self._set_gap(j + 1, 0, self._firsts[j + 1] - end)
 
+    def split(self, vma: Vma, new: Vma, addr: int, new_below: bool) -> None:
+        """Cut a stored VMA at ``addr``: ``new`` (a copy of it, not stored) takes the part below ``addr`` (with
+        ``new_below``) or above it, ``vma`` keeps the rest; one lookup, like __split_vma()'s store of the new
+        piece next to the shrunk one.
+
+        No gap changes size (the two pieces touch), so neither the block maximum nor the tree is touched.
+        """
+        j, i = self._locate(vma)
+        block = self._vmas[j]
+        starts = self._starts[j]
+        if new_below:
+            new.end = vma.start = addr
+            block.insert(i, new)
+        else:
+            new.start = vma.end = addr
+            block.insert(i + 1, new)
+        # Index i + 1 now holds the upper piece, with nothing free below it; the lower one keeps the old gap.
+        i += 1
+        starts.insert(i, addr)
+        self._gaps[j].insert(i, 0)
+        self._len += 1
+        if len(starts) > 2 * self.LOAD:
+            self._split(j)
+
+    def move_boundary(self, lower: Vma, upper: Vma, addr: int) -> None:
+        """Move the boundary between two stored VMAs that touch (``lower.end == upper.start``) to ``addr``,
+        strictly inside their union: one grows by what the other gives up, so no gap changes."""
+        j = bisect_right(self._firsts, upper.start) - 1
+        starts = self._starts[j]
+        i = bisect_left(starts, upper.start)
+        assert self._vmas[j][i] is upper and lower.end == upper.start, f"{lower} and {upper} do not touch"
+        lower.end = addr
+        upper.start = addr
+        starts[i] = addr
+        if not i:
+            self._firsts[j] = addr
+
+    def coalesce(self, first: Vma, count: int, keep: Vma) -> None:
+        """Replace the run of ``count`` stored VMAs from ``first`` by ``keep``, one of them, which now spans the
+        run (holes between them included): what a merge stores over the range in one go in mm/vma.c.
+
+        The gaps above the run and below it do not change; only the dropped VMAs' gaps go.
+        """
+        j, i = self._locate(first)
+        block = self._vmas[j]
+        k = i + count
+        if k > len(block):
+            # The run crosses into the next block: rare enough to take the general path.
+            run = [first]
+            while len(run) < count:
+                nxt = self.next(run[-1])
+                assert nxt is not None
+                run.append(nxt)
+            start, end = first.start, run[-1].end
+            for vma in run:
+                if vma is not keep:
+                    self.remove(vma)
+            self.set_range(keep, start, end)
+            return
+        assert keep in block[i:k], f"{keep} is not in the run"
+        start, end = first.start, block[k - 1].end
+        keep.start, keep.end = start, end
+        block[i:k] = [keep]
+        starts = self._starts[j]
+        del starts[i + 1 : k]
+        starts[i] = start
+        gaps = self._gaps[j]
+        dropped = max(gaps[i + 1 : k], default=-1)
+        del gaps[i + 1 : k]
+        self._len -= count - 1
+        if dropped == self._bmax[j]:
+            self._refresh_bmax(j)
+        if len(block) < self.LOAD // 2 and len(self._firsts) > 1:
+            self._join(j)
+
     # --- block and tree upkeep ------------------------------------------------------------
 
     def _locate(self, vma: Vma) -> tuple[int, int]:
