@@ -264,3 +264,18 @@ def test_placement_is_the_same_as_walking_every_gap(
             assert err.value.errno == errno.ENOMEM
         else:
             assert unmapped_area_topdown(mm, length, mask, offset) == want
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 33, 64, 65, 80, 1000])
+@pytest.mark.parametrize("load", [2, 4, 32])
+def test_fill_builds_the_same_store_as_inserts(count: int, load: int) -> None:
+    vmas = [Vma(3 * i + (i % 2), 3 * i + 2, 0, VM_READ) for i in range(count)]
+    filled_store: VmaStore = type("Store", (VmaStore,), {"__slots__": (), "LOAD": load})()
+    filled_store.fill(vmas)
+    filled_store._check()
+    assert list(filled_store) == vmas
+    ranges = [(v.start, v.end) for v in vmas]
+    check_against(filled_store, ranges, list(range(0, 3 * count + 3, 2)))
+    for low, high, length in [(0, 3 * count + 5, 1), (0, 3 * count + 5, 2), (5, 3 * count // 2, 1)]:
+        top = 3 * count + 5
+        assert filled_store.highest_gap(low, high, length, top) == ref_highest_gap(ranges, low, high, length, top)

@@ -116,6 +116,14 @@ class MmStruct:
         self.vmas.insert(vma)
         self._charge(vma.vm_flags, (vma.end - vma.start) >> PAGE_SHIFT)
 
+    def link_all(self, vmas: list[Vma]) -> None:
+        """Fill an empty address space with ``vmas`` (in address order, disjoint) in O(n), as dup_mmap()
+        duplicates the parent's tree in one go; each is counted as :meth:`link` would."""
+        self.vmas.fill(vmas)
+        charge = self._charge
+        for vma in vmas:
+            charge(vma.vm_flags, (vma.end - vma.start) >> PAGE_SHIFT)
+
     def insert_vm_struct(self, vma: Vma) -> None:
         """Like insert_vm_struct(): add a mapping built outside the mmap path (an executable's image, a
         runner's own mappings, an import from /proc); its range must be free."""

@@ -199,9 +199,6 @@ def mpol_equal(a: Mempolicy | None, b: Mempolicy | None) -> bool:
     return a == b
 
 
-_new_vma = object.__new__
-
-
 class Vma:
     """One VMA (struct vm_area_struct): ``[start, end)`` with its attributes.
 
@@ -234,7 +231,6 @@ class Vma:
         end: int,
         pgoff: int,
         vm_flags: int,
-        *,
         file: File | None = None,
         anon_vma: AnonVma | None = None,
         fork_child: bool = False,
@@ -267,20 +263,20 @@ class Vma:
 
     def copy(self) -> Vma:
         """Like vm_area_dup(): a full copy sharing file, anon_vma, policy and uffd context."""
-        # Slot by slot on a bare instance: every split and fork copies, and __init__'s keywords cost twice this.
-        new = _new_vma(Vma)
-        new.start = self.start
-        new.end = self.end
-        new.pgoff = self.pgoff
-        new.vm_flags = self.vm_flags
-        new.file = self.file
-        new.anon_vma = self.anon_vma
-        new.fork_child = self.fork_child
-        new.policy = self.policy
-        new.uffd_ctx = self.uffd_ctx
-        new.anon_name = self.anon_name
-        new.has_close = self.has_close
-        return new
+        # Positional: every split and fork copies, and matching keywords costs as much again.
+        return Vma(
+            self.start,
+            self.end,
+            self.pgoff,
+            self.vm_flags,
+            self.file,
+            self.anon_vma,
+            self.fork_child,
+            self.policy,
+            self.uffd_ctx,
+            self.anon_name,
+            self.has_close,
+        )
 
     def __repr__(self) -> str:
         extra = []
