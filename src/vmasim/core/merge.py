@@ -123,10 +123,21 @@ class VmaMergeStruct:
             vma,
         )
 
+    @classmethod
+    def for_mmap(
+        cls, mm: MmStruct, start: int, end: int, pgoff: int, vm_flags: int, file: File | None, prev: Vma | None,
+        nxt: Vma | None,
+    ) -> VmaMergeStruct:
+        """Like VMG_MMAP_STATE(): propose a new ``[start, end)`` between ``prev`` and ``nxt`` (no anon_vma yet)."""
+        return cls(mm, start, end, pgoff, vm_flags, file, None, None, None, None, prev, None, nxt)
+
     def refuse(self, code: str, side: str = "", a: Any = None, b: Any = None) -> bool:
         """Record a refused merge (a :class:`Refusal`); always False, so predicates can ``return vmg.refuse(...)``."""
         self.refusals.append(Refusal(code, side, a, b))
         return False
+
+
+_INSIDE = Refusal("inside")
 
 
 # --- predicates ---------------------------------------------------------------------
@@ -269,7 +280,7 @@ def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
         vmg.refuse("special")
         return None
     if not left_side and not right_side:
-        vmg.refuse("inside")
+        vmg.refusals.append(_INSIDE)  # the common refusal of a split in three, so made once
         return None
 
     merge_left = left_side and can_vma_merge_left(vmg)
