@@ -21,11 +21,9 @@ from vmasim.core.store import VmaStore
 from vmasim.core.vma import Vma
 
 
-class TinyStore(VmaStore):
+def TinyStore() -> VmaStore:
     """Blocks of 2 to 4 VMAs."""
-
-    __slots__ = ()
-    LOAD = 2
+    return VmaStore(load=2)
 
 
 def ref_highest_gap(
@@ -131,7 +129,7 @@ def check_against(store: VmaStore, ranges: list[tuple[int, int]], addrs: list[in
 @settings(max_examples=80, deadline=None)
 @given(st.data(), st.sampled_from([2, 4, 8]))
 def test_random_changes_keep_the_invariants(data: st.DataObject, load: int) -> None:
-    store: VmaStore = type("Store", (VmaStore,), {"__slots__": (), "LOAD": load})()
+    store: VmaStore = VmaStore(load=load)
     ranges: list[tuple[int, int]] = []
     space = 600
     for _ in range(data.draw(st.integers(1, 120), label="steps")):
@@ -270,7 +268,7 @@ def test_placement_is_the_same_as_walking_every_gap(
 @pytest.mark.parametrize("load", [2, 4, 32])
 def test_fill_builds_the_same_store_as_inserts(count: int, load: int) -> None:
     vmas = [Vma(3 * i + (i % 2), 3 * i + 2, 0, VM_READ) for i in range(count)]
-    filled_store: VmaStore = type("Store", (VmaStore,), {"__slots__": (), "LOAD": load})()
+    filled_store: VmaStore = VmaStore(load=load)
     filled_store.fill(vmas)
     filled_store._check()
     assert list(filled_store) == vmas

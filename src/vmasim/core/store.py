@@ -56,22 +56,25 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from itertools import chain, pairwise
 from operator import sub
-from typing import TypeVar
+from typing import Any
 
 from vmasim.core.vma import Vma
 
-# The columns of a block: its VMAs, their starts, their gaps (machine words, not int objects).
-_T = TypeVar("_T", list[Vma], list[int], "array[int]")
+#: Blocks hold LOAD / 2 to 2 * LOAD VMAs (fewer only when the store is that small).  16 to 128
+#: measured the same within noise at 65,000 VMAs; smaller blocks cost memory, larger ones max().
+LOAD = 32
 
 
-def _cut(blocks: list[_T], j: int, at: int) -> None:
+# The columns of a block are its VMAs, their starts and their gaps (machine words, not int objects);
+# these two helpers move any of them.
+def _cut(blocks: list[Any], j: int, at: int) -> None:
     """Move the tail of block ``j`` from index ``at`` into a new block after it."""
     whole = blocks[j]
     blocks.insert(j + 1, whole[at:])
     del whole[at:]
 
 
-def _glue(blocks: list[_T], j: int) -> None:
+def _glue(blocks: list[Any], j: int) -> None:
     """Append block ``j`` to block ``j - 1``."""
     blocks[j - 1] += blocks.pop(j)
 
@@ -79,13 +82,12 @@ def _glue(blocks: list[_T], j: int) -> None:
 class VmaStore:
     """Non-overlapping VMAs ordered by address, with the largest free gap tracked per block."""
 
-    __slots__ = ("_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_len", "_stale", "_starts", "_tree", "_vmas")
+    __slots__ = ("_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_len", "_stale", "_starts", "_tree", "_vmas", "load")
 
-    #: Blocks hold LOAD / 2 to 2 * LOAD VMAs (fewer only when the store is that small).  16 to 128
-    #: measured the same within noise at 65,000 VMAs; smaller blocks cost memory, larger ones max().
-    LOAD = 32
-
-    def __init__(self) -> None:
+    def __init__(self, load: int = LOAD) -> None:
+        # An attribute, not a class constant to override, so that the class can be compiled (mypyc);
+        # tests use tiny blocks.
+        self.load = load
         self._vmas: list[list[Vma]] = []
         self._starts: list[list[int]] = []
         self._gaps: list[array[int]] = []
@@ -282,7 +284,7 @@ class VmaStore:
             self._set_gap(j, i, starts[i] - vma.end)
         elif j + 1 < len(firsts):
             self._set_gap(j + 1, 0, firsts[j + 1] - vma.end)
-        if len(starts) > 2 * self.LOAD:
+        if len(starts) > 2 * self.load:
             self._split(j)
 
     def remove(self, vma: Vma) -> None:
@@ -312,7 +314,7 @@ class VmaStore:
             self._firsts[j] = starts[0]
         if old == self._bmax[j]:
             self._refresh_bmax(j)
-        if len(block) < self.LOAD // 2 and len(self._firsts) > 1:
+        if len(block) < self.load // 2 and len(self._firsts) > 1:
             self._join(j)
 
     def set_range(self, vma: Vma, start: int, end: int) -> None:
@@ -359,7 +361,7 @@ class VmaStore:
         starts.insert(i, addr)
         self._gaps[j].insert(i, 0)
         self._len += 1
-        if len(starts) > 2 * self.LOAD:
+        if len(starts) > 2 * self.load:
             self._split(j)
 
     def move_boundary(self, lower: Vma, upper: Vma, addr: int) -> None:
@@ -410,7 +412,7 @@ class VmaStore:
         self._len -= count - 1
         if dropped == self._bmax[j]:
             self._refresh_bmax(j)
-        if len(block) < self.LOAD // 2 and len(self._firsts) > 1:
+        if len(block) < self.load // 2 and len(self._firsts) > 1:
             self._join(j)
 
     def fill(self, vmas: list[Vma]) -> None:
@@ -423,7 +425,7 @@ class VmaStore:
         ends = [vma.end for vma in vmas]
         ends.insert(0, 0)  # the gap below the lowest VMA runs from address 0
         gaps = array("Q", map(sub, starts, ends))
-        load = self.LOAD
+        load = self.load
         n = len(vmas)
         cuts = list(range(0, n, load))
         if len(cuts) > 1 and n - cuts[-1] < load // 2:
@@ -472,7 +474,7 @@ class VmaStore:
         if not self._stale:
             dirty = self._dirty
             dirty.append(j)
-            if len(dirty) > self.LOAD:
+            if len(dirty) > self.load:
                 self._stale = True
 
     def _split(self, j: int) -> None:
@@ -496,7 +498,7 @@ class VmaStore:
         del self._firsts[j]
         self._bmax[j - 1] = max(self._bmax[j - 1], self._bmax.pop(j))
         self._stale = True
-        if len(self._starts[j - 1]) > 2 * self.LOAD:
+        if len(self._starts[j - 1]) > 2 * self.load:
             self._split(j - 1)
 
     def _drop_block(self, j: int) -> None:
@@ -574,8 +576,8 @@ class VmaStore:
         for j in range(nb):
             block, starts, gaps = self._vmas[j], self._starts[j], self._gaps[j]
             assert block, "empty block"
-            assert len(block) <= 2 * self.LOAD
-            assert nb == 1 or len(block) >= self.LOAD // 2
+            assert len(block) <= 2 * self.load
+            assert nb == 1 or len(block) >= self.load // 2
             assert len(starts) == len(gaps) == len(block)
             assert self._firsts[j] == starts[0]
             for vma, start, gap in zip(block, starts, gaps, strict=True):
