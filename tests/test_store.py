@@ -21,11 +21,9 @@ from vmasim.core.store import VmaStore
 from vmasim.core.vma import Vma
 
 
-class TinyStore(VmaStore):
+def TinyStore() -> VmaStore:
     """Blocks of 2 to 4 VMAs."""
-
-    __slots__ = ()
-    LOAD = 2
+    return VmaStore(load=2)
 
 
 def ref_highest_gap(
@@ -131,11 +129,12 @@ def check_against(store: VmaStore, ranges: list[tuple[int, int]], addrs: list[in
 @settings(max_examples=80, deadline=None)
 @given(st.data(), st.sampled_from([2, 4, 8]))
 def test_random_changes_keep_the_invariants(data: st.DataObject, load: int) -> None:
-    store: VmaStore = type("Store", (VmaStore,), {"__slots__": (), "LOAD": load})()
+    store: VmaStore = VmaStore(load=load)
     ranges: list[tuple[int, int]] = []
     space = 600
     for _ in range(data.draw(st.integers(1, 120), label="steps")):
-        kind = data.draw(st.sampled_from(["insert", "insert", "insert", "remove", "set_range"]))
+        kind = data.draw(st.sampled_from(["insert", "insert", "insert", "remove", "set_range", "split", "boundary",
+                                          "coalesce"]))
         vmas = list(store)
         if kind == "insert":
             s = data.draw(st.integers(0, space - 1))
@@ -151,6 +150,29 @@ def test_random_changes_keep_the_invariants(data: st.DataObject, load: int) -> N
             i = data.draw(st.integers(0, len(vmas) - 1))
             store.remove(vmas[i])
             del ranges[i]
+        elif kind == "split":
+            i = data.draw(st.integers(0, len(vmas) - 1))
+            s, e = ranges[i]
+            if e - s < 2:
+                continue
+            addr = data.draw(st.integers(s + 1, e - 1))
+            store.split(vmas[i], vmas[i].copy(), addr, data.draw(st.booleans()))
+            ranges[i : i + 1] = [(s, addr), (addr, e)]
+        elif kind == "boundary":
+            touching = [i for i in range(len(ranges) - 1) if ranges[i][1] == ranges[i + 1][0]]
+            if not touching:
+                continue
+            i = data.draw(st.sampled_from(touching))
+            addr = data.draw(st.integers(ranges[i][0] + 1, ranges[i + 1][1] - 1))
+            store.move_boundary(vmas[i], vmas[i + 1], addr)
+            ranges[i : i + 2] = [(ranges[i][0], addr), (addr, ranges[i + 1][1])]
+        elif kind == "coalesce":
+            i = data.draw(st.integers(0, len(vmas) - 1))
+            count = data.draw(st.integers(1, len(vmas) - i))
+            keep = vmas[i + data.draw(st.integers(0, count - 1))]
+            store.coalesce(vmas[i], count, keep)
+            assert (keep.start, keep.end) == (ranges[i][0], ranges[i + count - 1][1])
+            ranges[i : i + count] = [(keep.start, keep.end)]
         else:
             # Any new bounds that keep clear of the neighbours (shrinking, growing, or moving).
             i = data.draw(st.integers(0, len(vmas) - 1))
@@ -240,3 +262,18 @@ def test_placement_is_the_same_as_walking_every_gap(
             assert err.value.errno == errno.ENOMEM
         else:
             assert unmapped_area_topdown(mm, length, mask, offset) == want
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 33, 64, 65, 80, 1000])
+@pytest.mark.parametrize("load", [2, 4, 32])
+def test_fill_builds_the_same_store_as_inserts(count: int, load: int) -> None:
+    vmas = [Vma(3 * i + (i % 2), 3 * i + 2, 0, VM_READ) for i in range(count)]
+    filled_store: VmaStore = VmaStore(load=load)
+    filled_store.fill(vmas)
+    filled_store._check()
+    assert list(filled_store) == vmas
+    ranges = [(v.start, v.end) for v in vmas]
+    check_against(filled_store, ranges, list(range(0, 3 * count + 3, 2)))
+    for low, high, length in [(0, 3 * count + 5, 1), (0, 3 * count + 5, 2), (5, 3 * count // 2, 1)]:
+        top = 3 * count + 5
+        assert filled_store.highest_gap(low, high, length, top) == ref_highest_gap(ranges, low, high, length, top)

@@ -107,25 +107,37 @@ class VmaMergeStruct:
     @classmethod
     def for_vma(cls, mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int) -> VmaMergeStruct:
         """Like VMG_VMA_STATE(): propose ``[start, end)`` of ``vma`` with all of ``vma``'s attributes."""
+        # Positional: this runs once per VMA a call changes, and keyword matching over 17 fields costs.
         return cls(
-            mm=mm,
-            start=start,
-            end=end,
-            pgoff=vma.pgoff + ((start - vma.start) >> PAGE_SHIFT),
-            vm_flags=vma.vm_flags,
-            file=vma.file,
-            anon_vma=vma.anon_vma,
-            policy=vma.policy,
-            uffd_ctx=vma.uffd_ctx,
-            anon_name=vma.anon_name,
-            prev=prev,
-            middle=vma,
+            mm,
+            start,
+            end,
+            vma.pgoff + ((start - vma.start) >> PAGE_SHIFT),
+            vma.vm_flags,
+            vma.file,
+            vma.anon_vma,
+            vma.policy,
+            vma.uffd_ctx,
+            vma.anon_name,
+            prev,
+            vma,
         )
+
+    @classmethod
+    def for_mmap(
+        cls, mm: MmStruct, start: int, end: int, pgoff: int, vm_flags: int, file: File | None, prev: Vma | None,
+        nxt: Vma | None,
+    ) -> VmaMergeStruct:
+        """Like VMG_MMAP_STATE(): propose a new ``[start, end)`` between ``prev`` and ``nxt`` (no anon_vma yet)."""
+        return cls(mm, start, end, pgoff, vm_flags, file, None, None, None, None, prev, None, nxt)
 
     def refuse(self, code: str, side: str = "", a: Any = None, b: Any = None) -> bool:
         """Record a refused merge (a :class:`Refusal`); always False, so predicates can ``return vmg.refuse(...)``."""
         self.refusals.append(Refusal(code, side, a, b))
         return False
+
+
+_INSIDE = Refusal("inside")
 
 
 # --- predicates ---------------------------------------------------------------------
@@ -268,7 +280,7 @@ def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
         vmg.refuse("special")
         return None
     if not left_side and not right_side:
-        vmg.refuse("inside")
+        vmg.refusals.append(_INSIDE)  # the common refusal of a split in three, so made once
         return None
 
     merge_left = left_side and can_vma_merge_left(vmg)
@@ -305,10 +317,7 @@ def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
         #  extend    delete    delete
         assert prev is not None and nxt is not None
         dup_anon_vma(prev, nxt if nxt.anon_vma is not None else middle)
-        new_end = nxt.end
-        mm.unlink(middle)
-        mm.unlink(nxt)
-        mm.set_range(prev, prev.start, new_end, prev.pgoff)
+        mm.coalesce((prev, middle, nxt), prev, prev.pgoff)
         target = prev
     elif merge_left:
         #  prev      middle
@@ -316,22 +325,19 @@ def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
         assert prev is not None
         dup_anon_vma(prev, middle)
         if remove_middle:
-            mm.unlink(middle)
+            mm.coalesce((prev, middle), prev, prev.pgoff)
         else:
-            mm.set_range(middle, end, middle.end, middle.pgoff + ((end - middle.start) >> PAGE_SHIFT))
-        mm.set_range(prev, prev.start, end, prev.pgoff)
+            mm.move_boundary(prev, middle, end)
         target = prev
     else:
         #  middle            next
         #  shrink or delete  extend
         assert nxt is not None
         dup_anon_vma(nxt, middle)
-        new_pgoff = nxt.pgoff - ((nxt.start - start) >> PAGE_SHIFT)
         if remove_middle:
-            mm.unlink(middle)
+            mm.coalesce((middle, nxt), nxt, nxt.pgoff - ((nxt.start - start) >> PAGE_SHIFT))
         else:
-            mm.set_range(middle, middle.start, start, middle.pgoff)
-        mm.set_range(nxt, start, nxt.end, new_pgoff)
+            mm.move_boundary(middle, nxt, start)
         target = nxt
 
     mm.set_flags(target, target.vm_flags | sticky)
@@ -349,13 +355,19 @@ def vma_expand(vmg: VmaMergeStruct) -> Vma:
     assert target is not None
     nxt = vmg.next
     sticky = (vmg.vm_flags | target.vm_flags) & VM_STICKY
-    if nxt is not None and nxt is not target and vmg.end == nxt.end:
+    delete_next = nxt is not None and nxt is not target and vmg.end == nxt.end
+    if delete_next:
+        assert nxt is not None
         sticky |= nxt.vm_flags & VM_STICKY
         dup_anon_vma(target, nxt)
-        mm.unlink(nxt)
     if vmg.copied_from is not None:
         dup_anon_vma(target, vmg.copied_from)
-    mm.set_range(target, vmg.start, vmg.end, vmg.pgoff)
+    if delete_next:
+        # target is prev: it grows over the new range and next in one store.
+        assert nxt is not None and vmg.start == target.start
+        mm.coalesce((target, nxt), target, vmg.pgoff)
+    else:
+        mm.set_range(target, vmg.start, vmg.end, vmg.pgoff)
     mm.set_flags(target, target.vm_flags | sticky)
     return target
 
@@ -423,14 +435,13 @@ def split_vma(mm: MmStruct, vma: Vma, addr: int, new_below: bool, *, checked: bo
         raise SplitRefused()
     new = vma.copy()
     offset = (addr - vma.start) >> PAGE_SHIFT
+    # The counters do not change: the pieces keep the flags and the pages between them, so __split_vma()
+    # only stores the new piece next to the shrunk one.
+    mm.vmas.split(vma, new, addr, new_below)
     if new_below:
-        new.end = addr
-        mm.set_range(vma, addr, vma.end, vma.pgoff + offset)
+        vma.pgoff += offset
     else:
-        new.start = addr
-        new.pgoff = vma.pgoff + offset
-        mm.set_range(vma, vma.start, addr, vma.pgoff)
-    mm.link(new)
+        new.pgoff += offset
     return new
 
 

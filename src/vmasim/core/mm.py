@@ -128,6 +128,14 @@ class MmStruct:
         self.vmas.insert(vma)
         self._charge(vma.vm_flags, (vma.end - vma.start) >> PAGE_SHIFT)
 
+    def link_all(self, vmas: list[Vma]) -> None:
+        """Fill an empty address space with ``vmas`` (in address order, disjoint) in O(n), as dup_mmap()
+        duplicates the parent's tree in one go; each is counted as :meth:`link` would."""
+        self.vmas.fill(vmas)
+        charge = self._charge
+        for vma in vmas:
+            charge(vma.vm_flags, (vma.end - vma.start) >> PAGE_SHIFT)
+
     def insert_vm_struct(self, vma: Vma) -> None:
         """Like insert_vm_struct(): add a mapping built outside the mmap path (an executable's image, a
         runner's own mappings, an import from /proc); its range must be free."""
@@ -161,6 +169,28 @@ class MmStruct:
         vma.pgoff = pgoff
         if grown:
             self._charge(vma.vm_flags, grown)
+
+    def move_boundary(self, lower: Vma, upper: Vma, addr: int) -> None:
+        """Move the boundary between two touching VMAs to ``addr``, one giving the other pages (a merge that
+        takes part of a VMA into its neighbour), keeping ``upper``'s pgoff and the counters right."""
+        moved = (addr - upper.start) >> PAGE_SHIFT  # pages ``lower`` gains; negative when it gives them
+        self.vmas.move_boundary(lower, upper, addr)
+        upper.pgoff += moved
+        if moved:
+            self._charge(lower.vm_flags, moved)
+            self._charge(upper.vm_flags, -moved)
+
+    def coalesce(self, run: tuple[Vma, ...], keep: Vma, pgoff: int) -> None:
+        """``keep``, one of ``run`` (VMAs next to each other in the tree), grows over the whole run and the
+        holes between them, with ``pgoff``; the others are unlinked.  The counters change by the difference."""
+        grown = (run[-1].end - run[0].start - (keep.end - keep.start)) >> PAGE_SHIFT
+        for vma in run:
+            if vma is not keep:
+                self._charge(vma.vm_flags, -((vma.end - vma.start) >> PAGE_SHIFT))
+        self.vmas.coalesce(run[0], len(run), keep)
+        keep.pgoff = pgoff
+        if grown:
+            self._charge(keep.vm_flags, grown)
 
     def set_flags(self, vma: Vma, vm_flags: int) -> None:
         """Change a VMA's vm_flags, keeping the counters right."""

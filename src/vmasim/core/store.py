@@ -54,23 +54,27 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from itertools import chain
-from typing import TypeVar
+from itertools import chain, pairwise
+from operator import sub
+from typing import Any
 
 from vmasim.core.vma import Vma
 
-# The columns of a block: its VMAs, their starts, their gaps (machine words, not int objects).
-_T = TypeVar("_T", list[Vma], list[int], "array[int]")
+#: Blocks hold LOAD / 2 to 2 * LOAD VMAs (fewer only when the store is that small).  16 to 128
+#: measured the same within noise at 65,000 VMAs; smaller blocks cost memory, larger ones max().
+LOAD = 32
 
 
-def _cut(blocks: list[_T], j: int, at: int) -> None:
+# The columns of a block are its VMAs, their starts and their gaps (machine words, not int objects);
+# these two helpers move any of them.
+def _cut(blocks: list[Any], j: int, at: int) -> None:
     """Move the tail of block ``j`` from index ``at`` into a new block after it."""
     whole = blocks[j]
     blocks.insert(j + 1, whole[at:])
     del whole[at:]
 
 
-def _glue(blocks: list[_T], j: int) -> None:
+def _glue(blocks: list[Any], j: int) -> None:
     """Append block ``j`` to block ``j - 1``."""
     blocks[j - 1] += blocks.pop(j)
 
@@ -78,13 +82,12 @@ def _glue(blocks: list[_T], j: int) -> None:
 class VmaStore:
     """Non-overlapping VMAs ordered by address, with the largest free gap tracked per block."""
 
-    __slots__ = ("_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_len", "_stale", "_starts", "_tree", "_vmas")
+    __slots__ = ("_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_len", "_stale", "_starts", "_tree", "_vmas", "load")
 
-    #: Blocks hold LOAD / 2 to 2 * LOAD VMAs (fewer only when the store is that small).  16 to 128
-    #: measured the same within noise at 65,000 VMAs; smaller blocks cost memory, larger ones max().
-    LOAD = 32
-
-    def __init__(self) -> None:
+    def __init__(self, load: int = LOAD) -> None:
+        # An attribute, not a class constant to override, so that the class can be compiled (mypyc);
+        # tests use tiny blocks.
+        self.load = load
         self._vmas: list[list[Vma]] = []
         self._starts: list[list[int]] = []
         self._gaps: list[array[int]] = []
@@ -281,7 +284,7 @@ class VmaStore:
             self._set_gap(j, i, starts[i] - vma.end)
         elif j + 1 < len(firsts):
             self._set_gap(j + 1, 0, firsts[j + 1] - vma.end)
-        if len(starts) > 2 * self.LOAD:
+        if len(starts) > 2 * self.load:
             self._split(j)
 
     def remove(self, vma: Vma) -> None:
@@ -311,7 +314,7 @@ class VmaStore:
             self._firsts[j] = starts[0]
         if old == self._bmax[j]:
             self._refresh_bmax(j)
-        if len(block) < self.LOAD // 2 and len(self._firsts) > 1:
+        if len(block) < self.load // 2 and len(self._firsts) > 1:
             self._join(j)
 
     def set_range(self, vma: Vma, start: int, end: int) -> None:
@@ -336,6 +339,107 @@ class VmaStore:
                 self._set_gap(j, i, self._starts[j][i] - end)
             elif j + 1 < len(self._firsts):
                 self._set_gap(j + 1, 0, self._firsts[j + 1] - end)
+
+    def split(self, vma: Vma, new: Vma, addr: int, new_below: bool) -> None:
+        """Cut a stored VMA at ``addr``: ``new`` (a copy of it, not stored) takes the part below ``addr`` (with
+        ``new_below``) or above it, ``vma`` keeps the rest; one lookup, like __split_vma()'s store of the new
+        piece next to the shrunk one.
+
+        No gap changes size (the two pieces touch), so neither the block maximum nor the tree is touched.
+        """
+        j, i = self._locate(vma)
+        block = self._vmas[j]
+        starts = self._starts[j]
+        if new_below:
+            new.end = vma.start = addr
+            block.insert(i, new)
+        else:
+            new.start = vma.end = addr
+            block.insert(i + 1, new)
+        # Index i + 1 now holds the upper piece, with nothing free below it; the lower one keeps the old gap.
+        i += 1
+        starts.insert(i, addr)
+        self._gaps[j].insert(i, 0)
+        self._len += 1
+        if len(starts) > 2 * self.load:
+            self._split(j)
+
+    def move_boundary(self, lower: Vma, upper: Vma, addr: int) -> None:
+        """Move the boundary between two stored VMAs that touch (``lower.end == upper.start``) to ``addr``,
+        strictly inside their union: one grows by what the other gives up, so no gap changes."""
+        j = bisect_right(self._firsts, upper.start) - 1
+        starts = self._starts[j]
+        i = bisect_left(starts, upper.start)
+        assert self._vmas[j][i] is upper and lower.end == upper.start, f"{lower} and {upper} do not touch"
+        lower.end = addr
+        upper.start = addr
+        starts[i] = addr
+        if not i:
+            self._firsts[j] = addr
+
+    def coalesce(self, first: Vma, count: int, keep: Vma) -> None:
+        """Replace the run of ``count`` stored VMAs from ``first`` by ``keep``, one of them, which now spans the
+        run (holes between them included): what a merge stores over the range in one go in mm/vma.c.
+
+        The gaps above the run and below it do not change; only the dropped VMAs' gaps go.
+        """
+        j, i = self._locate(first)
+        block = self._vmas[j]
+        k = i + count
+        if k > len(block):
+            # The run crosses into the next block: rare enough to take the general path.
+            run = [first]
+            while len(run) < count:
+                nxt = self.next(run[-1])
+                assert nxt is not None
+                run.append(nxt)
+            start, end = first.start, run[-1].end
+            for vma in run:
+                if vma is not keep:
+                    self.remove(vma)
+            self.set_range(keep, start, end)
+            return
+        assert keep in block[i:k], f"{keep} is not in the run"
+        start, end = first.start, block[k - 1].end
+        keep.start, keep.end = start, end
+        block[i:k] = [keep]
+        starts = self._starts[j]
+        del starts[i + 1 : k]
+        starts[i] = start
+        gaps = self._gaps[j]
+        dropped = max(gaps[i + 1 : k], default=-1)
+        del gaps[i + 1 : k]
+        self._len -= count - 1
+        if dropped == self._bmax[j]:
+            self._refresh_bmax(j)
+        if len(block) < self.load // 2 and len(self._firsts) > 1:
+            self._join(j)
+
+    def fill(self, vmas: list[Vma]) -> None:
+        """Fill an empty store with ``vmas``, in address order and disjoint, in O(n): whole blocks at once
+        instead of one insert each (like dup_mmap() duplicating the parent's tree in one go)."""
+        assert not self._len, "fill() needs an empty store"
+        if not vmas:
+            return
+        starts = [vma.start for vma in vmas]
+        ends = [vma.end for vma in vmas]
+        ends.insert(0, 0)  # the gap below the lowest VMA runs from address 0
+        gaps = array("Q", map(sub, starts, ends))
+        load = self.load
+        n = len(vmas)
+        cuts = list(range(0, n, load))
+        if len(cuts) > 1 and n - cuts[-1] < load // 2:
+            cuts.pop()  # a short last block goes with the one before it (at most 1.5 * LOAD)
+        cuts.append(n)
+        for a, b in pairwise(cuts):
+            self._vmas.append(vmas[a:b])
+            self._starts.append(starts[a:b])
+            block_gaps = gaps[a:b]
+            self._gaps.append(block_gaps)
+            self._firsts.append(starts[a])
+            self._bmax.append(max(block_gaps))
+        self._len = n
+        self._stale = True
 
     # --- block and tree upkeep ------------------------------------------------------------
 
@@ -370,7 +474,7 @@ class VmaStore:
         if not self._stale:
             dirty = self._dirty
             dirty.append(j)
-            if len(dirty) > self.LOAD:
+            if len(dirty) > self.load:
                 self._stale = True
 
     def _split(self, j: int) -> None:
@@ -394,7 +498,7 @@ class VmaStore:
         del self._firsts[j]
         self._bmax[j - 1] = max(self._bmax[j - 1], self._bmax.pop(j))
         self._stale = True
-        if len(self._starts[j - 1]) > 2 * self.LOAD:
+        if len(self._starts[j - 1]) > 2 * self.load:
             self._split(j - 1)
 
     def _drop_block(self, j: int) -> None:
@@ -472,8 +576,8 @@ class VmaStore:
         for j in range(nb):
             block, starts, gaps = self._vmas[j], self._starts[j], self._gaps[j]
             assert block, "empty block"
-            assert len(block) <= 2 * self.LOAD
-            assert nb == 1 or len(block) >= self.LOAD // 2
+            assert len(block) <= 2 * self.load
+            assert nb == 1 or len(block) >= self.load // 2
             assert len(starts) == len(gaps) == len(block)
             assert self._firsts[j] == starts[0]
             for vma, start, gap in zip(block, starts, gaps, strict=True):

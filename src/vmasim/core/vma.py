@@ -231,7 +231,6 @@ class Vma:
         end: int,
         pgoff: int,
         vm_flags: int,
-        *,
         file: File | None = None,
         anon_vma: AnonVma | None = None,
         fork_child: bool = False,
@@ -264,18 +263,19 @@ class Vma:
 
     def copy(self) -> Vma:
         """Like vm_area_dup(): a full copy sharing file, anon_vma, policy and uffd context."""
+        # Positional: every split and fork copies, and matching keywords costs as much again.
         return Vma(
             self.start,
             self.end,
             self.pgoff,
             self.vm_flags,
-            file=self.file,
-            anon_vma=self.anon_vma,
-            fork_child=self.fork_child,
-            policy=self.policy,
-            uffd_ctx=self.uffd_ctx,
-            anon_name=self.anon_name,
-            has_close=self.has_close,
+            self.file,
+            self.anon_vma,
+            self.fork_child,
+            self.policy,
+            self.uffd_ctx,
+            self.anon_name,
+            self.has_close,
         )
 
     def __repr__(self) -> str:
@@ -302,16 +302,55 @@ class VmaView:
     def __init__(self, vma: Vma) -> None:
         self._vma = vma
 
-    start = property(lambda self: self._vma.start, doc="First address of the VMA.")
-    end = property(lambda self: self._vma.end, doc="First address after the VMA.")
-    pgoff = property(lambda self: self._vma.pgoff, doc="vm_pgoff; for private anonymous memory a virtual page number.")
-    vm_flags = property(lambda self: self._vma.vm_flags, doc="The vm_flags bits as an int.")
-    file = property(lambda self: self._vma.file, doc="The struct file mapped, or None for anonymous memory.")
-    anon_vma = property(lambda self: self._vma.anon_vma, doc="The anon_vma token; None before the first write fault.")
-    fork_child = property(lambda self: self._vma.fork_child, doc="True when the anon_vma came through fork.")
-    policy = property(lambda self: self._vma.policy, doc="The VMA's own mempolicy, or None for the default.")
-    uffd_ctx = property(lambda self: self._vma.uffd_ctx, doc="The userfaultfd context, or None.")
-    anon_name = property(lambda self: self._vma.anon_name, doc="The anonymous VMA name, or None.")
+    @property
+    def start(self) -> int:
+        """First address of the VMA."""
+        return self._vma.start
+
+    @property
+    def end(self) -> int:
+        """First address after the VMA."""
+        return self._vma.end
+
+    @property
+    def pgoff(self) -> int:
+        """vm_pgoff; for private anonymous memory a virtual page number."""
+        return self._vma.pgoff
+
+    @property
+    def vm_flags(self) -> int:
+        """The vm_flags bits as an int."""
+        return self._vma.vm_flags
+
+    @property
+    def file(self) -> File | None:
+        """The struct file mapped, or None for anonymous memory."""
+        return self._vma.file
+
+    @property
+    def anon_vma(self) -> AnonVma | None:
+        """The anon_vma token; None before the first write fault."""
+        return self._vma.anon_vma
+
+    @property
+    def fork_child(self) -> bool:
+        """True when the anon_vma came through fork."""
+        return self._vma.fork_child
+
+    @property
+    def policy(self) -> Mempolicy | None:
+        """The VMA's own mempolicy, or None for the default."""
+        return self._vma.policy
+
+    @property
+    def uffd_ctx(self) -> UffdCtx | None:
+        """The userfaultfd context, or None."""
+        return self._vma.uffd_ctx
+
+    @property
+    def anon_name(self) -> str | None:
+        """The anonymous VMA name, or None."""
+        return self._vma.anon_name
 
     @property
     def size(self) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from vmasim.core.flags import VM_DONTCOPY, VM_LOCKED_MASK, VM_MAYBE_GUARD, VM_NOHUGEPAGE, VM_WIPEONFORK
 from vmasim.core.mm import MmStruct
-from vmasim.core.vma import AnonVma
+from vmasim.core.ranges import RangeSet
+from vmasim.core.vma import AnonVma, Vma
 from vmasim.syscalls.userfaultfd import dup_userfaultfd
 
 
@@ -36,24 +37,59 @@ def dup_mm(parent: MmStruct) -> MmStruct:
     child.execute_only_pkey = parent.execute_only_pkey
     child.pkru = parent.pkru
     child.guards = parent.guards.copy()
+    ids = child.ids
+    copied: list[Vma] = []
+    # Where page tables are copied, as disjoint [start, end) spans in address order.
+    spans: list[list[int]] = []
     for vma in parent.vmas:
-        if vma.vm_flags & VM_DONTCOPY:
+        flags = vma.vm_flags
+        if flags & VM_DONTCOPY:
             child.guards.remove(vma.start, vma.end)
             continue
         new = vma.copy()
-        new.vm_flags &= ~VM_LOCKED_MASK
+        new.vm_flags = flags & ~VM_LOCKED_MASK
         if new.uffd_ctx is not None:
             dup_userfaultfd(new)
-        if vma.anon_vma is None or vma.vm_flags & VM_WIPEONFORK:
+        if vma.anon_vma is None or flags & VM_WIPEONFORK:
             new.anon_vma = None
             new.fork_child = False
         else:
-            new.anon_vma = AnonVma(child.ids)
+            new.anon_vma = AnonVma(ids)
             new.fork_child = True
         # Page tables are copied only where there is private memory (copy_page_range()).
-        if new.anon_vma is not None or (vma.vm_flags & VM_MAYBE_GUARD and not vma.vm_flags & VM_WIPEONFORK):
-            for theirs, ours in ((parent.ptes, child.ptes), (parent.pages, child.pages)):
-                for s, e in theirs.slices(vma.start, vma.end):
-                    ours.add(s, e)
-        child.link(new)
+        if new.anon_vma is not None or (flags & VM_MAYBE_GUARD and not flags & VM_WIPEONFORK):
+            if spans and spans[-1][1] == vma.start:
+                spans[-1][1] = vma.end
+            else:
+                spans.append([vma.start, vma.end])
+        copied.append(new)
+    child.link_all(copied)
+    child.ptes = _copy_within(parent.ptes, spans)
+    child.pages = _copy_within(parent.pages, spans)
     return child
+
+
+def _copy_within(table: RangeSet, spans: list[list[int]]) -> RangeSet:
+    """The ranges of ``table`` inside ``spans`` (both in address order), in one pass over both.
+
+    Usually every range lies inside the spans (page tables exist only in
+    VMAs, and most VMAs' are copied), and then the table is copied whole.
+    """
+    ranges = list(table)
+    pieces: list[tuple[int, int]] = []
+    k = 0
+    for start, end in spans:
+        while k < len(ranges) and ranges[k][1] <= start:
+            k += 1
+        while k < len(ranges) and ranges[k][0] < end:
+            s, e = ranges[k]
+            pieces.append((max(s, start), min(e, end)))
+            if e > end:
+                break  # the range goes on into the next span
+            k += 1
+    if pieces == ranges:
+        return table.copy()
+    out = RangeSet()
+    for s, e in pieces:
+        out.add(s, e)
+    return out

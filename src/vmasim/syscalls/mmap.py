@@ -172,7 +172,7 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     complete_munmap(mm, detached)
     vma: Vma | None = None
     if prev is not None or nxt is not None:
-        vmg = VmaMergeStruct(mm=mm, start=addr, end=end, pgoff=pgoff, vm_flags=vm_flags, file=file, prev=prev, next=nxt)
+        vmg = VmaMergeStruct.for_mmap(mm, addr, end, pgoff, vm_flags, file, prev, nxt)
         vma = vma_merge_new_range(vmg)
     if vma is None:
         if file is None and vm_flags & VM_SHARED:
