@@ -144,19 +144,14 @@ def _heap_top(call: Call, before: Before) -> int:
     # Growth looks a page (and a stack guard gap below a VM_GROWSDOWN VMA) above the new break: like
     # the brk syscall's check against the next VMA.
     top += C.PAGE_SIZE + before.stack_guard_gap
-    for lo, hi in sorted(_call_ranges(call)):
-        if lo < top and hi > start:
-            top = max(top, hi)
     for v in before.vmas:
         if v.start < start < v.end:
             raise NotExpressible(f"{v.start:#x}-{v.end:#x} straddles the heap's start {start:#x}: the runner's own "
                                  "memory lies below its initial break")
-        if v.end == start and not is_brk:
-            # brk never looks below start_brk, but other calls at the heap's start may merge with this VMA.
-            raise NotExpressible(f"{v.start:#x}-{v.end:#x} lies right below the heap: the runner's own memory "
-                                 "lies below its initial break")
-        if v.end > start and v.start <= top:
-            top = max(top, v.end)  # within reach, or touching what is: moved with the heap
+    # What starts within reach, or touches what does, moves with the heap.
+    for lo, hi in sorted([(v.start, v.end) for v in before.vmas] + _call_ranges(call)):
+        if hi > start and lo <= top:
+            top = max(top, hi)
     if top - start > HEAP_SPAN_MAX:
         raise NotExpressible(f"the heap and what lies within its reach span {top - start:#x} bytes, more than "
                              "the runner has free above its initial break")
@@ -179,8 +174,14 @@ def place(call: Call, before: Before) -> Placement:
         # left out: they would only stretch the window, often past the top of the address space.
         vmas = [v for v in vmas if heap.in_heap(v.start)
                 or any(v.start <= hi and v.end >= lo for lo, hi in window_ranges)]
-    starts = [v.start for v in vmas if not heap.in_heap(v.start)] + [lo for lo, _ in window_ranges]
-    lo = min(starts, default=WINDOW)
+    start = before.start_brk
+    if heap.has_heap and call.name != "brk" and any(
+            (lo == start and any(v.end == start for v in before.vmas))
+            or (hi == start and any(v.start == start for v in before.vmas)) for lo, hi in ranges):
+        # brk never looks below start_brk, but other calls meeting the heap's start merge across it.
+        raise NotExpressible(f"the call meets the heap's start {start:#x} with memory right below it, where the "
+                             "runner has its own memory")
+    lo = min([v.start for v in vmas if not heap.in_heap(v.start)] + [lo for lo, _ in window_ranges], default=WINDOW)
     return Placement(WINDOW - (lo & ~(PMD - 1)), tuple(vmas), before.start_brk, before.brk, top)
 
 

@@ -409,6 +409,8 @@ class Tracer:
             mismatch = self._result_mismatch(call, model_ret, model_err)
             if mismatch is not None or due:
                 self._check(image, task.tid, call, result=mismatch, before=before)
+            if call.name == "brk" and mismatch is not None:
+                image.mm.brk = call.ret  # brk returns the kernel's break: /proc does not show it to repair from
         finally:
             self._release(image)
 
