@@ -294,6 +294,9 @@ class _Builder:
             if v.anon_vma is None:
                 continue
             writable = bool(v.vm_flags & VM_WRITE)
+            # A read fault maps the zero page and makes no anon_vma (do_anonymous_page()), so a read-only
+            # piece is written through a moment of rw: merged meanwhile with a written neighbour, it shares
+            # that neighbour's anon_vma, as after the usual history (the heap written, then protected).
             if not writable:
                 self.range_op("mprotect", v, prot="rw")
             self.ops.append({"op": "touch", "addr": self.addr(v.start), "length": "4K"})
