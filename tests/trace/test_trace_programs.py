@@ -124,3 +124,39 @@ def test_rarer_calls(build: Callable[[str], str]) -> None:
     assert final is not None
     assert "different flags: VM_SEALED" in final["reasons"]
     assert "different flags: VM_WIPEONFORK" in final["reasons"]
+
+
+def test_a_brk_divergence_gets_a_reproducer_that_rebuilds_the_heap(
+        build: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that skips the heap's growth after a page inside it was made read-only: the reproducer rebuilds the
+    cut heap in the runner's heap and makes the brk there."""
+    from vmasim.trace import mirror
+    from vmasim.trace.reproduce import attach_reproducers
+
+    real_apply = mirror.apply
+    grows: list[int] = []
+
+    def apply(image: mirror.Image, call: mirror.Call) -> int:
+        if call.name == "brk" and call.args[0] and image.program == "heap":
+            grows.append(call.args[0])
+            if len(grows) == 2:  # sbrk(8 pages), after the mprotect
+                return image.mm.brk
+        return real_apply(image, call)
+
+    monkeypatch.setattr(mirror, "apply", apply)
+    result = trace([build("heap")], Options(check="every"))
+    assert result.exit_status == 0
+    image = result.images[0]
+    assert len(image.stats.divergences) == 1  # the model's break is repaired from the kernel's result
+    div = image.stats.divergences[0]
+    assert div.call.startswith("brk(") and "the kernel returned" in div.detail
+    attach_reproducers(result)
+    assert div.program is not None, div.program_note
+    ops = div.program["ops"]
+    assert ops[0] == {"op": "sbrk", "increment": "0x10000", "as": "heap"}
+    assert {"op": "mprotect", "addr": "heap+0x4000", "length": "0x1000", "prot": "r"} in ops
+    assert ops[-1] == {"op": "brk", "addr": "heap+0x18000"}
+    from vmasim.kernel import kernel_available
+
+    if kernel_available()[0]:
+        assert "model and kernel agree" in div.program_note

@@ -65,7 +65,10 @@ would (:meth:`mirror.Image.refresh`).  What stays approximate:
 model's layout before the call; the model is then repaired from /proc over
 the differing range, so each divergence is counted once.  :mod:`reproduce`
 turns a divergence into a program in the JSON format when the format can say
-it, checked on the model (and on the kernel runner where available).  Calls
+it, checked on the model (and on the kernel runner where available); the
+heap, which brk can move only where it is, is rebuilt in the runner's own
+heap at the same offsets from the break.  brk has no errno: after a brk whose
+result differs, the model takes the kernel's break from the result.  Calls
 the model does not implement (SysV shm, mappings of devices and special
 files, MAP_32BIT placement) are imported from /proc and counted as
 *unmodelled*, not as mirrored.

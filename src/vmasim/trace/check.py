@@ -25,6 +25,21 @@ NEIGHBOURS = 2
 
 
 @dataclass(slots=True)
+class Before:
+    """The model's state a reproducer needs from before a call: copies of the VMAs around it, and the heap.
+
+    ``start_brk`` and ``brk`` are the model's (the heap is what /proc labels
+    ``[heap]``: the VMAs meeting ``[start_brk, brk)``); ``stack_guard_gap`` is
+    how far above a break a VM_GROWSDOWN VMA still blocks the heap's growth.
+    """
+
+    vmas: list[Vma]
+    start_brk: int
+    brk: int
+    stack_guard_gap: int
+
+
+@dataclass(slots=True)
 class Divergence:
     """Where the model and the kernel disagreed: after which call, and both layouts around it."""
 
@@ -36,8 +51,8 @@ class Divergence:
     before: list[str] = field(default_factory=list)
     program: dict[str, object] | None = None
     program_note: str = ""
-    # The call and the model's VMAs around it before the call (for building a reproducer).
-    context: tuple[object, list[Vma] | None] | None = None
+    # The call and the model's state around it before the call (for building a reproducer).
+    context: tuple[object, Before | None] | None = None
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""

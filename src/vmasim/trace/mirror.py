@@ -41,7 +41,7 @@ from vmasim.syscalls.prctl import sys_prctl_set_memory_merge, sys_prctl_set_vma_
 from vmasim.syscalls.process_madvise import sys_process_madvise
 from vmasim.syscalls.shm import ShmSegment, sys_shmat, sys_shmdt
 from vmasim.syscalls.userfaultfd import uffd_api, uffd_register, uffd_unregister
-from vmasim.trace.check import Divergence, Identities
+from vmasim.trace.check import Before, Divergence, Identities
 from vmasim.trace.fds import Handle
 from vmasim.trace.syscalls import UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER, Call
 
@@ -316,3 +316,27 @@ def result_ranges(call: Call) -> list[tuple[int, int]]:
     if call.name == "mremap" and call.ret != a[0]:
         return [(call.ret, (call.ret + a[2] + page) & ~page)]
     return []
+
+
+def before_call(mm: MmStruct, call: Call) -> Before:
+    """Copies of the VMAs ``call`` can change and their neighbours, with the heap's bounds, for a reproducer.
+
+    For brk the range is the whole heap up to the highest break involved: a
+    shrink unmaps from the new break, growth expands the last heap VMA, and the
+    first VMA above (the neighbour) decides whether the heap may grow there.
+    """
+    ranges = touched_ranges(call) + result_ranges(call)
+    if call.name == "brk":
+        page = C.PAGE_SIZE - 1
+        top = max(mm.brk, call.args[0] if call.args[0] >= mm.start_brk else 0)
+        ranges.append((mm.start_brk, min((top + page) & ~page, mm.task_size)))
+    out: dict[int, Vma] = {}
+    for start, end in ranges:
+        vmas = list(mm.vmas.range(start, end))
+        first = vmas[0] if vmas else None
+        prev = mm.vmas.prev(first) if first is not None else mm.vmas.prev_of_addr(start)
+        nxt = mm.vmas.next(vmas[-1]) if vmas else mm.find_vma(end)
+        for v in (prev, *vmas, nxt):
+            if v is not None:
+                out[v.start] = v.copy()
+    return Before([out[k] for k in sorted(out)], mm.start_brk, mm.brk, mm.stack_guard_gap)

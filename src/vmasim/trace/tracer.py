@@ -21,15 +21,14 @@ from pathlib import Path
 
 from vmasim import constants as C
 from vmasim.api import AddressSpace
-from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Inode, Vma
 from vmasim.procimport import ProcImportError, ProcVma, from_pid, read_smaps
 from vmasim.syscalls.shm import SHM_KIND
 from vmasim.trace import ptrace as P
-from vmasim.trace.check import Divergence, compare, follow_stack_growth, model_entries, resync
+from vmasim.trace.check import Before, Divergence, compare, follow_stack_growth, model_entries, resync
 from vmasim.trace.fds import FdTable, Handle, open_fds, resolve
 from vmasim.trace.host import host_files
-from vmasim.trace.mirror import Image, Unmodelled, result_ranges, run, touched_ranges, uffd_target
+from vmasim.trace.mirror import Image, Unmodelled, before_call, result_ranges, run, touched_ranges, uffd_target
 from vmasim.trace.syscalls import (
     CLONE_FILES,
     CLONE_THREAD,
@@ -395,7 +394,7 @@ class Tracer:
             every = self.options.every
             due = bool(every) and image.since_check + 1 >= every
             # The model's VMAs around the call, kept for the report only when a comparison follows.
-            before = self._neighbourhood(image.mm, touched_ranges(call) + result_ranges(call)) if due else None
+            before = before_call(image.mm, call) if due else None
             try:
                 if call.data.get("unreadable"):
                     raise Unmodelled("arguments could not be read")
@@ -410,6 +409,8 @@ class Tracer:
             mismatch = self._result_mismatch(call, model_ret, model_err)
             if mismatch is not None or due:
                 self._check(image, task.tid, call, result=mismatch, before=before)
+            if call.name == "brk" and mismatch is not None:
+                image.mm.brk = call.ret  # brk returns the kernel's break: /proc does not show it to repair from
         finally:
             self._release(image)
 
@@ -423,19 +424,6 @@ class Tracer:
         if call.name in ("mmap", "mremap", "brk") and model_ret != call.ret:
             return f"the kernel returned {call.ret:#x}, the model {(model_ret or 0):#x}"
         return None
-
-    @staticmethod
-    def _neighbourhood(mm: MmStruct, ranges: list[tuple[int, int]]) -> list[Vma]:
-        out: dict[int, Vma] = {}
-        for start, end in ranges:
-            vmas = list(mm.vmas.range(start, end))
-            first = vmas[0] if vmas else None
-            prev = mm.vmas.prev(first) if first is not None else mm.vmas.prev_of_addr(start)
-            nxt = mm.vmas.next(vmas[-1]) if vmas else mm.find_vma(end)
-            for v in (prev, *vmas, nxt):
-                if v is not None:
-                    out[v.start] = v.copy()
-        return [out[k] for k in sorted(out)]
 
     def _release(self, image: Image) -> None:
         image.holder = None
@@ -464,7 +452,7 @@ class Tracer:
         return None
 
     def _check(self, image: Image, tid: int, call: Call | None, *, result: str | None = None,
-               quiet: bool = False, before: list[Vma] | None = None) -> None:
+               quiet: bool = False, before: Before | None = None) -> None:
         """Compare ``image`` with the kernel; count agreement or record a divergence, then repair the model."""
         kernel = self._kernel_layout(image, tid)
         if kernel is None:
@@ -487,7 +475,7 @@ class Tracer:
                     assert result is not None
                     div = Divergence(what, "result", result)
                 if before is not None:
-                    div.before = [_vma_line(v, image) for v in before]
+                    div.before = [_vma_line(v, image) for v in before.vmas]
                 div.context = (call, before)
                 stats.divergences.append(div)
             image.since_check = 0
