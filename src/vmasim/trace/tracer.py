@@ -16,7 +16,7 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from vmasim import constants as C
@@ -60,7 +60,6 @@ class Task:
     fdt: FdTable
     state: int = RUNNING
     call: Call | None = None
-    before: list[Vma] = field(default_factory=list)
 
 
 @dataclass(slots=True)
