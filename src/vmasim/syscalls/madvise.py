@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 
 from vmasim import constants as C
-from vmasim.core.addr import page_align
+from vmasim.core.addr import checked_range
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import anon_vma_prepare, fault_in
 from vmasim.core.flags import (
@@ -193,14 +193,9 @@ def _madvise_populate(mm: MmStruct, start: int, end: int, write: bool) -> None:
 
 def sys_madvise(mm: MmStruct, start: int, length: int, advice: int) -> int:
     """madvise(2): holes are skipped (ENOMEM at the end); an error from one VMA stops the walk."""
-    if advice not in VALID_ADVICE or start & (C.PAGE_SIZE - 1):
-        raise _error(errno.EINVAL, "unknown advice or unaligned start")
-    aligned = page_align(length)
-    if length and not aligned:
-        raise _error(errno.EINVAL, "length wraps")
-    end = start + aligned
-    if end >= 1 << 64:
-        raise _error(errno.EINVAL, "range wraps")
+    if advice not in VALID_ADVICE:
+        raise _error(errno.EINVAL, "unknown advice")
+    end = checked_range(CALL, start, length)
     if end == start:
         return 0
     if advice in (C.MADV_POPULATE_READ, C.MADV_POPULATE_WRITE):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from vmasim import constants as C
-from vmasim.core.addr import page_align
+from vmasim.core.addr import checked_range
 from vmasim.core.errors import kernel_error
 from vmasim.core.flags import VM_SEALED
 from vmasim.core.merge import vma_modify_flags
@@ -20,14 +19,7 @@ def sys_mseal(mm: MmStruct, start: int, length: int, flags: int) -> int:
     """mseal(2): seal every VMA in a hole-free range; sealed VMAs refuse munmap, mprotect and more."""
     if flags:
         raise kernel_error(errno.EINVAL, CALL, "flags must be 0")
-    if start & (C.PAGE_SIZE - 1):
-        raise kernel_error(errno.EINVAL, CALL, "unaligned start")
-    aligned = page_align(length)
-    if length and not aligned:
-        raise kernel_error(errno.EINVAL, CALL, "length wraps")
-    end = start + aligned
-    if end >= 1 << 64:
-        raise kernel_error(errno.EINVAL, CALL, "range wraps")
+    end = checked_range(CALL, start, length)
     if end == start:
         return 0
 

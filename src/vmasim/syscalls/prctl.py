@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from vmasim import constants as C
-from vmasim.core.addr import page_align
+from vmasim.core.addr import checked_range
 from vmasim.core.errors import kernel_error
 from vmasim.core.flags import VM_MERGEABLE, ksm_compatible
 from vmasim.core.merge import vma_modify_name
@@ -49,14 +48,7 @@ def sys_prctl_set_vma_anon_name(mm: MmStruct, start: int, length: int, name: str
         raise kernel_error(errno.EINVAL, CALL, "anonymous VMA names are not configured")
     if name is not None and not valid_anon_name(name):
         raise kernel_error(errno.EINVAL, CALL, "invalid name")
-    if start & (C.PAGE_SIZE - 1):
-        raise kernel_error(errno.EINVAL, CALL, "unaligned start")
-    aligned = page_align(length)
-    if length and not aligned:
-        raise kernel_error(errno.EINVAL, CALL, "length wraps")
-    end = start + aligned
-    if end >= 1 << 64:
-        raise kernel_error(errno.EINVAL, CALL, "range wraps")
+    end = checked_range(CALL, start, length)
     if end == start:
         return 0
     # madvise_set_anon_name() walks like madvise: holes are skipped, then reported.
