@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vmasim import constants as C
-from vmasim.core.flags import VM_GROWSDOWN, VM_MAYSHARE, mnemonics
+from vmasim.core.flags import VM_GROWSDOWN, mnemonics
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import AnonVma, File, Inode, Vma
 from vmasim.procimport import FileTable, PageMap, ProcVma, model_vma
+from vmasim.render import perms
 
 NEIGHBOURS = 2
 
@@ -83,13 +84,6 @@ class Identities:
         return self.files.identity(file.inode) or self.learnt.get(file.inode)
 
 
-def perms_of(vma: Vma) -> str:
-    """The maps perms column of a model VMA."""
-    f = vma.vm_flags
-    return ("r" if f & 1 else "-") + ("w" if f & 2 else "-") + ("x" if f & 4 else "-") + (
-        "s" if f & VM_MAYSHARE else "p")
-
-
 def path_of(vma: Vma) -> str:
     """The path column /proc would show for a model VMA (the [heap]/[stack] labels aside)."""
     if vma.file is None:
@@ -119,7 +113,7 @@ def model_entries(mm: MmStruct, ids: Identities, kernel: list[ProcVma] | None = 
                 ident = ("??", -1)
         dev, ino = ident
         offset = vma.pgoff << C.PAGE_SHIFT if ino else 0
-        out.append(ProcVma(vma.start, vma.end, perms_of(vma), offset, dev, ino, path_of(vma),
+        out.append(ProcVma(vma.start, vma.end, perms(vma), offset, dev, ino, path_of(vma),
                            mnemonics(vma.vm_flags)))
     return out
 

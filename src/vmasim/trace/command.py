@@ -11,7 +11,7 @@ from vmasim.api import AddressSpace
 from vmasim.core.flags import mnemonics
 from vmasim.core.vma import Vma
 from vmasim.procimport import FileTable, ProcImportError, from_source
-from vmasim.trace.check import perms_of
+from vmasim.render import perms
 from vmasim.trace.host import host_files
 
 
@@ -65,7 +65,7 @@ def layout_lines(space: AddressSpace, files: FileTable) -> list[str]:
     lines = []
     for vma in space.mm.vmas:
         offset = vma.pgoff << 12 if vma.file is not None and vma.file.inode.kind != "special" else 0
-        line = f"{vma.start:x}-{vma.end:x} {perms_of(vma)} {offset:08x} {_file_columns(files, vma)}"
+        line = f"{vma.start:x}-{vma.end:x} {perms(vma)} {offset:08x} {_file_columns(files, vma)}"
         line += "  [" + " ".join(mnemonics(vma.vm_flags)) + "]"
         if vma.anon_vma is not None:
             line += f" {vma.anon_vma}"

@@ -50,6 +50,7 @@ from vmasim.core.flags import (
     mnemonics,
 )
 from vmasim.core.vma import File, Vma
+from vmasim.render import perms
 from vmasim.trace.check import Before, Divergence
 from vmasim.trace.mirror import result_ranges, touched_ranges
 from vmasim.trace.syscalls import ADVICE_NAMES, Call
@@ -413,7 +414,7 @@ def _layout_key(vmas: Sequence[Mapping[str, Any]]) -> list[Key]:
 
 
 def _key(vma: Vma, start: str, end: str) -> Key:
-    return (start, end, _perms(vma), tuple(mnemonics(vma.vm_flags)))
+    return (start, end, perms(vma), tuple(mnemonics(vma.vm_flags)))
 
 
 def _rel(off: int) -> str:
@@ -448,12 +449,6 @@ def verify_on_model(program: dict[str, Any], where: Placement) -> str | None:
     if space.mm.brk - base != where.brk - start:
         return f"the rebuilt break is at {_rel(space.mm.brk - base)}, not {_rel(where.brk - start)}"
     return None
-
-
-def _perms(vma: Vma) -> str:
-    f = vma.vm_flags
-    return ("r" if f & 1 else "-") + ("w" if f & 2 else "-") + ("x" if f & 4 else "-") + (
-        "s" if f & VM_MAYSHARE else "p")
 
 
 def reproduce(div: Divergence) -> None:

@@ -21,11 +21,13 @@ from pathlib import Path
 
 from vmasim import constants as C
 from vmasim.api import AddressSpace
+from vmasim.core.flags import mnemonics
 from vmasim.core.vma import Inode, Vma
 from vmasim.procimport import ProcImportError, ProcVma, from_pid, read_smaps
+from vmasim.render import perms
 from vmasim.syscalls.shm import SHM_KIND
 from vmasim.trace import ptrace as P
-from vmasim.trace.check import Before, Divergence, compare, follow_stack_growth, model_entries, resync
+from vmasim.trace.check import Before, Divergence, compare, follow_stack_growth, model_entries, path_of, resync
 from vmasim.trace.fds import FdTable, Handle, open_fds, resolve
 from vmasim.trace.host import host_files
 from vmasim.trace.mirror import Image, Unmodelled, before_call, result_ranges, run, touched_ranges, uffd_target
@@ -628,12 +630,8 @@ def _program_name(tid: int) -> str:
 
 def _vma_line(vma: Vma, image: Image) -> str:
     ident = image.ids.of(vma) or ("??", -1)
-    from vmasim.trace.check import path_of, perms_of
-
     offset = vma.pgoff << C.PAGE_SHIFT if ident[1] else 0
-    from vmasim.core.flags import mnemonics
-
-    pv = ProcVma(vma.start, vma.end, perms_of(vma), offset, ident[0], ident[1], path_of(vma),
+    pv = ProcVma(vma.start, vma.end, perms(vma), offset, ident[0], ident[1], path_of(vma),
                  mnemonics(vma.vm_flags))
     extra = f"  anon_vma={vma.anon_vma}" if vma.anon_vma is not None else ""
     return pv.line() + extra
