@@ -276,3 +276,48 @@ def test_wall_ops_finds_ops_that_reach_above_the_window() -> None:
     for doc, want in ((ok, []), (bad, ["1"]), (child, ["1.0"])):
         prog = parse_program(doc)
         assert wall_ops(prog, run_model(prog)) == want
+
+
+def test_each_divergence_is_announced_and_saved_as_found(tmp_path: Path) -> None:
+    out = io.StringIO()
+    seen: list[int] = []
+
+    def watching(programs: Sequence[Program]) -> list[Any]:
+        seen.append(sum(line.startswith("FAIL program") for line in out.getvalue().splitlines()))
+        return fake_kernel(programs)
+
+    progress: list[tuple[int, int]] = []
+    res = run_campaign(seed=4, count=60, category="core", out=str(tmp_path), kernel_batch=watching, stream=out,
+                       chunk=20, shrinks_per_kind=0, progress=lambda done, failed: progress.append((done, failed)))
+    assert res.failed > 0
+    # Before the last chunk ran, the divergences of the earlier chunks were already printed and saved.
+    assert progress[-1] == (60, res.failed) and [d for d, _ in progress] == [20, 40, 60]
+    assert seen[-1] == progress[1][1] > 0
+
+
+def test_ctrl_c_keeps_what_was_found_and_prints_the_summary(tmp_path: Path) -> None:
+    calls = 0
+
+    def interrupted(programs: Sequence[Program]) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+        return fake_kernel(programs)
+
+    res = run_campaign(seed=4, count=100, category="core", out=str(tmp_path), kernel_batch=interrupted,
+                       stream=io.StringIO(), chunk=20, shrinks_per_kind=0)
+    assert res.interrupted and res.ran == 40 and res.failed > 0
+    assert len(res.saved) == res.failed and all(Path(p).exists() for p in res.saved)
+    lines: list[str] = []
+    assert finish(res, lines.append, 100) == 1
+    assert lines[-2:] == [f"interrupted after 40 of 100 programs; {res.failed} reproducer(s) saved",
+                          f"{res.passed} passed, {res.failed} failed"]
+
+
+def test_fuzz_checks_its_output_directory_before_it_starts(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert fuzz_command(seed=0, count=5, category="core", jobs=1, out=str(blocker / "out")) == 2
+    assert capsys.readouterr().out.startswith(f"cannot save reproducers in {blocker / 'out'}: ")
