@@ -24,8 +24,11 @@ def test_quick_bench_measures_every_call_on_both_sides() -> None:
         assert all(r.kernel_us is not None and r.kernel_us > 0 and r.ratio is not None for r in report.rows)
     assert set(report.scaling()) == set(calls) - {"fork, untouched", "fork, touched"}
     assert report.memory["n"] == 40 and report.memory["bytes_per_vma"] > 0
+    assert report.build["n"] == 40 and report.build["model_s"] > 0
+    assert (report.build["kernel_s"] is not None) == (report.kernel_reason is None)
     text = bench.format_report(report)
     assert "N = 10 VMAs" in text and "N = 40 VMAs" in text and "bytes per VMA" in text
+    assert "building 40 VMAs by hint-less mmap (none merging): the model " in text
     assert "model cost at 40 VMAs over its cost at 10" in text
 
 

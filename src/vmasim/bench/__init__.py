@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmasim import constants as C
+from vmasim.api import AddressSpace
 from vmasim.bench.sides import (
     FIXED,
     REGION,
@@ -160,6 +161,8 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
+    #: Building the largest size by hint-less mmap: ``n``, ``model_s``, ``kernel_s`` (None: not measured).
+    build: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain data."""
@@ -170,7 +173,8 @@ class Report:
         ]
         return {"format": "vmasim-bench/1", "machine": self.machine, "sizes": self.sizes,
                 "kernel": {"available": self.kernel_reason is None, "reason": self.kernel_reason},
-                "rows": rows, "scaling": self.scaling(), "memory": self.memory, "notes": self.notes}
+                "rows": rows, "scaling": self.scaling(), "memory": self.memory, "build": self.build,
+                "notes": self.notes}
 
     def scaling(self) -> dict[str, float]:
         """Each call's model time at the largest size over its time at the smallest (fork, linear, left out)."""
@@ -407,7 +411,29 @@ def run(sizes: Iterable[int] = DEFAULT_SIZES, *, quick: bool = False, kernel: bo
     say("memory per VMA")
     top = max(sizes)
     report.memory = {"n": top, "bytes_per_vma": model_bytes_per_vma(top)}
+    say(f"building {top:,} VMAs by hint-less mmap")
+    report.build = build_times(top, host if host is not None and _kernel_room(top) is not None else None)
     return report
+
+
+def build_times(n: int, host: Kernel | None) -> dict[str, Any]:
+    """Seconds to map ``n`` one-page VMAs without a hint, alternately read-write and read-only (none merge),
+    on the model and (with ``host``) on the kernel: how long a big address space takes to make."""
+    model = AddressSpace(max_map_count=1 << 20)
+    start = time.perf_counter()
+    for i in range(n):
+        model.mmap(None, P, RW if i % 2 == 0 else C.PROT_READ, ANON)
+    out: dict[str, Any] = {"n": n, "model_s": time.perf_counter() - start, "kernel_s": None}
+    del model
+    if host is not None:
+        side = KernelSide(host)
+        start = time.perf_counter()
+        try:
+            side.packed(n)
+            out["kernel_s"] = time.perf_counter() - start
+        finally:
+            side.teardown()
+    return out
 
 
 def _kernel_room(n: int) -> int | None:
@@ -484,6 +510,11 @@ def format_report(report: Report) -> str:
         lines.append("")
         lines.append(f"model memory: {report.memory['bytes_per_vma']:.0f} bytes per VMA "
                      f"(tracemalloc, {report.memory['n']:,} untouched VMAs)")
+    if report.build:
+        b = report.build
+        kernel = f", the kernel {b['kernel_s']:.2f} s" if b["kernel_s"] is not None else ""
+        lines.append(f"building {b['n']:,} VMAs by hint-less mmap (none merging): the model {b['model_s']:.2f} s"
+                     f"{kernel}")
     for note in report.notes:
         lines.append(f"note: {note}")
     if has_unicorn:
