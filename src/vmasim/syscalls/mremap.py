@@ -265,7 +265,9 @@ def remap_move(mm: MmStruct, r: VmaRemap) -> int:
     seen = False
     last_end = 0
     cursor = start
-    while True:
+    # Like the kernel's VMA iterator, the walk goes on from where the last VMA it found ended (a
+    # MREMAP_DONTUNMAP source stays mapped behind it), so every VMA of the range is visited once.
+    while cursor < end:
         vma = mm.vmas.find_intersection(cursor, end)
         if vma is None:
             break
@@ -285,7 +287,7 @@ def remap_move(mm: MmStruct, r: VmaRemap) -> int:
             result = moved
         seen = True
         target = moved + piece.new_len
-        cursor = addr + length
+        cursor = last_end
     if not seen:
         raise _err(errno.EFAULT, "nothing mapped at the old address")
     return result
