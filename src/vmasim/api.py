@@ -19,6 +19,7 @@ from vmasim.core.fault import TouchResult, touch
 from vmasim.core.mm import MmStruct
 from vmasim.core.target import Target
 from vmasim.core.vma import File, Inode, UffdCtx, Vma, VmaView
+from vmasim.ctype import CType
 from vmasim.profile import Profile, resolve_profile
 from vmasim.syscalls import brk as _brk
 from vmasim.syscalls.fork import dup_mm
@@ -221,7 +222,9 @@ class AddressSpace:
     def userfaultfd(self, features: int = 0) -> int:
         """userfaultfd(2) plus the UFFDIO_API handshake; returns the descriptor."""
         ctx = uffd_api(self.mm, features)
-        return self._install(File(Inode("uffd", "[userfaultfd]"), uffd=ctx))
+        # The userfaultfd file is opened read-only (anon_inode_getfile(..., O_RDONLY)): a shared
+        # writable mapping of it is EACCES before the missing mmap operation (ENODEV) is noticed.
+        return self._install(File(Inode("uffd", "[userfaultfd]"), writable=False, uffd=ctx))
 
     def _uffd(self, fd: int) -> UffdCtx:
         ctx = self.file(fd).uffd
@@ -263,7 +266,8 @@ class AddressSpace:
 
     def madvise(self, addr: int, length: int, advice: int) -> None:
         """madvise(2): flag-changing advice splits and merges; holes give ENOMEM after the mapped parts."""
-        sys_madvise(self.mm, addr & MASK64, length & MASK64, advice)
+        # The advice is a C int: a register's upper bits are dropped, as the kernel does.
+        sys_madvise(self.mm, addr & MASK64, length & MASK64, CType.INT.cast(advice))
 
     def mlock(self, addr: int, length: int) -> None:
         """mlock(2): lock and populate; an unaligned start is rounded down."""
@@ -271,7 +275,7 @@ class AddressSpace:
 
     def mlock2(self, addr: int, length: int, flags: int = 0) -> None:
         """mlock2(2): with MLOCK_ONFAULT pages are locked as they are faulted in."""
-        sys_mlock2(self.mm, addr & MASK64, length & MASK64, flags)
+        sys_mlock2(self.mm, addr & MASK64, length & MASK64, CType.INT.cast(flags))
 
     def munlock(self, addr: int, length: int) -> None:
         """munlock(2)."""
@@ -279,7 +283,7 @@ class AddressSpace:
 
     def mlockall(self, flags: int) -> None:
         """mlockall(2): MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT."""
-        sys_mlockall(self.mm, flags)
+        sys_mlockall(self.mm, CType.INT.cast(flags))
 
     def munlockall(self) -> None:
         """munlockall(2)."""
@@ -287,11 +291,12 @@ class AddressSpace:
 
     def mbind(self, addr: int, length: int, mode: int, nodes: int = 0, flags: int = 0) -> None:
         """mbind(2): ``mode`` may carry MPOL_F_STATIC_NODES/RELATIVE_NODES; ``nodes`` is a node bit mask."""
-        sys_mbind(self.mm, addr & MASK64, length & MASK64, mode, nodes, flags)
+        # kernel_mbind() keeps the mode in an int and the flags are an unsigned int.
+        sys_mbind(self.mm, addr & MASK64, length & MASK64, CType.INT.cast(mode), nodes, CType.U32.cast(flags))
 
     def set_mempolicy(self, mode: int, nodes: int = 0) -> None:
         """set_mempolicy(2): the task policy, shown by numa_maps for VMAs without a policy of their own."""
-        sys_set_mempolicy(self.mm, mode, nodes)
+        sys_set_mempolicy(self.mm, CType.INT.cast(mode), nodes)
 
     def mseal(self, addr: int, length: int, flags: int = 0) -> None:
         """mseal(2): seal a fully mapped range."""

@@ -12,7 +12,6 @@ register could hold is rejected before anything runs.
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from pydantic import PlainValidator, WithJsonSchema
 
 from vmasim import constants as C
+from vmasim.ctype import CType as CType  # re-exported: the kinds and ops name it from here
 
 MASK64 = (1 << 64) - 1
 #: The identifier grammar of names an op binds and other ops use (``as``, object names).
@@ -32,27 +32,6 @@ _SIZE_RE = re.compile(r"^\s*([+-]?)\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*([kKmMgGtT]?)
 _SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 #: Longest string accepted where a number is expected (a 64-bit value in hex has 18 characters).
 _NUMBER_TEXT_MAX = 40
-
-
-class CType(enum.Enum):
-    """The C type of a system-call argument: how many bits the kernel reads, and whether signed."""
-
-    U64 = ("unsigned long", 64, False)
-    I64 = ("long", 64, True)
-    INT = ("int", 32, True)
-    U32 = ("unsigned int", 32, False)
-
-    def __init__(self, c_name: str, bits: int, signed: bool) -> None:
-        self.c_name = c_name
-        self.bits = bits
-        self.signed = signed
-
-    def cast(self, value: int) -> int:
-        """``value`` (a register's contents) as the kernel reads it: truncated to the width, sign-extended."""
-        value &= (1 << self.bits) - 1
-        if self.signed and value >> (self.bits - 1):
-            value -= 1 << self.bits
-        return value
 
 
 def fits_register(value: int) -> bool:

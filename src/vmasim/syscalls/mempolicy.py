@@ -34,7 +34,7 @@ def sanitize_mode(mode_arg: int, call: str) -> tuple[int, int]:
     """Like sanitize_mpol_flags(): split the mode argument into (mode, mode flags), EINVAL if invalid."""
     flags = mode_arg & C.MPOL_MODE_FLAGS
     mode = mode_arg & ~C.MPOL_MODE_FLAGS
-    if mode >= C.MPOL_MAX:
+    if not 0 <= mode < C.MPOL_MAX:  # compared as an unsigned int: a negative mode is out of range too
         raise kernel_error(errno.EINVAL, call, "unknown mode")
     if flags & C.MPOL_F_STATIC_NODES and flags & C.MPOL_F_RELATIVE_NODES:
         raise kernel_error(errno.EINVAL, call, "static and relative nodes together")
