@@ -229,7 +229,7 @@ def test_campaign_counts_saves_and_summarises(tmp_path: Path) -> None:
     status = finish(res, lambda s: print(s, file=summary))
     assert status == 1
     tail = summary.getvalue().splitlines()
-    assert tail[-2] == f"{res.skipped} skipped (kernel runner error)"
+    assert tail[-2] == f"{res.skipped} skipped (kernel runner error or model stopped)"
     assert tail[-1] == f"{res.passed} passed, {res.failed} failed"
 
 

@@ -75,10 +75,10 @@ def run_campaign(
             if outcome.invalid is not None:  # a generator bug; never expected
                 say(f"program {lo + i}: generator produced an invalid program: {outcome.invalid}")
                 res.failed += 1
-            elif outcome.kernel_error is not None:
+            elif outcome.skip_reason is not None:
                 res.skipped += 1
                 if res.skipped <= 3:  # a few examples; the count comes with the summary
-                    say(f"program {lo + i}: kernel runner error: {outcome.kernel_error}")
+                    say(f"program {lo + i}: {outcome.skip_reason}")
             elif outcome.diverges:
                 res.failed += 1
                 failures.append((lo + i, outcome))
@@ -172,6 +172,6 @@ def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out:
 def finish(res: CampaignResult, say: Callable[[str], None]) -> int:
     """Print the skipped count (if any) and the summary line last; the exit status."""
     if res.skipped:
-        say(f"{res.skipped} skipped (kernel runner error)")
+        say(f"{res.skipped} skipped (kernel runner error or model stopped)")
     say(f"{res.passed} passed, {res.failed} failed")
     return 1 if res.failed else 0
