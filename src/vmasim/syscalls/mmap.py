@@ -107,7 +107,9 @@ def do_mmap(
 
     map_type = flags & C.MAP_TYPE
     if file is not None:
-        max_size = (1 << 63) - 1 if file.inode.kind == "file" else (1 << 64) - 1
+        # file_mmap_ok(): regular inodes (files, memfds) end at MAX_LFS_FILESIZE; the userfaultfd's
+        # anonymous inode is not one, and only ULONG_MAX limits it.
+        max_size = (1 << 64) - 1 if file.inode.kind == "uffd" else (1 << 63) - 1
         if length > max_size or pgoff > (max_size - length) >> C.PAGE_SHIFT:
             raise kernel_error(errno.EOVERFLOW, CALL, "beyond the largest file offset")
         if map_type in (C.MAP_SHARED, C.MAP_SHARED_VALIDATE):
