@@ -11,6 +11,7 @@ from vmasim.core.flags import (
     VM_ACCOUNT,
     VM_DONTDUMP,
     VM_DROPPABLE,
+    VM_EXEC,
     VM_GROWSDOWN,
     VM_HUGETLB,
     VM_LOCKED,
@@ -127,6 +128,9 @@ def do_mmap(
         if not file.readable:
             raise kernel_error(errno.EACCES, CALL, "file not open for reading")
         if file.inode.kind == "uffd":
+            # Anonymous inodes live on a noexec mount (path_noexec()), and have no mmap operation.
+            if vm_flags & VM_EXEC:
+                raise kernel_error(errno.EPERM, CALL, "executable mapping of a file on a noexec mount")
             raise kernel_error(errno.ENODEV, CALL, "this file cannot be mapped")
         if vm_flags & VM_GROWSDOWN:
             raise kernel_error(errno.EINVAL, CALL, "MAP_GROWSDOWN on a file")
