@@ -11,6 +11,7 @@ from typing import TextIO
 
 from vmasim.compare.diff import format_diff
 from vmasim.fuzz.categories import plan_category
+from vmasim.fuzz.coverage import Coverage
 from vmasim.fuzz.evaluate import Doc, KernelBatch, Outcome, default_kernel_batch, evaluate, wall_ops
 from vmasim.fuzz.generate import generate_programs
 from vmasim.fuzz.shrink import _positions, shrink
@@ -59,9 +60,12 @@ def run_campaign(
     total_shrink_budget_s: float = 300.0,
     shrinks_per_kind: int = 3,
     profile: Profile | None = None,
+    coverage: Coverage | None = None,
 ) -> CampaignResult:
     """Generate ``count`` programs, run them on both sides, shrink and save every divergence.
 
+    With ``coverage``, every program is counted into it with the kernel's
+    report (which items of the format were generated, which accepted).
     Prints one line per divergence; the caller prints the summary.  Divergences
     of a kind already shrunk ``shrinks_per_kind`` times, or found after the
     total shrink budget is spent, are saved as they are (said so in their line).
@@ -72,6 +76,8 @@ def run_campaign(
     for lo in range(0, count, chunk):
         docs = generate_programs(seed, min(chunk, count - lo), category, start=lo)
         for i, outcome in enumerate(evaluate(docs, kernel_batch, profile)):
+            if coverage is not None:
+                coverage.add(outcome.doc, outcome.kernel)
             if outcome.invalid is not None:  # a generator bug; never expected
                 say(f"program {lo + i}: generator produced an invalid program: {outcome.invalid}")
                 res.failed += 1
@@ -131,13 +137,16 @@ def _printer(stream: TextIO | None) -> Callable[[str], None]:
     return say
 
 
-def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out: str, target: str = "host") -> int:
+def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out: str, target: str = "host",
+                 coverage: bool = False) -> int:
     """``vmasim fuzz``: run a campaign on the model of ``target`` (the probed host by default) and the host
     kernel; the exit status.
 
     0 when no program diverged, 1 when some did, 2 when the campaign could not
-    run (an unknown category or profile, or no kernel runner).  The last line
-    printed is always ``N passed, M failed`` when programs ran.
+    run (an unknown category or profile, or no kernel runner).  With
+    ``coverage`` the table of the format's items (generated, accepted by the
+    kernel) is printed before the summary.  The last line printed is always
+    ``N passed, M failed`` when programs ran.
     """
     say = _printer(None)
     try:
@@ -164,8 +173,14 @@ def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out:
         return 2
     say(f"fuzz: seed {seed}, {count} {category} program(s), jobs {jobs or 'auto'}, reproducers in {out}/; "
         f"host kernel {host_kernel_release()}, model of profile {profile.name} ({profile.release})")
+    from vmasim.fuzz.generate import category_classes
+
+    cov = Coverage(category_classes(category)) if coverage else None
     res = run_campaign(seed=seed, count=count, category=category, out=out, kernel_batch=default_kernel_batch(jobs),
-                       profile=profile)
+                       profile=profile, coverage=cov)
+    if cov is not None:
+        for line in cov.table():
+            say(line)
     return finish(res, say)
 
 

@@ -935,10 +935,15 @@ class ProgramGenerator:
         return [{"op": "fork", "child": child}]
 
 
+def category_classes(category: str) -> list[type[OpDef]]:
+    """The op definitions programs of ``category`` are made of."""
+    allowed = plan_category(category)
+    return [cls for cls in OP_DEFS if cls.op_name() in allowed]
+
+
 def category_items(category: str) -> list[Item]:
     """The items of the format that programs of ``category`` use: those of its ops' definitions."""
-    allowed = plan_category(category)
-    return format_items([cls for cls in OP_DEFS if cls.op_name() in allowed])
+    return format_items(category_classes(category))
 
 
 def generate_program(seed: int, index: int, category: str = "core") -> Doc:
