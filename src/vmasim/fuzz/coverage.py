@@ -25,7 +25,7 @@ from typing import Any
 
 from vmasim.ctype import CType
 from vmasim.program.ops import OP_DEFS, OpDef, definition_of
-from vmasim.program.values import MASK64, Address, AddrRef, Boolean, Choice, Flags, Kind, Prot, Size, parse_int
+from vmasim.program.values import MASK64, Address, AddrRef, Boolean, Choice, Flags, Kind, Prot, Size
 
 #: The protections, as programs write them.
 PROTS = ("none", "r", "w", "x", "rw", "rx", "wx", "rwx")

@@ -453,9 +453,10 @@ class ProgramGenerator:
             elif required or self.chance(0.5):
                 doc[name] = self.value(kind, None)
         for name, item in want.items():
-            kind = kinds.get(name)
-            if kind is None or (name in _LENGTHS and length_field == name):
+            wanted_kind = kinds.get(name)
+            if wanted_kind is None or (name in _LENGTHS and length_field == name):
                 continue  # the range's length was placed with its address above
+            kind = wanted_kind
             if isinstance(kind, Address) and item.startswith("raw:"):
                 # An address far from the window: low memory, non-canonical, or all ones (unaligned).
                 edge = item[4:]
@@ -581,11 +582,10 @@ class ProgramGenerator:
         """A file mapping whose offset continues a neighbour's (so they may merge) or does not."""
         out: list[Doc] = []
         objs = [n for n, k in st.objects.items() if k == "userfaultfd"]
-        if "fd" in want or (objs and self.chance(0.05)):
+        if ("fd" in want or (objs and self.chance(0.05))) and not objs and self.can("userfaultfd"):
             # Mapping something that cannot be mapped: a userfaultfd (read-only, without mmap).
-            if not objs and self.can("userfaultfd"):
-                out += self.op_userfaultfd(st, {}, 0)
-                objs = [n for n, k in st.objects.items() if k == "userfaultfd"]
+            out += self.op_userfaultfd(st, {}, 0)
+            objs = [n for n, k in st.objects.items() if k == "userfaultfd"]
         if not st.files or self.chance(0.12):
             out += self.new_file(st)
         if not st.files and not objs:
@@ -696,7 +696,7 @@ class ProgramGenerator:
             if any(w.startswith("raw:") for w in want.values()):
                 op["advice"] = self.rng.choice(_HARMLESS_ADVICE)
             elif self.chance(0.55):
-                op["advice"] = self.rng.choice(_HARMLESS_ADVICE + ("dontfork", "dofork", "wipeonfork"))
+                op["advice"] = self.rng.choice((*_HARMLESS_ADVICE, "dontfork", "dofork", "wipeonfork"))
             if op["advice"] in ("populate_read", "populate_write", "willneed") and self._populates(st, want):
                 op["advice"] = "normal"
             if op["advice"] in ("dontneed", "remove", "free") and "remove" in st.hazards and self.chance(0.85):
@@ -878,7 +878,8 @@ class ProgramGenerator:
         flags_item = want.get("flags")
         if flags_item is not None:
             op["flags"] = self.value(self.by_label["mremap"].kinds()["flags"], flags_item, op.get("flags"))
-        names = op.get("flags") if isinstance(op.get("flags"), list) else []
+        flags = op.get("flags")
+        names: list[Any] = flags if isinstance(flags, list) else []
         if "fixed" in names or "dontunmap" in names or "new_addr" in want:
             # The whole destination stays in the region: MREMAP_FIXED unmaps whatever it lands on,
             # and above a region at the window's top that would be the runner's walls.
