@@ -323,7 +323,9 @@ class ProgramGenerator:
     def body(self, st: _State, n: int, depth: int, focus: list[Item]) -> list[Doc]:
         """``n`` random ops for a process (``depth`` > 0 inside a fork child), plus one op per focus item."""
         labels = [label for label in self.by_label if label != "fork" or depth < MAX_DEPTH]
-        weights = [_WEIGHTS.get(label, _DEFAULT_WEIGHT) for label in labels]
+        # Children fork more often than their parents, so that forks nest the whole way down.
+        weights = [_WEIGHTS.get(label, _DEFAULT_WEIGHT) * (1 + 3 * depth if label == "fork" else 1)
+                   for label in labels]
         plan: list[tuple[str, dict[str, str]]] = [(rng_label, {}) for rng_label in
                                                   self.rng.choices(labels, weights, k=n)] if labels else []
         for label, fld, item in focus:
