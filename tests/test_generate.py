@@ -128,42 +128,45 @@ def _range_classes(docs: list[dict[str, Any]]) -> Counter[str]:
     """What the ranges of range ops covered when they ran on the model: VMAs, holes, edges, window edges."""
     seen = Counter[str]()
     for doc in docs:
-        prog = parse_program(doc)
-        siblings: dict[int, tuple[tuple[Op, ...], int]] = {}
-
-        def index(ops: tuple[Op, ...]) -> None:
-            for i, op in enumerate(ops):
-                siblings[id(op)] = (ops, i)
-                index(op.child)
-
-        index(prog.ops)
-
-        def classify(mm: MmStruct, op: Op, names: dict[str, int]) -> None:
-            if op.op in ("mmap", "touch"):
-                return
-            for start, end in _op_ranges(op, names)[:1]:
-                if not start < end <= C.TASK_SIZE:
-                    continue
-                vmas = list(mm.vmas.range(start, end))
-                seen[f"vmas:{min(len(vmas), 3)}"] += 1
-                covered = sum(min(v.end, end) - max(v.start, start) for v in vmas)
-                if vmas and covered < end - start:
-                    seen["hole"] += 1
-                edges = {b for v in vmas for b in (v.start, v.end)}
-                if start in edges or end in edges:
-                    seen["vma edge"] += 1
-                if start < prog.window_start < end:
-                    seen["window start"] += 1
-                if end == prog.window_end:
-                    seen["window end"] += 1
-
-        def hook(run: Any, op: Op, result: Any) -> None:
-            ops, i = (op.child, -1) if result is None else siblings[id(op)]
-            if i + 1 < len(ops):
-                classify(run.space.mm, ops[i + 1], run.addrs)
-
-        run_model_space(prog, "linux-6.18.44-nopku", on_step=hook)
+        _classify_program(parse_program(doc), seen)
     return seen
+
+
+def _classify_program(prog: Any, seen: Counter[str]) -> None:
+    siblings: dict[int, tuple[tuple[Op, ...], int]] = {}
+
+    def index(ops: tuple[Op, ...]) -> None:
+        for i, op in enumerate(ops):
+            siblings[id(op)] = (ops, i)
+            index(op.child)
+
+    index(prog.ops)
+
+    def classify(mm: MmStruct, op: Op, names: dict[str, int]) -> None:
+        if op.op in ("mmap", "touch"):
+            return
+        for start, end in _op_ranges(op, names)[:1]:
+            if not start < end <= C.TASK_SIZE:
+                continue
+            vmas = list(mm.vmas.range(start, end))
+            seen[f"vmas:{min(len(vmas), 3)}"] += 1
+            covered = sum(min(v.end, end) - max(v.start, start) for v in vmas)
+            if vmas and covered < end - start:
+                seen["hole"] += 1
+            edges = {b for v in vmas for b in (v.start, v.end)}
+            if start in edges or end in edges:
+                seen["vma edge"] += 1
+            if start < prog.window_start < end:
+                seen["window start"] += 1
+            if end == prog.window_end:
+                seen["window end"] += 1
+
+    def hook(run: Any, op: Op, result: Any) -> None:
+        ops, i = (op.child, -1) if result is None else siblings[id(op)]
+        if i + 1 < len(ops):
+            classify(run.space.mm, ops[i + 1], run.addrs)
+
+    run_model_space(prog, "linux-6.18.44-nopku", on_step=hook)
 
 
 def test_ranges_cover_no_one_two_and_many_vmas_holes_and_edges() -> None:

@@ -77,6 +77,9 @@ _PROTS_USUAL = ("rw", "rw", "rw", "rw", "r", "r", "none", "none", "rwx", "w", "x
 # hide the runner's stack (the only advice used with lengths at the argument-width edges).
 _HARMLESS_ADVICE = ("normal", "random", "sequential", "hugepage", "nohugepage", "dontdump", "dodump", "cold",
                     "mergeable", "unmergeable", "keeponfork")
+# Raw values never generated for any field: memory-failure injection advice, which a privileged runner
+# would carry out on the host's memory.
+_NEVER_RAW = frozenset({C.MADV_HWPOISON, C.MADV_SOFT_OFFLINE})
 # Which userfaultfd features make which later ops wait for a handler (the runner stops those).
 _EVENT_HAZARDS = {"event_fork": "fork", "event_remap": "remap", "event_unmap": "unmap", "event_remove": "remove"}
 
@@ -144,6 +147,8 @@ class _State:
     uffds: dict[str, int] = field(default_factory=dict)  # open userfaultfds and their features
     objects: dict[str, str] = field(default_factory=dict)  # every object name bound, and its kind
     hazards: set[str] = field(default_factory=set)  # what would make the kernel wait for a uffd handler
+    window_start: int = DEFAULT_WINDOW_START
+    walls: bool = True
 
     def clone(self) -> _State:
         return copy.deepcopy(self)
@@ -278,7 +283,7 @@ class ProgramGenerator:
             start, n = self.pick_range(st, max_len)
             if edge in ("2**31", "2**32+k"):
                 length = edge_value(edge, 0, rng) + rng.choice((0, 0, PAGE, 1))
-                end = DEFAULT_WINDOW_START + st.base_off + (start + n) * PAGE
+                end = st.window_start + st.base_off + (start + n) * PAGE
                 return hex(end - length), length, None
             if edge == "2**63+k":
                 return hex(C.TASK_SIZE + PAGE * rng.choice((1, 1, 16))), edge_value(edge, n * PAGE, rng), None
@@ -291,6 +296,8 @@ class ProgramGenerator:
             n = rng.randint(1, max(1, min(max_len, fl.pages - off)))
             return _addr_text(fl.name, off * PAGE), size_text(n * PAGE), None
         start, n = self.pick_range(st, max_len)
+        if self.chance(0.03):
+            return self.at(st, start), 0, None  # an empty range: most calls check it first
         if self.chance(0.06):
             if st.at_top:
                 # Up to the window's last byte, never past it (the walls start there).
@@ -308,8 +315,20 @@ class ProgramGenerator:
         # Near the window's top the region is where hint-less mmaps land (walls are above it), so
         # placement interacts with the FIXED mappings; near the start, ranges can begin below the window.
         top = self.chance(0.35 if self.category != "lifecycle" else 0.6)
-        base_off = DEFAULT_WINDOW_LENGTH - region * PAGE if top else 0
-        st = _State(region, base_off, [False] * region, [0, region])
+        doc: Doc = {"format": "vmasim-program/1"}
+        window_start, window_length = DEFAULT_WINDOW_START, DEFAULT_WINDOW_LENGTH
+        if self.chance(0.05):
+            # Another window: elsewhere in the address space, or smaller (hint-less mappings then land
+            # right above the region).
+            window_start = rng.choice((window_start, 0x100000000000, 0x7F0000000000))
+            window_length = rng.choice((16 << 20, 1 << 30, window_length))
+            doc["window"] = {"start": hex(window_start), "length": size_text(window_length)}
+        base_off = window_length - region * PAGE if top else 0
+        st = _State(region, base_off, [False] * region, [0, region], window_start=window_start)
+        if self.chance(0.03):
+            # Without walls the process's own layout decides placement: such programs place nothing
+            # themselves (no hint-less mmap, no move to a place of the kernel's choosing).
+            doc["walls"] = st.walls = False
         ops: list[Doc] = []
         if self.can("pad") and self.chance(0.03 if self.category == "core" else 0.06):
             ops += self.build("pad", st, {}, 0)
@@ -318,7 +337,8 @@ class ProgramGenerator:
         for _ in range(rng.randint(1, 3)):
             ops += self.mmap_fixed(st, {}, prelude=True)
         ops += self.body(st, rng.randint(3, 16), 0, self.focus)
-        return {"format": "vmasim-program/1", "ops": ops}
+        doc["ops"] = ops
+        return doc
 
     def body(self, st: _State, n: int, depth: int, focus: list[Item]) -> list[Doc]:
         """``n`` random ops for a process (``depth`` > 0 inside a fork child), plus one op per focus item."""
@@ -384,9 +404,22 @@ class ProgramGenerator:
             # A value from anywhere in the field's kind: a name the builder would not pick, or a raw edge.
             name = self.rng.choice(sorted(kinds))
             kind = kinds[name]
-            if isinstance(kind, (Flags, Choice, Prot, Boolean)):
+            if isinstance(kind, (Flags, Choice, Prot)) and self.chance(0.3):
+                doc[name] = self.random_raw(kind, doc.get(name))
+            elif isinstance(kind, (Flags, Choice, Prot, Boolean)):
                 doc[name] = self.value(kind, self.random_item(kind), doc.get(name))
         return doc
+
+    def random_raw(self, kind: Kind, base: Any) -> int:
+        """A raw value near ``base`` with one more bit, or a small number: unknown flags, advice, modes."""
+        try:
+            bits = int(kind.parse(base) or 0) if base is not None else 0
+        except (ValueError, TypeError):
+            bits = 0
+        value = self.rng.randrange(128) if self.chance(0.5) else bits | (1 << self.rng.randrange(32))
+        # MADV_HWPOISON and MADV_SOFT_OFFLINE (100, 101) would inject memory failures into the host
+        # (the runner is privileged): never generated.
+        return 0 if value in _NEVER_RAW else value
 
     def random_item(self, kind: Kind) -> str | None:
         """An item of ``kind`` drawn at random (names, protections; width edges more rarely)."""
@@ -558,7 +591,7 @@ class ProgramGenerator:
         """An mmap: FIXED-style next to or over the region's mappings, of a file, or without a hint."""
         if "fd" in want or "offset" in want or (not ({"addr"} & set(want)) and self.chance(0.25)):
             return self.mmap_file(st, want)
-        if "addr" in want or self.chance(0.2):
+        if st.walls and ("addr" in want or self.chance(0.2)):
             return self.mmap_hintless(st, want)
         return self.mmap_fixed(st, want)
 
@@ -877,6 +910,8 @@ class ProgramGenerator:
             op["new_length"] = op["old_length"]
         else:
             op["flags"] = rng.choice((["fixed"], ["dontunmap"], ["fixed", "dontunmap"]))
+        if not st.walls and "maymove" in op.get("flags", []) and "fixed" not in op["flags"]:
+            op["flags"] = ["maymove", "fixed"]  # no placement of the kernel's choosing without walls
         flags_item = want.get("flags")
         if flags_item is not None:
             op["flags"] = self.value(self.by_label["mremap"].kinds()["flags"], flags_item, op.get("flags"))
@@ -896,7 +931,7 @@ class ProgramGenerator:
             op["new_length"] = edge_value(edge, 0, rng) + (PAGE if edge in ("2**31", "2**32+k") else 0)
             if "new_addr" in op and edge in ("2**31", "2**32+k"):
                 # A large fixed destination ends inside the region, clear of the walls.
-                op["new_addr"] = hex(DEFAULT_WINDOW_START + st.base_off + st.region * PAGE - op["new_length"])
+                op["new_addr"] = hex(st.window_start + st.base_off + st.region * PAGE - op["new_length"])
         addr_item = want.get("new_addr", "")
         if addr_item.startswith("raw:"):
             edge = addr_item[4:]
