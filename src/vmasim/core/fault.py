@@ -148,12 +148,6 @@ def _map_pages(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> Non
         vma.file.inode.cache.add(_page_index(vma, start), _page_index(vma, end))
 
 
-def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
-    """One user access at ``addr``, like handle_mm_fault() after lock_mm_and_find_vma(); the signal or None."""
-    page = addr & ~(PAGE_SIZE - 1)
-    return access_range(mm, page, page + PAGE_SIZE, write).fault
-
-
 def _first_trap(mm: MmStruct, vma: Vma, start: int, end: int) -> int | None:
     """The first page of ``[start, end)`` whose fault would go to the VMA's userfaultfd.
 
@@ -169,8 +163,7 @@ def _first_trap(mm: MmStruct, vma: Vma, start: int, end: int) -> int | None:
         return None
     if vma.file is None:
         return mm.ptes.first_gap(start, end) if f & VM_UFFD_MISSING else None
-    if not vma.file.inode.is_shmem:
-        return None
+    # Only anonymous and shmem memory can be registered for MISSING or MINOR faults.
     cache = vma.file.inode.cache
     missing, minor = bool(f & VM_UFFD_MISSING), bool(f & VM_UFFD_MINOR)
     for gap_start, gap_end in mm.ptes.gaps(start, end):
@@ -194,7 +187,7 @@ def _eof_limit(vma: Vma) -> int:
 def _access_vma(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> tuple[int, str | None]:
     """Access every page of ``[start, end)`` inside ``vma`` in order: where it stopped, and the fault.
 
-    Equivalent to handle_fault() page by page (access rights, guard markers,
+    Equivalent to handle_mm_fault() page by page (access rights, guard markers,
     the anon_vma of the first write, pages that are present, past the end of
     the file or trapped by userfaultfd), in O(log n) per run of pages.
     """

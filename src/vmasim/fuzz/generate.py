@@ -149,6 +149,7 @@ class _State:
     hazards: set[str] = field(default_factory=set)  # what would make the kernel wait for a uffd handler
     window_start: int = DEFAULT_WINDOW_START
     walls: bool = True
+    ksm: bool = False  # PR_SET_MEMORY_MERGE is on
 
     def clone(self) -> _State:
         return copy.deepcopy(self)
@@ -583,6 +584,8 @@ class ProgramGenerator:
                     op["length"] = edge_value(edge, 0, self.rng)
             elif name == "offset" and item.startswith("raw:"):
                 op["offset"] = edge_value(item[4:], 0, self.rng)
+                if item == "raw:2**63+k" and self.chance(0.5):
+                    op["offset"] = MASK64 & ~(PAGE - 1)  # the offset plus the length wraps around
             elif name in kinds:
                 op[name] = self.value(kinds[name], item, op.get(name))
         return op
@@ -604,7 +607,7 @@ class ProgramGenerator:
             fixed = "fixed" if self.chance(0.7) else "fixed_noreplace"
         else:
             fixed = "fixed_noreplace" if self.chance(0.8) else "fixed"
-        op: Doc = {"op": "mmap", "addr": self.at(st, start), "length": size_text(n * PAGE),
+        op: Doc = {"op": "mmap", "addr": self.at(st, start), "length": size_text(n * PAGE) if self.chance(0.98) else 0,
                    "prot": self.rng.choice(_PROTS_USUAL), "flags": self.anon_flags(fixed)}
         if self.chance(0.4):
             name = self.uid("m")
@@ -617,7 +620,7 @@ class ProgramGenerator:
         """A file mapping whose offset continues a neighbour's (so they may merge) or does not."""
         out: list[Doc] = []
         objs = [n for n, k in st.objects.items() if k == "userfaultfd"]
-        if ("fd" in want or (objs and self.chance(0.05))) and not objs and self.can("userfaultfd"):
+        if "fd" in want and not objs and self.can("userfaultfd"):
             # Mapping something that cannot be mapped: a userfaultfd (read-only, without mmap).
             out += self.op_userfaultfd(st, {}, 0)
             objs = [n for n, k in st.objects.items() if k == "userfaultfd"]
@@ -634,7 +637,7 @@ class ProgramGenerator:
             flags.append("noreserve")
         op: Doc = {"op": "mmap", "addr": self.at(st, start), "length": size_text(n * PAGE),
                    "prot": self.rng.choice(("rw", "rw", "r", "r", "none", "rx")), "flags": flags}
-        if objs and ("fd" in want or not st.files or self.chance(0.05)):
+        if objs and ("fd" in want or not st.files or self.chance(0.08)):
             op["fd"] = self.rng.choice(objs)
             op["offset"] = 0
         else:
@@ -878,7 +881,9 @@ class ProgramGenerator:
 
     def op_prctl_set_memory_merge(self, st: _State, want: dict[str, str], depth: int) -> list[Doc]:
         """KSM on or off."""
-        doc: Doc = {"op": "prctl", "option": "set_memory_merge", "value": self.rng.choice((0, 1))}
+        # Mostly turning it off once it is on, and on otherwise.
+        doc: Doc = {"op": "prctl", "option": "set_memory_merge", "value": 0 if st.ksm and self.chance(0.7) else 1}
+        st.ksm = bool(doc["value"])
         if "value" in want:
             doc["value"] = edge_value(want["value"][4:], 0, self.rng)
         return [doc]
