@@ -150,6 +150,7 @@ class _State:
     window_start: int = DEFAULT_WINDOW_START
     walls: bool = True
     ksm: bool = False  # PR_SET_MEMORY_MERGE is on
+    last: tuple[str, Any, int | None] | None = None  # the last range an op was aimed at
 
     def clone(self) -> _State:
         return copy.deepcopy(self)
@@ -289,6 +290,14 @@ class ProgramGenerator:
             if edge == "2**63+k":
                 return hex(C.TASK_SIZE + PAGE * rng.choice((1, 1, 16))), edge_value(edge, n * PAGE, rng), None
             return self.at(st, start), edge_value(edge, 0, rng), start
+        if st.last is not None and self.chance(0.1):
+            return st.last  # the same range again: what is already so, and undoing what was done
+        picked = self._target(st, max_len)
+        st.last = picked
+        return picked
+
+    def _target(self, st: _State, max_len: int) -> tuple[str, Any, int | None]:
+        rng = self.rng
         if st.floating and self.chance(0.15):
             fl = rng.choice(st.floating)
             off = rng.randrange(min(fl.pages, 64))

@@ -200,14 +200,15 @@ def _unmap_source(mm: MmStruct, vma: Vma, addr: int, length: int) -> None:
     except OSError:
         return
     if accountable:
+        # What is left of the source on either side keeps the account.
         if vm_start < addr:
             prev = mm.vmas.prev_of_addr(addr)
-            if prev is not None:
-                mm.set_flags(prev, prev.vm_flags | VM_ACCOUNT)
+            assert prev is not None and prev.end == addr
+            mm.set_flags(prev, prev.vm_flags | VM_ACCOUNT)
         if vm_end > addr + length:
             nxt = mm.find_vma(addr + length)
-            if nxt is not None:
-                mm.set_flags(nxt, nxt.vm_flags | VM_ACCOUNT)
+            assert nxt is not None and nxt.start == addr + length
+            mm.set_flags(nxt, nxt.vm_flags | VM_ACCOUNT)
 
 
 def _set_new_addr(mm: MmStruct, r: VmaRemap) -> None:
