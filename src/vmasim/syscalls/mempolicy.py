@@ -104,25 +104,27 @@ def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flag
     if end == start:
         return 0
     policy = mpol_new(mm, mode, mode_flags, nodes, call)
-    # queue_pages_range(): the range must be mapped without holes (holes are fine for MPOL_DEFAULT,
-    # but a range with no mapping at all is EFAULT either way).
+    # queue_pages_range() walks the range VMA by VMA: a hole before the first VMA or right after the
+    # VMA being walked is EFAULT (holes are fine for MPOL_DEFAULT, but a range with no mapping at all
+    # is EFAULT either way); then, with MPOL_MF_STRICT and no move, a page of that VMA on a node
+    # outside the requested ones (every page is on the first online node here) is EIO.  Either way
+    # nothing changes, and whichever the walk meets first decides.
     first = mm.vmas.find_intersection(start, end)
     if first is None:
         raise kernel_error(errno.EFAULT, call, "nothing mapped in the range")
-    if policy is not None:
-        cursor = start
-        for vma in mm.vmas.range(start, end):
-            if vma.start > cursor:
-                raise kernel_error(errno.EFAULT, call, "hole in the range")
-            cursor = vma.end
-        if cursor < end:
-            raise kernel_error(errno.EFAULT, call, "hole at the end of the range")
-    # queue_pages_range(): a page on a node outside the requested ones (every page is on the first
-    # online node here) cannot stay with MPOL_MF_STRICT and no move: EIO, and nothing changes.
     strict = flags & C.MPOL_MF_STRICT and not flags & (C.MPOL_MF_MOVE | C.MPOL_MF_MOVE_ALL)
     home = online_nodes(mm) & -online_nodes(mm)
-    if strict and policy is not None and not nodes & home and mm.pages.first_in(start, end) is not None:
-        raise kernel_error(errno.EIO, call, "pages on other nodes and MPOL_MF_STRICT")
+    misplaced = bool(strict) and policy is not None and not nodes & home
+    if policy is not None:
+        if first.start > start:
+            raise kernel_error(errno.EFAULT, call, "hole at the start of the range")
+        for vma in mm.vmas.range(start, end):
+            if vma.end < end:
+                nxt = mm.vma_next(vma)
+                if nxt is None or nxt.start > vma.end:
+                    raise kernel_error(errno.EFAULT, call, "hole in the range")
+            if misplaced and mm.pages.first_in(max(start, vma.start), min(end, vma.end)) is not None:
+                raise kernel_error(errno.EIO, call, "pages on other nodes and MPOL_MF_STRICT")
     prev = modify_prev(mm, first, start)
     cur: Vma | None = first
     while cur is not None and cur.start < end:
