@@ -15,6 +15,7 @@ model run took longer than the kernel's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -48,16 +49,13 @@ def main() -> int:
             model = kernel = float("inf")
             for _ in range(args.repeat):
                 began = time.perf_counter()
-                try:
+                # A program the model stops (a userfaultfd wait) is timed all the same.
+                with contextlib.suppress(Exception):
                     run_model(program, profile)
-                except Exception:  # a program the model stops (userfaultfd wait): timed all the same
-                    pass
                 model = min(model, time.perf_counter() - began)
                 began = time.perf_counter()
-                try:
+                with contextlib.suppress(Exception):
                     run_program(program)
-                except Exception:
-                    pass
                 kernel = min(kernel, time.perf_counter() - began)
             rows.append((model, kernel, f"{corpus}/{path.name}"))
     rows.sort(key=lambda r: r[0] / r[1], reverse=True)

@@ -180,12 +180,12 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
         vm_flags |= VM_MERGEABLE
 
     complete_munmap(mm, detached)
-    if file is None and vm_flags & (VM_SHARED | VM_NORESERVE) == VM_SHARED:
-        # shmem_zero_setup() -> shmem_acct_size(): the object behind shared anonymous memory is charged
-        # when it is made.  By then what the range held is gone (vms_abort_munmap_vmas() cannot put it
-        # back once the page tables are cleared): a refusal leaves a hole.
-        if not mm.vm_enough_memory(length >> C.PAGE_SHIFT):
-            raise kernel_error(errno.ENOMEM, CALL, "not enough memory for the shared memory object")
+    # shmem_zero_setup() -> shmem_acct_size(): the object behind shared anonymous memory is charged
+    # when it is made.  By then what the range held is gone (vms_abort_munmap_vmas() cannot put it
+    # back once the page tables are cleared): a refusal leaves a hole.
+    shmem_object = file is None and vm_flags & (VM_SHARED | VM_NORESERVE) == VM_SHARED
+    if shmem_object and not mm.vm_enough_memory(length >> C.PAGE_SHIFT):
+        raise kernel_error(errno.ENOMEM, CALL, "not enough memory for the shared memory object")
     vma: Vma | None = None
     if prev is not None or nxt is not None:
         vmg = VmaMergeStruct(mm=mm, start=addr, end=end, pgoff=pgoff, vm_flags=vm_flags, file=file, prev=prev, next=nxt)
