@@ -205,21 +205,31 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     return addr
 
 
-def hugetlb_anonymous(mm: MmStruct, addr: int, flags: int) -> None:
+def hugetlb_anonymous(mm: MmStruct, addr: int, length: int, flags: int) -> None:
     """Like ksys_mmap_pgoff() and hugetlbfs for anonymous MAP_HUGETLB; always raises, as hugetlb is not modelled.
 
     Without the huge page size asked for (MAP_HUGE_* bits, or the default)
     the call is EINVAL, as is a fixed address not aligned to it; otherwise
     the model takes no huge pages to be reserved, so the mapping fails with
-    ENOMEM.
+    ENOMEM, when hugetlbfs's mmap tries to reserve them: by then a fixed
+    mapping has unmapped its range (rounded up to the huge page size), which
+    stays empty.
     """
     sizes = mm.target.memory.hugetlb_sizes
     log = (flags >> C.MAP_HUGE_SHIFT) & C.MAP_HUGE_MASK
     size = (1 << log) if log else (sizes[0] if sizes else 0)
     if size not in sizes:
         raise kernel_error(errno.EINVAL, CALL, "no such huge page size")
-    if flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE) and addr % size:
+    fixed = flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE)
+    if fixed and addr % size:
         raise kernel_error(errno.EINVAL, CALL, "fixed address not aligned to the huge page size")
+    end = addr + -(-length // size) * size
+    if fixed and length and end <= mm.task_size:
+        first = mm.vmas.find_intersection(addr, end)
+        if first is not None:
+            if flags & C.MAP_FIXED_NOREPLACE:
+                raise kernel_error(errno.EEXIST, CALL, "MAP_FIXED_NOREPLACE over an existing mapping")
+            complete_munmap(mm, gather_munmap_vmas(mm, first, addr, end, CALL))
     raise kernel_error(errno.ENOMEM, CALL, "no huge pages reserved (hugetlb mappings are not modelled)")
 
 
@@ -232,7 +242,7 @@ def sys_mmap(
     if flags & C.MAP_ANONYMOUS:
         file = None
         if flags & C.MAP_HUGETLB:
-            hugetlb_anonymous(mm, addr, flags)
+            hugetlb_anonymous(mm, addr, length, flags)
     elif file is None:
         raise kernel_error(errno.EBADF, CALL, "not anonymous and no file descriptor")
     elif flags & C.MAP_HUGETLB:
