@@ -410,9 +410,11 @@ class ProgramGenerator:
             kind = kinds.get(name)
             if kind is not None:
                 doc[name] = self.value(kind, item, doc.get(name))
-        if not want and kinds and self.chance(0.04):
-            # A value from anywhere in the field's kind: a name the builder would not pick, or a raw edge.
-            name = self.rng.choice(sorted(kinds))
+        valued = sorted(name for name, kind in kinds.items() if isinstance(kind, (Flags, Choice, Prot, Boolean)))
+        if not want and valued and self.chance(0.06):
+            # A value from anywhere in the field's kind: a name the builder would not pick, a raw edge, or
+            # raw bits the format has no name for.
+            name = self.rng.choice(valued)
             kind = kinds[name]
             if isinstance(kind, (Flags, Choice, Prot)) and self.chance(0.3):
                 doc[name] = self.random_raw(kind, doc.get(name))
