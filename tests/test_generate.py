@@ -276,3 +276,31 @@ def test_mmap_items_include_every_flag_alone_and_paired() -> None:
     items = field_items(kind)
     assert all(name in items for name in MMAP_FLAGS)
     assert "fixed|populate" in items and "[]" in items
+
+
+def test_campaign_counts_coverage_with_the_kernels_answers(tmp_path: Any) -> None:
+    import io
+
+    from vmasim.fuzz import run_campaign
+
+    def kernel(programs: Any) -> list[Any]:
+        return [run_model(p) for p in programs]
+
+    cov = Coverage(category_classes("core"))
+    res = run_campaign(seed=3, count=40, category="core", out=str(tmp_path), kernel_batch=kernel,
+                       stream=io.StringIO(), coverage=cov)
+    assert res.passed == 40 and cov.programs == 40
+    assert cov.accepted.get(("mmap", "flags", "fixed_noreplace"), 0) > 0
+    assert cov.accepted.get(("mmap", "length", "raw:-1"), 0) == 0  # page-aligns to 0: always refused
+    lines = cov.table()
+    assert lines[-1].startswith(f"{len(cov.items()) - len(cov.missing())} of {len(cov.items())} values generated")
+    assert any("never accepted" in line for line in lines)
+
+
+def test_the_fuzz_command_has_a_coverage_option() -> None:
+    from click.testing import CliRunner
+
+    from vmasim.cli import main
+
+    out = CliRunner().invoke(main, ["fuzz", "--help"]).output
+    assert "--coverage" in out

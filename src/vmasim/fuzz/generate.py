@@ -466,7 +466,7 @@ class ProgramGenerator:
         for name, kind in kinds.items():
             if name in doc or name == "as":
                 continue
-            required = cls.model_fields[name if name != "as" else "as_"].is_required()
+            required = name in cls.required()
             if isinstance(kind, ObjectRef):
                 names = [n for n, k in st.objects.items() if k in kind.kinds]
                 if not names and required:
@@ -477,9 +477,9 @@ class ProgramGenerator:
                         pre += self.op_userfaultfd(st, {}, 0)
                     names = [n for n, k in st.objects.items() if k in kind.kinds]
                 if not names:
-                        if required:
-                            return pre
-                        continue
+                    if required:
+                        return pre
+                    continue
                 doc[name] = self.rng.choice(names)
             elif isinstance(kind, Name):
                 doc[name] = self.uid("o")
