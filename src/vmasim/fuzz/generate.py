@@ -691,7 +691,14 @@ class ProgramGenerator:
         op["as"] = name
         st.floating.append(_Floating(name, max(1, nbytes // PAGE)))
         want = {k: v for k, v in want.items() if k != "addr"}
-        return [self._mmap_want(op, want, st) if want else self.fill(Mmap, op, {})]
+        op = self._mmap_want(op, want, st) if want else self.fill(Mmap, op, {})
+        flags = op.get("flags")
+        if op.get("addr") is None and isinstance(flags, list) and {"fixed", "fixed_noreplace"} & set(flags):
+            # A fixed mapping at address 0 (which privilege allows) must stay below the runner's
+            # executable at 4 MiB: over it, the runner's process dies and the program is skipped.
+            if not isinstance(op["length"], str) or not op["length"].endswith("K"):
+                op["length"] = size_text(PAGE * self.rng.randint(1, 16))
+        return [op]
 
     def op_munmap(self, st: _State, want: dict[str, str], depth: int) -> list[Doc]:
         """A munmap (its range, sometimes invalid)."""
