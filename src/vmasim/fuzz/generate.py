@@ -77,6 +77,7 @@ _PROTS_USUAL = ("rw", "rw", "rw", "rw", "r", "r", "none", "none", "rwx", "w", "x
 # hide the runner's stack (the only advice used with lengths at the argument-width edges).
 _HARMLESS_ADVICE = ("normal", "random", "sequential", "hugepage", "nohugepage", "dontdump", "dodump", "cold",
                     "mergeable", "unmergeable", "keeponfork")
+_MMAP_FLAGS_KIND = Mmap.kinds()["flags"]
 # Raw values never generated for any field: memory-failure injection advice, which a privileged runner
 # would carry out on the host's memory.
 _NEVER_RAW = frozenset({C.MADV_HWPOISON, C.MADV_SOFT_OFFLINE})
@@ -431,7 +432,13 @@ class ProgramGenerator:
         value = self.rng.randrange(128) if self.chance(0.5) else bits | (1 << self.rng.randrange(32))
         # MADV_HWPOISON and MADV_SOFT_OFFLINE (100, 101) would inject memory failures into the host
         # (the runner is privileged): never generated.
-        return 0 if value in _NEVER_RAW else value
+        if value in _NEVER_RAW:
+            return 0
+        if kind is _MMAP_FLAGS_KIND and value & C.MAP_HUGETLB:
+            # Hugetlb mappings are not modelled (see the README's limits): MAP_HUGETLB is generated only
+            # where it fails (without MAP_NORESERVE there are no huge pages to reserve).
+            value &= ~C.MAP_NORESERVE
+        return value
 
     def random_item(self, kind: Kind) -> str | None:
         """An item of ``kind`` drawn at random (names, protections; width edges more rarely)."""
@@ -693,11 +700,11 @@ class ProgramGenerator:
         want = {k: v for k, v in want.items() if k != "addr"}
         op = self._mmap_want(op, want, st) if want else self.fill(Mmap, op, {})
         flags = op.get("flags")
-        if op.get("addr") is None and isinstance(flags, list) and {"fixed", "fixed_noreplace"} & set(flags):
+        at_zero = op.get("addr") is None and isinstance(flags, list) and {"fixed", "fixed_noreplace"} & set(flags)
+        if at_zero and (not isinstance(op["length"], str) or not op["length"].endswith("K")):
             # A fixed mapping at address 0 (which privilege allows) must stay below the runner's
             # executable at 4 MiB: over it, the runner's process dies and the program is skipped.
-            if not isinstance(op["length"], str) or not op["length"].endswith("K"):
-                op["length"] = size_text(PAGE * self.rng.randint(1, 16))
+            op["length"] = size_text(PAGE * self.rng.randint(1, 16))
         return [op]
 
     def op_munmap(self, st: _State, want: dict[str, str], depth: int) -> list[Doc]:

@@ -221,10 +221,15 @@ def hugetlb_anonymous(mm: MmStruct, addr: int, length: int, flags: int) -> None:
     if size not in sizes:
         raise kernel_error(errno.EINVAL, CALL, "no such huge page size")
     fixed = flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE)
+    # do_mmap()'s first checks come before hugetlbfs looks at the address.
+    if not length:
+        raise kernel_error(errno.EINVAL, CALL, "zero length")
+    if mm.map_count > mm.max_map_count:
+        raise kernel_error(errno.ENOMEM, CALL, "map_count above max_map_count")
     if fixed and addr % size:
         raise kernel_error(errno.EINVAL, CALL, "fixed address not aligned to the huge page size")
     end = addr + -(-length // size) * size
-    if fixed and length and end <= mm.task_size:
+    if fixed and end <= mm.task_size:
         first = mm.vmas.find_intersection(addr, end)
         if first is not None:
             if flags & C.MAP_FIXED_NOREPLACE:
