@@ -45,6 +45,8 @@ from vmasim.syscalls.munmap import (
 )
 
 CALL = "mmap"
+#: File systems whose mmap hook refuses MAP_SYNC (VM_SYNC) on files without DAX.
+SYNC_CHECKING_FS = frozenset({"ext4", "xfs"})
 
 
 def calc_vm_flag_bits(flags: int) -> int:
@@ -183,6 +185,10 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     # shmem_zero_setup() -> shmem_acct_size(): the object behind shared anonymous memory is charged
     # when it is made.  By then what the range held is gone (vms_abort_munmap_vmas() cannot put it
     # back once the page tables are cleared): a refusal leaves a hole.
+    if file is not None and vm_flags & VM_SYNC and file.inode.kind == "file" and file.inode.fs in SYNC_CHECKING_FS:
+        # ext4's and xfs's mmap hooks refuse VM_SYNC without DAX (daxdev_mapping_supported()), once the
+        # range is already unmapped: the hole stays.
+        raise kernel_error(errno.EOPNOTSUPP, CALL, "MAP_SYNC on a file system without DAX")
     shmem_object = file is None and vm_flags & (VM_SHARED | VM_NORESERVE) == VM_SHARED
     if shmem_object and not mm.vm_enough_memory(length >> C.PAGE_SHIFT):
         raise kernel_error(errno.ENOMEM, CALL, "not enough memory for the shared memory object")
