@@ -212,35 +212,43 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
 
 
 def hugetlb_anonymous(mm: MmStruct, addr: int, length: int, flags: int) -> None:
-    """Like ksys_mmap_pgoff() and hugetlbfs for anonymous MAP_HUGETLB; always raises, as hugetlb is not modelled.
+    """Like ksys_mmap_pgoff() and do_mmap() for anonymous MAP_HUGETLB; always raises, as hugetlb is not modelled.
 
     Without the huge page size asked for (MAP_HUGE_* bits, or the default)
-    the call is EINVAL, as is a fixed address not aligned to it; otherwise
-    the model takes no huge pages to be reserved, so the mapping fails with
-    ENOMEM, when hugetlbfs's mmap tries to reserve them: by then a fixed
-    mapping has unmapped its range (rounded up to the huge page size), which
-    stays empty.
+    the call is EINVAL.  Otherwise the mapping is one of a hugetlbfs file
+    whose length is rounded up to the huge page size, and do_mmap()'s checks
+    come in their order (a fixed address must be aligned to the size); the
+    model takes no huge pages to be reserved, so the mapping fails with
+    ENOMEM when hugetlbfs's mmap tries to reserve them: by then a fixed
+    mapping has unmapped its range, which stays empty.
     """
     sizes = mm.target.memory.hugetlb_sizes
     log = (flags >> C.MAP_HUGE_SHIFT) & C.MAP_HUGE_MASK
     size = (1 << log) if log else (sizes[0] if sizes else 0)
     if size not in sizes:
         raise kernel_error(errno.EINVAL, CALL, "no such huge page size")
-    fixed = flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE)
-    # do_mmap()'s first checks come before hugetlbfs looks at the address.
     if not length:
         raise kernel_error(errno.EINVAL, CALL, "zero length")
     if mm.map_count > mm.max_map_count:
         raise kernel_error(errno.ENOMEM, CALL, "map_count above max_map_count")
+    fixed = flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE)
     if fixed and addr % size:
         raise kernel_error(errno.EINVAL, CALL, "fixed address not aligned to the huge page size")
     end = addr + -(-length // size) * size
-    if fixed and end <= mm.task_size:
-        first = mm.vmas.find_intersection(addr, end)
-        if first is not None:
-            if flags & C.MAP_FIXED_NOREPLACE:
-                raise kernel_error(errno.EEXIST, CALL, "MAP_FIXED_NOREPLACE over an existing mapping")
-            complete_munmap(mm, gather_munmap_vmas(mm, first, addr, end, CALL))
+    first = mm.vmas.find_intersection(addr, end) if fixed and end <= mm.task_size else None
+    if first is not None and flags & C.MAP_FIXED_NOREPLACE:
+        raise kernel_error(errno.EEXIST, CALL, "MAP_FIXED_NOREPLACE over an existing mapping")
+    if flags & C.MAP_LOCKED and not can_do_mlock(mm):
+        raise kernel_error(errno.EPERM, CALL, "RLIMIT_MEMLOCK is 0")
+    map_type = flags & C.MAP_TYPE
+    if map_type == C.MAP_SHARED_VALIDATE and flags & ~C.LEGACY_MAP_MASK:
+        raise kernel_error(errno.EOPNOTSUPP, CALL, "flags MAP_SHARED_VALIDATE does not know")
+    if map_type not in (C.MAP_SHARED, C.MAP_SHARED_VALIDATE, C.MAP_PRIVATE):
+        raise kernel_error(errno.EINVAL, CALL, "no valid mapping type")
+    if flags & C.MAP_GROWSDOWN:
+        raise kernel_error(errno.EINVAL, CALL, "MAP_GROWSDOWN on a file")
+    if first is not None:
+        complete_munmap(mm, gather_munmap_vmas(mm, first, addr, end, CALL))
     raise kernel_error(errno.ENOMEM, CALL, "no huge pages reserved (hugetlb mappings are not modelled)")
 
 
