@@ -211,12 +211,10 @@ class AddressSpace:
         _truncate_size_check(self.mm, inode, size)
         if size < inode.size:
             # Truncation drops cached pages past the new end and zaps their PTEs here.
+            # (truncate_pagecache(): in every process that maps the file, fork relatives included).
             first = (size + C.PAGE_SIZE - 1) >> C.PAGE_SHIFT
             inode.cache.remove(first, 1 << 64)
-            for vma in self.mm.vmas:
-                if vma.file is not None and vma.file.inode is inode and vma.pgoff + vma.pages > first:
-                    cut = vma.start + max(0, first - vma.pgoff) * C.PAGE_SIZE
-                    self.mm.zap_range(cut, vma.end)
+            self.mm.unmap_mapping_range(inode, first)
         inode.size = size
 
     def userfaultfd(self, features: int = 0) -> int:

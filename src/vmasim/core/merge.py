@@ -407,6 +407,9 @@ def split_vma(mm: MmStruct, vma: Vma, addr: int, new_below: bool, *, checked: bo
     assert vma.start < addr < vma.end, f"split at {addr:#x} outside {vma}"
     if checked and mm.map_count >= mm.max_map_count:
         raise SplitRefused()
+    if vma.file is not None and vma.file.inode.kind == "special":
+        # special_mapping_split(): the vDSO's mappings forbid splitting (their vm_ops' may_split).
+        raise kernel_error(errno.EINVAL, "split_vma", "special mappings cannot be split")
     new = vma.copy()
     offset = (addr - vma.start) >> PAGE_SHIFT
     if new_below:
