@@ -222,12 +222,13 @@ def _set_new_addr(mm: MmStruct, r: VmaRemap) -> None:
 
 def mremap_to(mm: MmStruct, r: VmaRemap) -> int:
     """Like mremap_to(): a move to a caller-chosen (FIXED) or hint-less (DONTUNMAP) destination."""
-    # The unmaps below may split the source's VMA, never remove it: the destination never overlaps the
-    # source (check_mremap_params()), and a shrink keeps the first new_len bytes.
+    # Unmapping the destination removes the source only when a zero old length let the two ranges
+    # "not overlap" (check_mremap_params()); a shrink keeps the first new_len bytes.
     if r.flags & C.MREMAP_FIXED:
         do_vmi_munmap(mm, r.new_addr, r.new_len, CALL)
         r.vma = mm.vmas.lookup(r.addr)
-        assert r.vma is not None
+        if r.vma is None:
+            raise _err(errno.EFAULT, "the old mapping went away")
     if r.remap_type == SHRINK:
         do_vmi_munmap(mm, r.addr + r.new_len, r.delta, CALL)
         r.vma = mm.vmas.lookup(r.addr)
