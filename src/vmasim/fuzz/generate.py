@@ -699,8 +699,11 @@ class ProgramGenerator:
         st.floating.append(_Floating(name, max(1, nbytes // PAGE)))
         want = {k: v for k, v in want.items() if k != "addr"}
         op = self._mmap_want(op, want, st) if want else self.fill(Mmap, op, {})
-        flags = op.get("flags")
-        at_zero = op.get("addr") is None and isinstance(flags, list) and {"fixed", "fixed_noreplace"} & set(flags)
+        try:
+            bits = int(_MMAP_FLAGS_KIND.parse(op.get("flags")))
+        except ValueError:
+            bits = 0
+        at_zero = op.get("addr") is None and bits & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE)
         if at_zero and (not isinstance(op["length"], str) or not op["length"].endswith("K")):
             # A fixed mapping at address 0 (which privilege allows) must stay below the runner's
             # executable at 4 MiB: over it, the runner's process dies and the program is skipped.
