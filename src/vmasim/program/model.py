@@ -334,7 +334,9 @@ def new_address_space(program: Program, profile: Profile | str | None = None) ->
                     file=File(Inode("special", special.name)), has_close=True))
     top = layout.walls_top
     if program.walls and program.window_end < top:
-        wall = File(Inode("memfd", WALL_NAME, top - program.window_end, foreign=True))
+        # The runner never sizes the walls' memfd: its pages lie past the end of the file (SIGBUS
+        # where a program makes them accessible).
+        wall = File(Inode("memfd", WALL_NAME, 0, foreign=True))
         mm.link(Vma(program.window_end, top, 0, VM_SHARED | VM_MAYSHARE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC,
                     file=wall))
     baseline = layout.baseline_map_count_walls if program.walls else layout.baseline_map_count
