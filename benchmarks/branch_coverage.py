@@ -8,13 +8,15 @@ kernel side of a campaign does not change which model code runs, so it is
 left out.
 
 By default the targets are the two machines the project stores kernel
-reports for (the no-PKU host and the PKU one) and two variants of the host
+reports for (the no-PKU host and the PKU one) and three variants of the host
 that flip every switch of the target the built-in machines share: other
 kernel behaviours (pre-6.16 anon_vma rules, no sticky guard flag, anonymous
-VMA names, soft-dirty, single-VMA mremap moves), and an unprivileged process
-under tight limits (RLIMIT_MEMLOCK/AS/DATA, strict overcommit, user-mode-only
-userfaultfds, two NUMA nodes, huge pages for shmem and tmpfs files, hugetlb
-sizes, 5-level paging).  ``--host-only`` measures the host's profile alone.
+VMA names, soft-dirty, single-VMA mremap moves); an unprivileged process
+under tight limits (RLIMIT_MEMLOCK/AS/DATA, strict overcommit by size,
+user-mode-only userfaultfds, two NUMA nodes, huge pages for shmem and tmpfs
+files, hugetlb sizes, 5-level paging); and one without RLIMIT_MEMLOCK,
+with strict overcommit by ratio and shmem huge pages forced.  ``--host-only``
+measures the host's profile alone.
 Prints coverage.py's report of the lines and branches not taken, then the
 total; ``--fail-under`` makes the exit status 1 below a percentage.
 
@@ -53,9 +55,14 @@ def variants(host: Any) -> list[Any]:
                      hugetlb_sizes=(2 << 20,))
     files = replace(t.files, regular_fs="tmpfs", tmpfs_huge="always")
     cpu = replace(t.cpu, la57=True)
+    # The settings one machine cannot have together with the ones above: strict overcommit by ratio,
+    # no RLIMIT_MEMLOCK at all, shmem huge pages forced.
+    no_memlock = replace(t.limits, privileged=False, rlimit_memlock=0, overcommit_memory=2, overcommit_kbytes=0)
     return [replace(host, name="host-other-kernel", target=replace(t, kernel=kernel)),
             replace(host, name="host-unprivileged-tight",
-                    target=replace(t, limits=limits, memory=memory, files=files, cpu=cpu))]
+                    target=replace(t, limits=limits, memory=memory, files=files, cpu=cpu)),
+            replace(host, name="host-no-memlock", target=replace(t, limits=no_memlock,
+                                                                  memory=replace(t.memory, thp_shmem="force")))]
 
 
 def main() -> int:
@@ -106,7 +113,7 @@ def main() -> int:
     names = " and ".join(p.name for p in profiles)
     print(f"{args.count} programs per category ({', '.join(CATEGORIES)}), seed {args.seed}, model of {names}: "
           f"{stopped} runs stopped on a userfaultfd wait, {seconds:.0f} s")
-    print(f"branch coverage of src/vmasim/core and src/vmasim/syscalls: {total:.2f}%")
+    print(f"branch coverage of src/vmasim/core and src/vmasim/syscalls: {total:.3f}%")
     if args.fail_under is not None and total < args.fail_under:
         return 1
     return 0
