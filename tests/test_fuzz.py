@@ -52,7 +52,7 @@ def test_every_generated_program_is_valid_json_contract(category: str) -> None:
         # Plain JSON: survives a round trip unchanged, and the parser accepts it.
         assert json.loads(json.dumps(doc)) == doc
         prog = parse_program(doc)
-        assert set(doc) <= {"format", "ops"}
+        assert set(doc) <= {"format", "window", "walls", "ops"}
         assert {op.op for op in _walk(prog.ops)} <= plan_category(category)
 
 
@@ -229,7 +229,7 @@ def test_campaign_counts_saves_and_summarises(tmp_path: Path) -> None:
     status = finish(res, lambda s: print(s, file=summary))
     assert status == 1
     tail = summary.getvalue().splitlines()
-    assert tail[-2] == f"{res.skipped} skipped (kernel runner error)"
+    assert tail[-2] == f"{res.skipped} skipped (kernel runner error or model stopped)"
     assert tail[-1] == f"{res.passed} passed, {res.failed} failed"
 
 

@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import vmasim as v
-from vmasim.core.fault import TouchResult, handle_fault
+from vmasim.core.fault import TouchResult, access_range
 from vmasim.core.mm import MmStruct
 
 W = 0x7E0000000000
@@ -17,12 +17,12 @@ SPAN = 16  # pages: small, so that the setup calls overlap and the touch crosses
 
 
 def touch_page_by_page(mm: MmStruct, addr: int, length: int, write: bool) -> TouchResult:
-    """The reference: one handle_fault() per page, stopping at the first fault."""
+    """The reference: one page's access at a time, stopping at the first fault."""
     if length == 0:
         return TouchResult(0, None)
     page, last, pages = addr & ~(P - 1), min(addr + length - 1, (1 << 64) - 1), 0
     while page <= last:
-        fault = handle_fault(mm, page, write)
+        fault = access_range(mm, page, page + P, write).fault
         if fault is not None:
             return TouchResult(pages, fault)
         pages += 1

@@ -283,19 +283,19 @@ class AddressSpace:
         _truncate_size_check(self.mm, inode, size)
         if size < inode.size:
             # Truncation drops cached pages past the new end and zaps their PTEs here.
+            # (truncate_pagecache(): in every process that maps the file, fork relatives included).
             first = (size + C.PAGE_SIZE - 1) >> C.PAGE_SHIFT
             inode.cache.remove(first, 1 << 64)
-            for vma in self.mm.vmas:
-                if vma.file is not None and vma.file.inode is inode and vma.pgoff + vma.pages > first:
-                    cut = vma.start + max(0, first - vma.pgoff) * C.PAGE_SIZE
-                    self.mm.zap_range(cut, vma.end)
+            self.mm.unmap_mapping_range(inode, first)
         inode.size = size
 
     @checked(features=U64)
     def userfaultfd(self, features: int = 0) -> int:
         """userfaultfd(2) plus the UFFDIO_API handshake; returns the descriptor."""
         ctx = uffd_api(self.mm, features)
-        return self._install(File(Inode("uffd", "[userfaultfd]"), uffd=ctx))
+        # The userfaultfd file is opened read-only (anon_inode_getfile(..., O_RDONLY)): a shared
+        # writable mapping of it is EACCES before the missing mmap operation (ENODEV) is noticed.
+        return self._install(File(Inode("uffd", "[userfaultfd]"), writable=False, uffd=ctx))
 
     def _uffd(self, fd: int) -> UffdCtx:
         ctx = self.file(fd).uffd

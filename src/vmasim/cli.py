@@ -229,12 +229,15 @@ def _at_most_cpus(jobs: int | None) -> int | None:
 )
 @click.option("--out", type=click.Path(file_okay=False), default="fuzz-out", show_default=True,
               help="Where shrunk reproducers of divergences are saved.")
+@click.option("--coverage", is_flag=True,
+              help="Also print, per op, field and value of the format, how often it was generated and accepted.")
 @target_option("host")
-def fuzz(seed: int, count: int, category: str, jobs: int | None, out: str, target: str) -> None:
+def fuzz(seed: int, count: int, category: str, jobs: int | None, out: str, coverage: bool, target: str) -> None:
     """Generate programs, run them on both sides, shrink and save every divergence."""
     from vmasim.fuzz import fuzz_command
 
-    sys.exit(fuzz_command(seed=seed, count=count, category=category, jobs=jobs, out=out, target=target))
+    sys.exit(fuzz_command(seed=seed, count=count, category=category, jobs=jobs, out=out, target=target,
+                          coverage=coverage))
 
 
 @main.command()

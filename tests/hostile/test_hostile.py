@@ -174,8 +174,14 @@ def test_hostile_program(corpus: dict[str, Any], name: str) -> None:
         assert "stopped: too many tasks (limit 32)" in message
     elif kind == "uffd":
         assert "would wait forever for a userfaultfd handler" in message
-    if path is not None:
-        assert got["op_path"] is not None and re.fullmatch(path, got["op_path"]), got["op_path"]
+    if path is not None and got["op_path"] is None:
+        # Stopped after the last op of a process, while it reported its layout (where a cap hits first
+        # depends on the host's memory accounting): the message names that op instead.
+        assert message.startswith("after op ") and "while reporting the layout" in message, message
+        top = re.match(r"\d+", path)
+        assert top is not None and message.split()[2].split(".")[0] == top.group(), message
+    elif path is not None:
+        assert re.fullmatch(path, got["op_path"]), got["op_path"]
         # the message names the op (a long path is shortened in the message only)
         first = got["op_path"].split(".")[0]
         assert message.startswith(f"op {first}")

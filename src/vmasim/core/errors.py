@@ -8,11 +8,7 @@ import os
 
 def kernel_error(code: int, call: str, detail: str = "") -> OSError:
     """An ``OSError`` for ``code`` whose message names the failing call (and why, when known)."""
-    text = f"{call}: {os.strerror(code)}"
-    if detail:
-        text += f" ({detail})"
-    exc = OSError(code, text)
-    return exc
+    return OSError(code, f"{call}: {os.strerror(code)}" + (f" ({detail})" if detail else ""))
 
 
 class SplitRefused(OSError):

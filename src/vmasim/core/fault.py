@@ -32,7 +32,6 @@ from vmasim.core.flags import (
 )
 from vmasim.core.mm import MmStruct
 from vmasim.core.prot import EXEC_ONLY_PKEY, pkru_allows, vma_pkey
-from vmasim.core.ranges import RangeSet
 from vmasim.core.vma import AnonVma, Vma, mpol_equal
 
 SIGSEGV = "SIGSEGV"
@@ -133,15 +132,6 @@ def expand_downwards(mm: MmStruct, vma: Vma, address: int) -> bool:
     return True
 
 
-def file_page_beyond_eof(vma: Vma, addr: int) -> bool:
-    """True when ``addr`` in a file-backed VMA lies past the end of the file (a fault there is SIGBUS)."""
-    if vma.file is None or not vma.file.inode.has_pages:
-        return False
-    pgoff = vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
-    size = vma.file.inode.size
-    return pgoff >= (size + PAGE_SIZE - 1) >> PAGE_SHIFT
-
-
 @dataclass(slots=True)
 class TouchResult:
     """What a ``touch`` did: pages accessed, and the fault that stopped it (None, SIGSEGV, SIGBUS or UFFD)."""
@@ -150,33 +140,8 @@ class TouchResult:
     fault: str | None
 
 
-def _page_present(mm: MmStruct, addr: int) -> bool:
-    return mm.ptes.first_in(addr, addr + PAGE_SIZE) is not None
-
-
 def _page_index(vma: Vma, addr: int) -> int:
     return vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT)
-
-
-def uffd_traps(mm: MmStruct, vma: Vma, addr: int) -> bool:
-    """Whether a fault at ``addr`` (no page table entry there) waits for the userfaultfd handler.
-
-    MISSING fires where no page exists yet (anonymous: no PTE; shmem: not in
-    the page cache); MINOR fires on shmem where the page is cached but not
-    mapped.  Write-protect tracking never fires here: nothing is ever
-    write-protected by the model's programs.
-    """
-    f = vma.vm_flags
-    if not f & (VM_UFFD_MISSING | VM_UFFD_MINOR):
-        return False
-    if vma.file is None:
-        return bool(f & VM_UFFD_MISSING)
-    if vma.file.inode.is_shmem:
-        idx = _page_index(vma, addr)
-        if vma.file.inode.cache.first_in(idx, idx + 1) is None:
-            return bool(f & VM_UFFD_MISSING)
-        return bool(f & VM_UFFD_MINOR)
-    return False
 
 
 def _map_pages(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> None:
@@ -189,130 +154,106 @@ def _map_pages(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> Non
         vma.file.inode.cache.add(_page_index(vma, start), _page_index(vma, end))
 
 
-def handle_fault(mm: MmStruct, addr: int, write: bool) -> str | None:
-    """One user access at ``addr``, like handle_mm_fault() after lock_mm_and_find_vma(); the signal or None."""
-    vma = mm.find_vma(addr)
-    if vma is None:
-        return SIGSEGV
-    if vma.start > addr and not expand_downwards(mm, vma, addr):
-        return SIGSEGV
+def _first_trap(mm: MmStruct, vma: Vma, start: int, end: int) -> int | None:
+    """The first page of ``[start, end)`` whose fault would go to the VMA's userfaultfd.
+
+    MISSING fires where no page exists yet (anonymous: no page table entry;
+    shmem: not in the page cache), MINOR on shmem where the page is cached but
+    not mapped; write-protect tracking never fires (nothing is write-protected
+    by the model's programs).  Only pages without a page table entry fault at
+    all: the walk visits the runs of such pages (and, on shmem, the page
+    cache's runs within them), not pages one by one.
+    """
+    f = vma.vm_flags
+    if vma.uffd_ctx is None or not f & (VM_UFFD_MISSING | VM_UFFD_MINOR):
+        return None
+    if vma.file is None:
+        return mm.ptes.first_gap(start, end) if f & VM_UFFD_MISSING else None
+    # Only anonymous and shmem memory can be registered for MISSING or MINOR faults.
+    cache = vma.file.inode.cache
+    missing, minor = bool(f & VM_UFFD_MISSING), bool(f & VM_UFFD_MINOR)
+    for gap_start, gap_end in mm.ptes.gaps(start, end):
+        if missing and minor:
+            return gap_start
+        first, last = _page_index(vma, gap_start), _page_index(vma, gap_end)
+        # MISSING fires where the page is not cached, MINOR where it is.
+        idx = cache.first_gap(first, last) if missing else cache.first_in(first, last)
+        if idx is not None:
+            return vma.start + ((idx - vma.pgoff) << PAGE_SHIFT)
+    return None
+
+
+def _eof_limit(vma: Vma) -> int:
+    """The first address of ``vma`` past the end of its file (faults there are SIGBUS); the VMA's end if none."""
+    if vma.file is None or not vma.file.inode.has_pages:
+        return vma.end
+    return max(vma.start, min(vma.end, vma.start + (_file_pages(vma) - vma.pgoff) * PAGE_SIZE))
+
+
+def _access_vma(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> tuple[int, str | None]:
+    """Access every page of ``[start, end)`` inside ``vma`` in order: where it stopped, and the fault.
+
+    Equivalent to handle_mm_fault() page by page (access rights, guard markers,
+    the anon_vma of the first write, pages that are present, past the end of
+    the file or trapped by userfaultfd), in O(log n) per run of pages.
+    """
     if write:
         if not vma.vm_flags & VM_WRITE or not pkru_allows(mm, vma_pkey(vma.vm_flags), write=True):
-            return SIGSEGV
+            return start, SIGSEGV
     elif not vma_is_user_accessible(vma, mm):
-        return SIGSEGV
-    if mm.guards and mm.guards.first_in(addr, addr + PAGE_SIZE) is not None:
-        # A guard marker in the page table: the fault handler answers SIGSEGV.
-        return SIGSEGV
-    present = _page_present(mm, addr)
+        return start, SIGSEGV
+    stop, fault = end, None
+    guard = mm.guards.first_in(start, end) if mm.guards else None
+    if guard is not None:
+        stop, fault = guard, SIGSEGV
+        if guard == start:
+            return start, SIGSEGV
     if write and not vma.vm_flags & VM_SHARED:
         # do_anonymous_page(), do_cow_fault() and do_wp_page() prepare the anon_vma before
         # anything else (reading the file, asking userfaultfd).
         anon_vma_prepare(mm, vma)
-    if present:
-        return None
-    if file_page_beyond_eof(vma, addr):
-        return SIGBUS
-    if vma.uffd_ctx is not None and uffd_traps(mm, vma, addr):
+    limit = max(start, _eof_limit(vma))
+    if limit < stop:
+        beyond = mm.ptes.first_gap(limit, stop)
+        if beyond is not None:
+            stop, fault = beyond, SIGBUS
+    trap = _first_trap(mm, vma, start, stop)
+    if trap is not None:
         # handle_userfault(): with UFFD_FEATURE_SIGBUS nothing waits, the fault is SIGBUS.
-        return SIGBUS if vma.uffd_ctx.features & UFFD_FEATURE_SIGBUS else UFFD
-    _map_pages(mm, vma, addr, addr + PAGE_SIZE, write)
-    return None
+        assert vma.uffd_ctx is not None
+        stop, fault = trap, SIGBUS if vma.uffd_ctx.features & UFFD_FEATURE_SIGBUS else UFFD
+    for gap_start, gap_end in mm.ptes.gaps(start, stop):
+        _map_pages(mm, vma, gap_start, gap_end, write)
+    return stop, fault
+
+
+def access_range(mm: MmStruct, first: int, end: int, write: bool) -> TouchResult:
+    """Access the pages of ``[first, end)`` (page aligned) in order, VMA by VMA, stopping at the first fault."""
+    cursor = first
+    while cursor < end:
+        vma = mm.find_vma(cursor)
+        if vma is None:
+            return TouchResult((cursor - first) >> PAGE_SHIFT, SIGSEGV)
+        if vma.start > cursor and not expand_downwards(mm, vma, cursor):
+            return TouchResult((cursor - first) >> PAGE_SHIFT, SIGSEGV)
+        stop, fault = _access_vma(mm, vma, cursor, min(end, vma.end), write)
+        if fault is not None:
+            return TouchResult((stop - first) >> PAGE_SHIFT, fault)
+        cursor = stop
+    return TouchResult((end - first) >> PAGE_SHIFT, None)
 
 
 def touch(mm: MmStruct, addr: int, length: int, write: bool = True) -> TouchResult:
     """Access the start of every page overlapping ``[addr, addr+length)`` in order, stopping at the first fault.
 
-    Each VMA's first page takes the whole fault path; the pages after it in
-    the same VMA can only differ from it by their own state (a guard marker,
-    the end of the file, a userfaultfd trap, a page table entry), so they are
-    taken in one step up to the first page that does: a touch of a terabyte
-    costs what a touch of a page costs.
+    The cost is O(log n) per VMA (and per run of present pages) crossed,
+    whatever the number of pages.
     """
     if length == 0:
         return TouchResult(0, None)
-    page = addr & ~(PAGE_SIZE - 1)
-    end = (min(addr + length - 1, (1 << 64) - 1) & ~(PAGE_SIZE - 1)) + PAGE_SIZE
-    pages = 0
-    while page < end:
-        fault = handle_fault(mm, page, write)
-        if fault is not None:
-            return TouchResult(pages, fault)
-        vma = mm.find_vma(page)
-        assert vma is not None  # the fault just succeeded in it
-        page += PAGE_SIZE
-        pages += 1
-        stop = _same_as_first_until(mm, vma, page, min(end, vma.end))
-        if stop > page:
-            for gap_start, gap_end in _gaps(mm.ptes, page, stop):
-                _map_pages(mm, vma, gap_start, gap_end, write)
-            pages += (stop - page) >> PAGE_SHIFT
-            page = stop
-    return TouchResult(pages, None)
-
-
-def _same_as_first_until(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
-    """Where, in ``[start, end)`` of ``vma``, the first page that handle_fault() might treat differently lies.
-
-    That is a guard marker, a page past the end of the file, or a page whose
-    fault a userfaultfd would trap; ``end`` when there is none.
-    """
-    stop = end
-    if mm.guards:
-        guard = mm.guards.first_in(start, stop)
-        if guard is not None:
-            stop = guard
-    if vma.file is not None and vma.file.inode.has_pages:
-        stop = min(stop, max(start, vma.start + max(0, _file_pages(vma) - vma.pgoff) * PAGE_SIZE))
-    if vma.uffd_ctx is not None:
-        trap = first_uffd_trap(mm, vma, start, stop)
-        if trap is not None:
-            stop = trap
-    return stop
-
-
-def _gaps(ranges: RangeSet, start: int, end: int) -> list[tuple[int, int]]:
-    """The parts of ``[start, end)`` that ``ranges`` does not cover, in order."""
-    out: list[tuple[int, int]] = []
-    cursor = start
-    for s, e in ranges.slices(start, end):
-        if s > cursor:
-            out.append((cursor, s))
-        cursor = e
-    if cursor < end:
-        out.append((cursor, end))
-    return out
-
-
-def first_uffd_trap(mm: MmStruct, vma: Vma, start: int, end: int) -> int | None:
-    """The first page of ``[start, end)`` without a page table entry whose fault ``vma``'s userfaultfd traps.
-
-    Page by page this is ``not present and uffd_traps()``; here it is found
-    range by range: in the gaps of the page tables, and for shmem in the gaps
-    (MISSING) or the cached parts (MINOR) of the page cache.
-    """
-    flags = vma.vm_flags
-    if not flags & (VM_UFFD_MISSING | VM_UFFD_MINOR):
-        return None
-    inode = vma.file.inode if vma.file is not None else None
-    if inode is not None and not inode.is_shmem:
-        return None
-    for gap_start, gap_end in _gaps(mm.ptes, start, end):
-        if inode is None:
-            return gap_start if flags & VM_UFFD_MISSING else None
-        first, last = _page_index(vma, gap_start), _page_index(vma, gap_end)
-        found: list[int] = []
-        if flags & VM_UFFD_MISSING:
-            uncached = _gaps(inode.cache, first, last)
-            if uncached:
-                found.append(uncached[0][0])
-        if flags & VM_UFFD_MINOR:
-            cached = inode.cache.first_in(first, last)
-            if cached is not None:
-                found.append(cached)
-        if found:
-            return vma.start + (min(found) - vma.pgoff) * PAGE_SIZE
-    return None
+    first = addr & ~(PAGE_SIZE - 1)
+    last = min(addr + length - 1, (1 << 64) - 1)
+    return access_range(mm, first, (last & ~(PAGE_SIZE - 1)) + PAGE_SIZE, write)
 
 
 def populate_range(
@@ -371,11 +312,11 @@ def fault_in(mm: MmStruct, vma: Vma, start: int, end: int, write: bool, *, can_b
         # handle_userfault() answers SIGBUS at once (EFAULT here) with UFFD_FEATURE_SIGBUS, and for
         # a fault from inside the kernel on a UFFD_USER_MODE_ONLY context.
         can_block = can_block and not (ctx.features & UFFD_FEATURE_SIGBUS or ctx.user_mode_only)
-        trap = first_uffd_trap(mm, vma, start, stop)
-        if trap is not None:
+        page = _first_trap(mm, vma, start, stop)
+        if page is not None:
             if can_block:
-                raise WouldBlock(f"populating {trap:#x} would wait for a userfaultfd handler forever")
-            stop, err = trap, errno.EFAULT  # handle_userfault() answers SIGBUS when it cannot wait
+                raise WouldBlock(f"populating {page:#x} would wait for a userfaultfd handler forever")
+            stop, err = page, errno.EFAULT  # handle_userfault() answers SIGBUS when it cannot wait
     if write and not vma.vm_flags & VM_SHARED and (stop > start or guard != start):
         anon_vma_prepare(mm, vma)
     _map_pages(mm, vma, start, stop, write)

@@ -18,12 +18,13 @@ the hot path next to nothing.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from vmasim.constants import PAGE_SHIFT
-from vmasim.core.errors import SplitRefused
+from vmasim.core.errors import SplitRefused, kernel_error
 from vmasim.core.flags import VM_IGNORE_MERGE, VM_SPECIAL, VM_STICKY, describe
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import AnonVma, File, Mempolicy, UffdCtx, Vma, mpol_equal
@@ -433,6 +434,9 @@ def split_vma(mm: MmStruct, vma: Vma, addr: int, new_below: bool, *, checked: bo
     assert vma.start < addr < vma.end, f"split at {addr:#x} outside {vma}"
     if checked and mm.map_count >= mm.max_map_count:
         raise SplitRefused()
+    if vma.file is not None and vma.file.inode.kind == "special":
+        # special_mapping_split(): the vDSO's mappings forbid splitting (their vm_ops' may_split).
+        raise kernel_error(errno.EINVAL, "split_vma", "special mappings cannot be split")
     new = vma.copy()
     offset = (addr - vma.start) >> PAGE_SHIFT
     # The counters do not change: the pieces keep the flags and the pages between them, so __split_vma()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from vmasim.constants import PAGE_SHIFT
+from vmasim.constants import PAGE_SHIFT, PAGE_SIZE
 from vmasim.core.flags import VM_ACCOUNT, VM_EXEC, VM_LOCKED, VM_SHARED, VM_STACK, VM_WRITE, is_data_mapping
 from vmasim.core.ranges import RangeSet
 from vmasim.core.store import VmaStore
@@ -78,6 +78,7 @@ class MmStruct:
         self.ksm_merge_any = False
         self.task_policy: Mempolicy | None = None
         self.ids = ids if ids is not None else IdSource()
+        self.ids.register(self)
         # Guard-region markers (MADV_GUARD_INSTALL) live in page tables, not in VMAs.
         self.guards = RangeSet()
         # Addresses with a page table entry (what a userfaultfd fault depends on), and the
@@ -249,6 +250,18 @@ class MmStruct:
         """Like zap_page_range_single(): no PTEs left in ``[start, end)``."""
         self.ptes.remove(start, end)
         self.pages.remove(start, end)
+
+    def unmap_mapping_range(self, inode: Inode, first: int) -> None:
+        """Like unmap_mapping_range(..., even_cows=1): no process of the family keeps a page table entry
+        for page ``first`` or later of ``inode`` (truncation), private copies included.
+
+        O(number of VMAs) in each address space, as the kernel walks the file's mappings.
+        """
+        for space in self.ids.spaces():
+            assert isinstance(space, MmStruct)
+            for vma in space.vmas:
+                if vma.file is not None and vma.file.inode is inode and vma.pgoff + vma.pages > first:
+                    space.zap_range(vma.start + max(0, first - vma.pgoff) * PAGE_SIZE, vma.end)
 
     def move_page_tables(self, old: int, length: int, new: int) -> None:
         """Like move_page_tables(): PTEs and guard markers of ``[old, old+length)`` move to ``new``."""

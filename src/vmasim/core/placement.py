@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 
-from vmasim.constants import MAP_FIXED, MAP_SHARED, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE
+from vmasim.constants import MAP_32BIT, MAP_FIXED, MAP_SHARED, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE
 from vmasim.core.errors import kernel_error
 from vmasim.core.fault import vm_start_gap
 from vmasim.core.flags import VM_STARTGAP_FLAGS
@@ -69,12 +69,47 @@ def _hint_fits(mm: MmStruct, addr: int, length: int) -> bool:
     return vma is None or addr + length <= vm_start_gap(mm, vma)
 
 
+#: Where x86's find_start_end() confines MAP_32BIT mappings: the second gigabyte.
+MAP_32BIT_START, MAP_32BIT_END = 0x40000000, 0x80000000
+
+
+def unmapped_area(mm: MmStruct, length: int, low: int, high: int) -> int:
+    """Like mm/vma.c's unmapped_area(): the lowest gap in ``[low, high)`` that holds ``length`` bytes.
+
+    One step per VMA passed over (the VMAs of ``[low, high)`` only).
+    """
+    cursor = max(low, mm.mmap_min_addr)
+    while cursor + length <= high:
+        above = mm.find_vma(cursor)
+        if above is None or vm_start_gap(mm, above) >= cursor + length:
+            return cursor
+        cursor = max(cursor, above.end)
+    raise _no_memory("no gap large enough")
+
+
+def arch_get_unmapped_area(mm: MmStruct, addr: int, length: int, flags: int) -> int:
+    """Like x86's bottom-up arch_get_unmapped_area(), which MAP_32BIT mappings use: a hint that fits below
+    2 GiB, else the lowest gap of the second gigabyte."""
+    begin, end = MAP_32BIT_START, MAP_32BIT_END
+    if length > end:
+        raise _no_memory("length larger than the 32-bit area")
+    if addr:
+        addr = (addr + PAGE_SIZE - 1) & PAGE_MASK
+        vma = mm.find_vma(addr)
+        if end - length >= addr and (vma is None or addr + length <= vm_start_gap(mm, vma)):
+            return addr
+    return unmapped_area(mm, length, begin, end)
+
+
 def arch_get_unmapped_area_topdown(mm: MmStruct, addr: int, length: int, flags: int) -> int:
     """Like x86's arch_get_unmapped_area_topdown(): MAP_FIXED as given, else a free hint, else a search."""
     if length > mm.task_size:
         raise _no_memory("length larger than the address space")
     if flags & MAP_FIXED:
         return addr
+    if flags & MAP_32BIT:
+        # The legacy bottom-up allocator, in the second gigabyte.
+        return arch_get_unmapped_area(mm, addr, length, flags)
     if addr:
         addr &= PAGE_MASK
         if _hint_fits(mm, addr, length):

@@ -51,6 +51,25 @@ class RangeSet:
             out.append((int(key), min(int(m[key]), end)))
         return out
 
+    def first_gap(self, start: int, end: int) -> int | None:
+        """The lowest address of ``[start, end)`` not covered by the set, or None (O(log n))."""
+        below = self._last_at_or_below(start)
+        cursor = below[1] if below is not None and below[1] > start else start
+        # The ranges are coalesced: the one covering ``start`` (if any) ends in a gap.
+        return cursor if cursor < end else None
+
+    def gaps(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The uncovered parts of ``[start, end)``, in order (O(log n) plus their number)."""
+        out: list[tuple[int, int]] = []
+        cursor = start
+        for s, e in self.slices(start, end):
+            if s > cursor:
+                out.append((cursor, s))
+            cursor = e
+        if cursor < end:
+            out.append((cursor, end))
+        return out
+
     def add(self, start: int, end: int) -> None:
         """Cover ``[start, end)``, coalescing with ranges it overlaps or touches."""
         m = self._map

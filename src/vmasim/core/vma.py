@@ -10,6 +10,7 @@ identity, while :class:`Mempolicy` has the kernel's value equality
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from itertools import count
 
@@ -116,11 +117,23 @@ class IdSource:
     program give the same numbers every time.
     """
 
-    __slots__ = ("_anon_vma", "_uffd")
+    __slots__ = ("_anon_vma", "_spaces", "_uffd")
 
     def __init__(self) -> None:
         self._anon_vma = count(1)
         self._uffd = count(1)
+        # The address spaces of the family (weakly: an exited child's goes away with it), for what
+        # acts on every mapping of a file, in every process (truncation).
+        self._spaces: list[weakref.ref[object]] = []
+
+    def register(self, space: object) -> None:
+        """Count ``space`` (an address space of this family) among those :meth:`spaces` gives."""
+        self._spaces = [ref for ref in self._spaces if ref() is not None]
+        self._spaces.append(weakref.ref(space))
+
+    def spaces(self) -> list[object]:
+        """The address spaces of this family still alive."""
+        return [space for ref in self._spaces if (space := ref()) is not None]
 
     def anon_vma(self) -> int:
         """The next anon_vma number."""

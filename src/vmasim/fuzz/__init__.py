@@ -1,8 +1,10 @@
 """Differential fuzzing of the model against the host kernel.
 
 - :mod:`~vmasim.fuzz.categories`: which ops each ``--category`` exercises (from the op definitions).
-- :mod:`~vmasim.fuzz.generate`: a seeded generator of programs (plain JSON-able dicts, so every
-  reproducer can be rerun with ``vmasim compare``).
+- :mod:`~vmasim.fuzz.coverage`: the items of the program format (from the op definitions) and how
+  many of them a set of programs uses and the kernel accepted (``vmasim fuzz --coverage``).
+- :mod:`~vmasim.fuzz.generate`: a seeded generator of programs that draws from the whole format
+  (plain JSON-able dicts, so every reproducer can be rerun with ``vmasim compare``).
 - :mod:`~vmasim.fuzz.evaluate`: running batches on the model and the kernel and diffing them.
 - :mod:`~vmasim.fuzz.shrink`: delta-debugging a divergent program to a small reproducer.
 - :mod:`~vmasim.fuzz.campaign`: a whole campaign, and the ``vmasim fuzz`` command.
@@ -13,6 +15,7 @@ depends only on ``(s, n, category)``.
 
 from vmasim.fuzz.campaign import CampaignResult, finish, fuzz_command, run_campaign
 from vmasim.fuzz.categories import CATEGORIES, CATEGORY_OPS, plan_category
+from vmasim.fuzz.coverage import Coverage, format_items, op_items
 from vmasim.fuzz.evaluate import Doc, KernelBatch, Outcome, default_kernel_batch, diff_kind, evaluate, wall_ops
 from vmasim.fuzz.generate import generate_program, generate_programs, size_text
 from vmasim.fuzz.shrink import ShrinkResult, shrink
@@ -21,6 +24,7 @@ __all__ = [
     "CATEGORIES",
     "CATEGORY_OPS",
     "CampaignResult",
+    "Coverage",
     "Doc",
     "KernelBatch",
     "Outcome",
@@ -29,9 +33,11 @@ __all__ = [
     "diff_kind",
     "evaluate",
     "finish",
+    "format_items",
     "fuzz_command",
     "generate_program",
     "generate_programs",
+    "op_items",
     "plan_category",
     "run_campaign",
     "shrink",

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from vmasim.compare.diff import format_diff
 from vmasim.fuzz.categories import plan_category
+from vmasim.fuzz.coverage import Coverage
 from vmasim.fuzz.evaluate import Doc, KernelBatch, Outcome, default_kernel_batch, evaluate, wall_ops
 from vmasim.fuzz.generate import generate_programs
 from vmasim.fuzz.shrink import _positions, shrink
@@ -134,11 +135,14 @@ def run_campaign(
     shrinks_per_kind: int = 3,
     profile: Profile | None = None,
     progress: Progress | None = None,
+    coverage: Coverage | None = None,
 ) -> CampaignResult:
     """Generate ``count`` programs, run them on both sides, shrink and save every divergence.
 
     Prints one line per divergence as soon as it is found (shrunk and saved
-    first); the caller prints the summary.  Divergences of a kind already
+    first); the caller prints the summary.  With ``coverage``, every program
+    is counted into it with the kernel's report (which items of the format
+    were generated, which accepted).  Divergences of a kind already
     shrunk ``shrinks_per_kind`` times, or found after the total shrink budget
     is spent, are saved as they are (said so in their line).  Ctrl-C stops the
     campaign: what was found is kept and the result says it was interrupted.
@@ -152,13 +156,15 @@ def run_campaign(
         for lo in range(0, count, chunk):
             docs = generate_programs(seed, min(chunk, count - lo), category, start=lo)
             for i, outcome in enumerate(evaluate(docs, kernel_batch, profile)):
+                if coverage is not None:
+                    coverage.add(outcome.doc, outcome.kernel)
                 if outcome.invalid is not None:  # a generator bug; never expected
                     say(f"program {lo + i}: generator produced an invalid program: {outcome.invalid}")
                     res.failed += 1
-                elif outcome.kernel_error is not None:
+                elif outcome.skip_reason is not None:
                     res.skipped += 1
                     if res.skipped <= 3:  # a few examples; the count comes with the summary
-                        say(f"program {lo + i}: kernel runner error: {outcome.kernel_error}")
+                        say(f"program {lo + i}: {outcome.skip_reason}")
                 elif outcome.diverges:
                     res.failed += 1
                     recorder.record(lo + i, outcome)
@@ -179,13 +185,16 @@ def _printer(stream: TextIO | None) -> Callable[[str], None]:
     return say
 
 
-def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out: str, target: str = "host") -> int:
+def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out: str, target: str = "host",
+                 coverage: bool = False) -> int:
     """``vmasim fuzz``: run a campaign on the model of ``target`` (the probed host by default) and the host
     kernel; the exit status.
 
     0 when no program diverged, 1 when some did, 2 when the campaign could not
-    run (an unknown category or profile, or no kernel runner).  The last line
-    printed is always ``N passed, M failed`` when programs ran.
+    run (an unknown category or profile, or no kernel runner).  With
+    ``coverage`` the table of the format's items (generated, accepted by the
+    kernel) is printed before the summary.  The last line printed is always
+    ``N passed, M failed`` when programs ran.
     """
     say = _printer(None)
     try:
@@ -217,9 +226,16 @@ def fuzz_command(*, seed: int, count: int, category: str, jobs: int | None, out:
         return 2
     say(f"fuzz: seed {seed}, {count} {category} program(s), jobs {jobs or 'auto'}, reproducers in {out}/; "
         f"host kernel {host_kernel_release()}, model of profile {profile.name} ({profile.release})")
+    from vmasim.fuzz.generate import category_classes
+
+    cov = Coverage(category_classes(category)) if coverage else None
     with _progress_display(count) as (progress, chunk):
         res = run_campaign(seed=seed, count=count, category=category, out=out,
-                           kernel_batch=default_kernel_batch(jobs), profile=profile, progress=progress, chunk=chunk)
+                           kernel_batch=default_kernel_batch(jobs), profile=profile, progress=progress, chunk=chunk,
+                           coverage=cov)
+    if cov is not None:
+        for line in cov.table():
+            say(line)
     return finish(res, say, count)
 
 
@@ -273,7 +289,7 @@ def finish(res: CampaignResult, say: Callable[[str], None], count: int | None = 
     """Print the skipped count (if any), whether the campaign was interrupted, and the summary line last;
     the exit status (1 when a program diverged, 130 when interrupted without one, else 0)."""
     if res.skipped:
-        say(f"{res.skipped} skipped (kernel runner error)")
+        say(f"{res.skipped} skipped (kernel runner error or model stopped)")
     if res.interrupted:
         of = f" of {count}" if count is not None else ""
         say(f"interrupted after {res.ran}{of} programs; {len(res.saved)} reproducer(s) saved")

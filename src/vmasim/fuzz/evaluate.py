@@ -102,12 +102,22 @@ class Outcome:
     diffs: list[str] = field(default_factory=list)
     model_error: str | None = None  # the model raised (a model bug: counts as a divergence)
     kernel_error: str | None = None  # the runner could not run it (timeout...): skipped
+    model_stopped: str | None = None  # the model run went past its time limit: skipped, like a kernel timeout
     invalid: str | None = None  # the program does not parse (only shrinker candidates)
 
     @property
     def diverges(self) -> bool:
         """True when the model disagrees with the kernel or crashed."""
-        return self.kernel_error is None and self.invalid is None and bool(self.diffs)
+        return self.skip_reason is None and self.invalid is None and bool(self.diffs)
+
+    @property
+    def skip_reason(self) -> str | None:
+        """Why the program was not compared (a side was stopped or could not run it), or None."""
+        if self.kernel_error is not None:
+            return f"kernel runner error: {self.kernel_error}"
+        if self.model_stopped is not None:
+            return f"model stopped: {self.model_stopped}"
+        return None
 
     def signature(self) -> str | None:
         """What kind of divergence this is, so that shrinking does not wander off to another bug."""
@@ -141,9 +151,20 @@ def default_kernel_batch(jobs: int | None, timeout: float = 10.0) -> KernelBatch
     return run
 
 
-def evaluate(docs: Sequence[Doc], kernel_batch: KernelBatch, profile: Profile | None = None) -> list[Outcome]:
-    """Parse, run on the model of ``profile`` and (in one batch) on the kernel, and diff each program."""
-    from vmasim.program.model import run_model
+#: The model's time limit per program, in seconds: the kernel runner's (see default_kernel_batch()).
+MODEL_TIMEOUT = 10.0
+
+
+def evaluate(
+    docs: Sequence[Doc], kernel_batch: KernelBatch, profile: Profile | None = None, *,
+    model_timeout: float = MODEL_TIMEOUT,
+) -> list[Outcome]:
+    """Parse, run on the model of ``profile`` and (in one batch) on the kernel, and diff each program.
+
+    A model run past ``model_timeout`` seconds is stopped and the program
+    skipped, with the reason, as the kernel runner does with its timeout.
+    """
+    from vmasim.program.model import ModelTimeout, run_model
 
     outcomes = [Outcome(doc) for doc in docs]
     programs: list[Program] = []
@@ -155,7 +176,9 @@ def evaluate(docs: Sequence[Doc], kernel_batch: KernelBatch, profile: Profile | 
             out.invalid = str(exc)
             continue
         try:
-            out.model = run_model(prog, profile)
+            out.model = run_model(prog, profile, timeout=model_timeout)
+        except ModelTimeout as exc:
+            out.model_stopped = str(exc)
         except Exception as exc:  # a model bug: report it as a divergence with its traceback
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
             out.model_error = tb

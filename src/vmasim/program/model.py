@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,11 +34,16 @@ WALL_NAME = "vmasim-wall"
 StepHook = Callable[["_Run", Op, "OpResult | None"], None]
 
 
+class ModelTimeout(Exception):
+    """A model run went past its time limit (:func:`run_model`'s ``timeout``); the message says where."""
+
+
 class _Run:
     """One process running a program's ops: the address space plus name bindings."""
 
     def __init__(self, program: Program, space: AddressSpace, addrs: dict[str, int], fds: dict[str, int],
-                 on_step: StepHook | None = None, ipc: IpcNamespace | None = None) -> None:
+                 on_step: StepHook | None = None, ipc: IpcNamespace | None = None,
+                 deadline: tuple[float, float] | None = None) -> None:
         self.program = program
         self.space = space
         self.addrs = addrs
@@ -46,6 +52,8 @@ class _Run:
         self.on_step = on_step
         # System V segments live in the IPC namespace, shared by every process of the program.
         self.ipc = ipc if ipc is not None else IpcNamespace()
+        # (monotonic time to stop at, the limit in seconds), shared with fork children.
+        self.deadline = deadline
 
     def addr(self, ref: AddrRef | None) -> int:
         """An address field's value now (None, no hint, is 0)."""
@@ -59,6 +67,9 @@ class _Run:
         """Run ``ops`` in order and report."""
         results: list[OpResult] = []
         for op in ops:
+            if self.deadline is not None and time.monotonic() > self.deadline[0]:
+                # Checked between ops: every op is bounded by the VMAs and page runs it visits.
+                raise ModelTimeout(f"the model run was stopped after {self.deadline[1]:g} s, before op {op.path}")
             results.append(self.step(op))
             if self.on_step is not None:
                 self.on_step(self, op, results[-1])
@@ -359,7 +370,8 @@ def _process_madvise(run: _Run, op: Op) -> int:
 
 @handles(ops.Fork)
 def _fork(run: _Run, op: Op) -> int:
-    child = _Run(run.program, run.space.fork(), dict(run.addrs), dict(run.fds), run.on_step, run.ipc)
+    child = _Run(run.program, run.space.fork(), dict(run.addrs), dict(run.fds), run.on_step, run.ipc,
+                 run.deadline)
     if child.on_step is not None:
         child.on_step(child, op, None)  # the child's timeline starts at the fork
     run.children[str(op.index)] = child.run(op.child)
@@ -404,7 +416,9 @@ def new_address_space(program: Program, profile: Profile | str | None = None) ->
         mm.install_special_mapping(special.start, special.end, from_mnemonics(list(special.flags)), special.name)
     top = layout.walls_top
     if program.walls and program.window_end < top:
-        wall = File(Inode("memfd", WALL_NAME, top - program.window_end, foreign=True))
+        # The runner never sizes the walls' memfd: its pages lie past the end of the file (SIGBUS
+        # where a program makes them accessible).
+        wall = File(Inode("memfd", WALL_NAME, 0, foreign=True))
         mm.insert_vm_struct(Vma(program.window_end, top, 0,
                                 VM_SHARED | VM_MAYSHARE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC, file=wall))
     baseline = layout.baseline_map_count_walls if program.walls else layout.baseline_map_count
@@ -412,19 +426,28 @@ def new_address_space(program: Program, profile: Profile | str | None = None) ->
     return space
 
 
-def run_model(program: Program, profile: Profile | str | None = None) -> Report:
+def run_model(program: Program, profile: Profile | str | None = None, *, timeout: float | None = None) -> Report:
     """Run ``program`` on a fresh model address space of ``profile`` (default: the built-in default)
-    and return its layout report."""
-    return run_model_space(program, profile)[0]
+    and return its layout report.
+
+    With ``timeout`` (seconds, like the kernel runner's per-program limit) a
+    run that goes on longer is stopped with :class:`ModelTimeout`.
+    """
+    return run_model_space(program, profile, timeout=timeout)[0]
 
 
 def run_model_space(
-    program: Program, profile: Profile | str | None = None, on_step: StepHook | None = None
+    program: Program, profile: Profile | str | None = None, on_step: StepHook | None = None,
+    *, timeout: float | None = None,
 ) -> tuple[Report, AddressSpace]:
     """Like :func:`run_model`, also returning the (parent's) address space the program ran on.
 
     ``on_step`` is called after every op of every process (see :data:`StepHook`).
     """
-    space = new_address_space(program, profile)
-    report = _Run(program, space, {"W": program.window_start}, {}, on_step).run(program.ops)
-    return report, space
+    if timeout is not None and timeout <= 0:
+        raise ValueError("run_model: timeout must be positive")
+    deadline = None if timeout is None else (time.monotonic() + timeout, timeout)
+    run = _Run(program, new_address_space(program, profile), {"W": program.window_start}, {}, on_step,
+               deadline=deadline)
+    report = run.run(program.ops)
+    return report, run.space  # after an exec, the new one

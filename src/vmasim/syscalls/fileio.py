@@ -29,10 +29,14 @@ def sys_pwrite(mm: MmStruct, file: File | None, count: int, pos: int) -> int:
     """pwrite(2) of ``count`` bytes at ``pos``; returns the bytes written, the file growing past its end."""
     if pos < 0:
         raise kernel_error(errno.EINVAL, CALL, "negative offset")
-    if file is None or not file.writable:
-        raise kernel_error(errno.EBADF, CALL, "not open for writing")
+    if file is None:
+        raise kernel_error(errno.EBADF, CALL, "not open")
+    # ksys_pwrite64(): a file without positions (FMODE_PWRITE) is ESPIPE before vfs_write() looks at
+    # whether it is open for writing.
     if file.uffd is not None or file.inode.kind not in ("file", "memfd"):
         raise kernel_error(errno.ESPIPE, CALL, "not a file with positions")
+    if not file.writable:
+        raise kernel_error(errno.EBADF, CALL, "not open for writing")
     # rw_verify_area(): the range must not run past the largest loff_t.
     if pos + count > (1 << 63) - 1:
         raise kernel_error(errno.EINVAL, CALL, "offset plus count overflows")

@@ -16,7 +16,7 @@ from vmasim.core.errors import kernel_error
 from vmasim.core.merge import vma_modify_policy
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Mempolicy, Vma, mpol_equal
-from vmasim.core.walk import Holes, range_contains_unmapped, walk_range
+from vmasim.core.walk import Holes, walk_range
 
 MPOL_MF_VALID = C.MPOL_MF_STRICT | C.MPOL_MF_MOVE | C.MPOL_MF_MOVE_ALL
 
@@ -35,7 +35,7 @@ def sanitize_mode(mode_arg: int, call: str) -> tuple[int, int]:
     """Like sanitize_mpol_flags(): split the mode argument into (mode, mode flags), EINVAL if invalid."""
     flags = mode_arg & C.MPOL_MODE_FLAGS
     mode = mode_arg & ~C.MPOL_MODE_FLAGS
-    if mode >= C.MPOL_MAX:
+    if not 0 <= mode < C.MPOL_MAX:  # compared as an unsigned int: a negative mode is out of range too
         raise kernel_error(errno.EINVAL, call, "unknown mode")
     if flags & C.MPOL_F_STATIC_NODES and flags & C.MPOL_F_RELATIVE_NODES:
         raise kernel_error(errno.EINVAL, call, "static and relative nodes together")
@@ -104,18 +104,27 @@ def sys_mbind(mm: MmStruct, start: int, length: int, mode: int, nodes: int, flag
     if end == start:
         return 0
     policy = mpol_new(mm, mode, mode_flags, nodes, call)
-    # queue_pages_range(): the range must be mapped without holes (holes are fine for MPOL_DEFAULT,
-    # but a range with no mapping at all is EFAULT either way).
-    if mm.vmas.find_intersection(start, end) is None:
+    # queue_pages_range() walks the range VMA by VMA: a hole before the first VMA or right after the
+    # VMA being walked is EFAULT (holes are fine for MPOL_DEFAULT, but a range with no mapping at all
+    # is EFAULT either way); then, with MPOL_MF_STRICT and no move, a page of that VMA on a node
+    # outside the requested ones (every page is on the first online node here) is EIO.  Either way
+    # nothing changes, and whichever the walk meets first decides.
+    first = mm.vmas.find_intersection(start, end)
+    if first is None:
         raise kernel_error(errno.EFAULT, call, "nothing mapped in the range")
-    if policy is not None and range_contains_unmapped(mm, start, end):
-        raise kernel_error(errno.EFAULT, call, "the range has holes")
-    # queue_pages_range(): a page on a node outside the requested ones (every page is on the first
-    # online node here) cannot stay with MPOL_MF_STRICT and no move: EIO, and nothing changes.
     strict = flags & C.MPOL_MF_STRICT and not flags & (C.MPOL_MF_MOVE | C.MPOL_MF_MOVE_ALL)
     home = online_nodes(mm) & -online_nodes(mm)
-    if strict and policy is not None and not nodes & home and mm.pages.first_in(start, end) is not None:
-        raise kernel_error(errno.EIO, call, "pages on other nodes and MPOL_MF_STRICT")
+    misplaced = bool(strict) and policy is not None and not nodes & home
+    if policy is not None:
+        if first.start > start:
+            raise kernel_error(errno.EFAULT, call, "hole at the start of the range")
+        for vma in mm.vmas.range(start, end):
+            if vma.end < end:
+                nxt = mm.vma_next(vma)
+                if nxt is None or nxt.start > vma.end:
+                    raise kernel_error(errno.EFAULT, call, "hole in the range")
+            if misplaced and mm.pages.first_in(max(start, vma.start), min(end, vma.end)) is not None:
+                raise kernel_error(errno.EIO, call, "pages on other nodes and MPOL_MF_STRICT")
     walk_range(mm, start, end, lambda prev, vma, s, e: mbind_range(mm, prev, vma, s, e, policy),
                holes=Holes.ALLOW, call=call)
     return 0

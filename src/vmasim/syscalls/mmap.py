@@ -12,6 +12,7 @@ from vmasim.core.flags import (
     VM_ACCOUNT,
     VM_DONTDUMP,
     VM_DROPPABLE,
+    VM_EXEC,
     VM_GROWSDOWN,
     VM_HUGETLB,
     VM_LOCKED,
@@ -40,6 +41,8 @@ from vmasim.syscalls.mlock import can_do_mlock
 from vmasim.syscalls.munmap import accounted_pages, complete_munmap, gather_munmap_vmas
 
 CALL = "mmap"
+#: File systems whose mmap hook refuses MAP_SYNC (VM_SYNC) on files without DAX.
+SYNC_CHECKING_FS = frozenset({"ext4", "xfs"})
 
 
 def calc_vm_flag_bits(flags: int) -> int:
@@ -84,8 +87,8 @@ def do_mmap(
     length = page_align(length)
     if not length:
         raise kernel_error(errno.ENOMEM, CALL, "length overflows")
-    if pgoff + (length >> C.PAGE_SHIFT) >= 1 << 64:
-        raise kernel_error(errno.EOVERFLOW, CALL, "offset + length overflows")
+    # The kernel's "offset + length overflows" check (EOVERFLOW) cannot fire on a 64-bit kernel: the
+    # offset is at most 2**52 pages and the length less than that, so it is left out.
     if mm.map_count > mm.max_map_count:
         raise kernel_error(errno.ENOMEM, CALL, "map_count above max_map_count")
 
@@ -103,7 +106,9 @@ def do_mmap(
 
     map_type = flags & C.MAP_TYPE
     if file is not None:
-        max_size = (1 << 63) - 1 if file.inode.kind == "file" else (1 << 64) - 1
+        # file_mmap_ok(): regular inodes (files, memfds) end at MAX_LFS_FILESIZE; the userfaultfd's
+        # anonymous inode is not one, and only ULONG_MAX limits it.
+        max_size = (1 << 64) - 1 if file.inode.kind == "uffd" else (1 << 63) - 1
         if length > max_size or pgoff > (max_size - length) >> C.PAGE_SHIFT:
             raise kernel_error(errno.EOVERFLOW, CALL, "beyond the largest file offset")
         if map_type in (C.MAP_SHARED, C.MAP_SHARED_VALIDATE):
@@ -121,6 +126,9 @@ def do_mmap(
         if not file.readable:
             raise kernel_error(errno.EACCES, CALL, "file not open for reading")
         if file.inode.kind == "uffd":
+            # Anonymous inodes live on a noexec mount (path_noexec()), and have no mmap operation.
+            if vm_flags & VM_EXEC:
+                raise kernel_error(errno.EPERM, CALL, "executable mapping of a file on a noexec mount")
             raise kernel_error(errno.ENODEV, CALL, "this file cannot be mapped")
         if vm_flags & VM_GROWSDOWN:
             raise kernel_error(errno.EINVAL, CALL, "MAP_GROWSDOWN on a file")
@@ -170,6 +178,16 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
         vm_flags |= VM_MERGEABLE
 
     complete_munmap(mm, detached)
+    # shmem_zero_setup() -> shmem_acct_size(): the object behind shared anonymous memory is charged
+    # when it is made.  By then what the range held is gone (vms_abort_munmap_vmas() cannot put it
+    # back once the page tables are cleared): a refusal leaves a hole.
+    if file is not None and vm_flags & VM_SYNC and file.inode.kind == "file" and file.inode.fs in SYNC_CHECKING_FS:
+        # ext4's and xfs's mmap hooks refuse VM_SYNC without DAX (daxdev_mapping_supported()), once the
+        # range is already unmapped: the hole stays.
+        raise kernel_error(errno.EOPNOTSUPP, CALL, "MAP_SYNC on a file system without DAX")
+    shmem_object = file is None and vm_flags & (VM_SHARED | VM_NORESERVE) == VM_SHARED
+    if shmem_object and not mm.vm_enough_memory(length >> C.PAGE_SHIFT):
+        raise kernel_error(errno.ENOMEM, CALL, "not enough memory for the shared memory object")
     vma: Vma | None = None
     if prev is not None or nxt is not None:
         vmg = VmaMergeStruct.for_mmap(mm, addr, end, pgoff, vm_flags, file, prev, nxt)
@@ -189,21 +207,44 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     return addr
 
 
-def hugetlb_anonymous(mm: MmStruct, addr: int, flags: int) -> None:
-    """Like ksys_mmap_pgoff() and hugetlbfs for anonymous MAP_HUGETLB; always raises, as hugetlb is not modelled.
+def hugetlb_anonymous(mm: MmStruct, addr: int, length: int, flags: int) -> None:
+    """Like ksys_mmap_pgoff() and do_mmap() for anonymous MAP_HUGETLB; always raises, as hugetlb is not modelled.
 
     Without the huge page size asked for (MAP_HUGE_* bits, or the default)
-    the call is EINVAL, as is a fixed address not aligned to it; otherwise
-    the model takes no huge pages to be reserved, so the mapping fails with
-    ENOMEM.
+    the call is EINVAL.  Otherwise the mapping is one of a hugetlbfs file
+    whose length is rounded up to the huge page size, and do_mmap()'s checks
+    come in their order (a fixed address must be aligned to the size); the
+    model takes no huge pages to be reserved, so the mapping fails with
+    ENOMEM when hugetlbfs's mmap tries to reserve them: by then a fixed
+    mapping has unmapped its range, which stays empty.
     """
     sizes = mm.target.memory.hugetlb_sizes
     log = (flags >> C.MAP_HUGE_SHIFT) & C.MAP_HUGE_MASK
     size = (1 << log) if log else (sizes[0] if sizes else 0)
     if size not in sizes:
         raise kernel_error(errno.EINVAL, CALL, "no such huge page size")
-    if flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE) and addr % size:
+    if not length:
+        raise kernel_error(errno.EINVAL, CALL, "zero length")
+    if mm.map_count > mm.max_map_count:
+        raise kernel_error(errno.ENOMEM, CALL, "map_count above max_map_count")
+    fixed = flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE)
+    if fixed and addr % size:
         raise kernel_error(errno.EINVAL, CALL, "fixed address not aligned to the huge page size")
+    end = addr + -(-length // size) * size
+    first = mm.vmas.find_intersection(addr, end) if fixed and end <= mm.task_size else None
+    if first is not None and flags & C.MAP_FIXED_NOREPLACE:
+        raise kernel_error(errno.EEXIST, CALL, "MAP_FIXED_NOREPLACE over an existing mapping")
+    if flags & C.MAP_LOCKED and not can_do_mlock(mm):
+        raise kernel_error(errno.EPERM, CALL, "RLIMIT_MEMLOCK is 0")
+    map_type = flags & C.MAP_TYPE
+    if map_type == C.MAP_SHARED_VALIDATE and flags & ~C.LEGACY_MAP_MASK:
+        raise kernel_error(errno.EOPNOTSUPP, CALL, "flags MAP_SHARED_VALIDATE does not know")
+    if map_type not in (C.MAP_SHARED, C.MAP_SHARED_VALIDATE, C.MAP_PRIVATE):
+        raise kernel_error(errno.EINVAL, CALL, "no valid mapping type")
+    if flags & C.MAP_GROWSDOWN:
+        raise kernel_error(errno.EINVAL, CALL, "MAP_GROWSDOWN on a file")
+    if first is not None:
+        complete_munmap(mm, gather_munmap_vmas(mm, first, addr, end, CALL))
     raise kernel_error(errno.ENOMEM, CALL, "no huge pages reserved (hugetlb mappings are not modelled)")
 
 
@@ -216,7 +257,7 @@ def sys_mmap(
     if flags & C.MAP_ANONYMOUS:
         file = None
         if flags & C.MAP_HUGETLB:
-            hugetlb_anonymous(mm, addr, flags)
+            hugetlb_anonymous(mm, addr, length, flags)
     elif file is None:
         raise kernel_error(errno.EBADF, CALL, "not anonymous and no file descriptor")
     elif flags & C.MAP_HUGETLB:

@@ -112,9 +112,8 @@ def check_prep_vma(mm: MmStruct, r: VmaRemap) -> None:
         return
     if vma.vm_flags & VM_LOCKED:
         r.populate_expand = True
-    pgoff = vma.pgoff + ((r.addr - vma.start) >> C.PAGE_SHIFT)
-    if pgoff + (new_len >> C.PAGE_SHIFT) >= 1 << 64:
-        raise _err(errno.EINVAL, "file offset overflows")
+    # The kernel's "file offset overflows" check (EINVAL) cannot fire on a 64-bit kernel: a pgoff below
+    # 2**52 plus a length below TASK_SIZE never wraps, so it is left out.
     if vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
         raise _err(errno.EFAULT, "the mapping cannot grow")
     if not mm.mlock_future_ok(vma.vm_flags, r.delta):
@@ -201,14 +200,15 @@ def _unmap_source(mm: MmStruct, vma: Vma, addr: int, length: int) -> None:
     except OSError:
         return
     if accountable:
+        # What is left of the source on either side keeps the account.
         if vm_start < addr:
             prev = mm.vmas.prev_of_addr(addr)
-            if prev is not None:
-                mm.set_flags(prev, prev.vm_flags | VM_ACCOUNT)
+            assert prev is not None and prev.end == addr
+            mm.set_flags(prev, prev.vm_flags | VM_ACCOUNT)
         if vm_end > addr + length:
             nxt = mm.find_vma(addr + length)
-            if nxt is not None:
-                mm.set_flags(nxt, nxt.vm_flags | VM_ACCOUNT)
+            assert nxt is not None and nxt.start == addr + length
+            mm.set_flags(nxt, nxt.vm_flags | VM_ACCOUNT)
 
 
 def _set_new_addr(mm: MmStruct, r: VmaRemap) -> None:
@@ -223,6 +223,8 @@ def _set_new_addr(mm: MmStruct, r: VmaRemap) -> None:
 
 def mremap_to(mm: MmStruct, r: VmaRemap) -> int:
     """Like mremap_to(): a move to a caller-chosen (FIXED) or hint-less (DONTUNMAP) destination."""
+    # Unmapping the destination removes the source only when a zero old length let the two ranges
+    # "not overlap" (check_mremap_params()); a shrink keeps the first new_len bytes.
     if r.flags & C.MREMAP_FIXED:
         do_vmi_munmap(mm, r.new_addr, r.new_len, CALL)
         r.vma = mm.vmas.lookup(r.addr)
@@ -231,8 +233,7 @@ def mremap_to(mm: MmStruct, r: VmaRemap) -> int:
     if r.remap_type == SHRINK:
         do_vmi_munmap(mm, r.addr + r.new_len, r.delta, CALL)
         r.vma = mm.vmas.lookup(r.addr)
-        if r.vma is None:
-            raise _err(errno.EFAULT, "the old mapping went away")
+        assert r.vma is not None
         r.old_len = r.new_len
     _set_new_addr(mm, r)
     return move_vma(mm, r)
@@ -249,8 +250,9 @@ def mremap_at(mm: MmStruct, r: VmaRemap) -> int:
     assert vma is not None
     if vma.end - r.addr == r.old_len and _expandable(mm, vma, r.delta):
         _charge(mm, r)
-        if vma_merge_extend(mm, vma, r.delta) is None:
-            raise _err(errno.ENOMEM, "could not extend the VMA")
+        # The VMA itself is the proposal's prev: extending it always succeeds.
+        extended = vma_merge_extend(mm, vma, r.delta)
+        assert extended is not None
         return r.addr
     if not r.flags & C.MREMAP_MAYMOVE:
         raise _err(errno.ENOMEM, "no room to grow in place and MREMAP_MAYMOVE not given")
@@ -266,7 +268,9 @@ def remap_move(mm: MmStruct, r: VmaRemap) -> int:
     seen = False
     last_end = 0
     cursor = start
-    while True:
+    # Like the kernel's VMA iterator, the walk goes on from where the last VMA it found ended (a
+    # MREMAP_DONTUNMAP source stays mapped behind it), so every VMA of the range is visited once.
+    while cursor < end:
         vma = mm.vmas.find_intersection(cursor, end)
         if vma is None:
             break
@@ -286,7 +290,7 @@ def remap_move(mm: MmStruct, r: VmaRemap) -> int:
             result = moved
         seen = True
         target = moved + piece.new_len
-        cursor = addr + length
+        cursor = last_end
     if not seen:
         raise _err(errno.EFAULT, "nothing mapped at the old address")
     return result

@@ -54,10 +54,11 @@ def vma_can_userfault(vma: Vma, vm_flags: int, wp_async: bool) -> bool:
 
 
 def _validate_range(mm: MmStruct, start: int, length: int, call: str) -> int:
-    # validate_range(): page-aligned, non-empty, above mmap_min_addr, inside the address space.
+    # validate_range(): page-aligned, non-empty, inside the address space (the kernel has no
+    # mmap_min_addr check here any more: a mapping at 0, which privilege allows, can be registered).
     if start & (C.PAGE_SIZE - 1) or length & (C.PAGE_SIZE - 1) or not length:
         raise kernel_error(errno.EINVAL, call, "unaligned or empty range")
-    if start < mm.mmap_min_addr or start >= mm.task_size or length > mm.task_size - start:
+    if start >= mm.task_size or length > mm.task_size - start:
         raise kernel_error(errno.EINVAL, call, "range outside the user address space")
     return start + length
 
