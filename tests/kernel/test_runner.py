@@ -399,3 +399,16 @@ def test_file_objects_are_never_named_in_the_temp_dir(tmp_path: Path, monkeypatc
     report = run_program(parse_program({"ops": ops}))
     assert [v["file"] for v in report["vmas"]] == ["f"]  # labelled by inode, as before
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("advice", [100, 101, (1 << 32) + 100])
+@pytest.mark.parametrize("op", ["madvise", "process_madvise"])
+def test_memory_failure_injection_is_never_run(op: str, advice: int) -> None:
+    # The runner may be root: MADV_HWPOISON / MADV_SOFT_OFFLINE would poison the host's pages.
+    call: dict[str, Any] = ({"op": "madvise", "addr": "W", "length": "4K", "advice": advice} if op == "madvise" else
+                            {"op": "process_madvise", "ranges": [{"addr": "W", "length": "4K"}], "advice": advice})
+    prog = parse_program({"ops": [mmap("W", "4K"), {"op": "touch", "addr": "W", "length": "4K"}, call]})
+    err = run_programs([prog])[0]
+    assert isinstance(err, KernelRunError) and err.kind == "rejected"
+    assert str(err) == (f"op 2 ({op}): the kernel runner does not run MADV_HWPOISON or MADV_SOFT_OFFLINE "
+                        "(they inject memory failures into the host)")

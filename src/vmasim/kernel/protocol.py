@@ -21,9 +21,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 
-from vmasim.constants import MASK64
+from vmasim.constants import MADV_HWPOISON, MADV_SOFT_OFFLINE, MASK64
+from vmasim.ctype import CType
 from vmasim.program import AddrRef, Op, Program, walk_ops
-from vmasim.program.ops import Fork, OpDef, Shmget
+from vmasim.program.ops import Fork, Madvise, OpDef, ProcessMadvise, Shmget
 from vmasim.program.values import Address, ObjectRef, Ranges, Text
 
 #: Limits compiled into the executor (``MAX_OPS``, ``MAX_SLOTS``, the size of ``strpool``).
@@ -147,8 +148,17 @@ class _Encoder:
         self.lines.append(" ".join(parts))
 
 
+_MEMORY_FAILURE = (MADV_HWPOISON, MADV_SOFT_OFFLINE)
+
+
 def encode_program(program: Program) -> str:
     """The executor input for one program: a ``P`` header, one line per op, and ``E``."""
+    for op in walk_ops(program.ops):
+        # Memory-failure injection would poison the host's own pages (the runner may be privileged):
+        # never run, whatever the register's upper bits.
+        if isinstance(op.args, Madvise | ProcessMadvise) and CType.INT.cast(op.args.advice) in _MEMORY_FAILURE:
+            raise EncodeError(f"op {op.path} ({op.op}): the kernel runner does not run MADV_HWPOISON or "
+                              "MADV_SOFT_OFFLINE (they inject memory failures into the host)")
     enc = _Encoder(program.window_start)
     # Feature bit 1: the program makes SysV segments (the executor gives it an IPC namespace of its own).
     features = int(any(isinstance(op.args, Shmget) for op in walk_ops(program.ops)))
