@@ -129,6 +129,18 @@ def _shmem_mthp_orders(global_mode: str) -> int:
     return orders
 
 
+def _hugetlb_sizes() -> tuple[int, ...]:
+    # The huge page sizes the kernel has a pool for (an hstate each: MAP_HUGE_2MB, MAP_HUGE_1GB...),
+    # whether or not pages are reserved in it; the default size where sysfs does not say.
+    base = Path("/sys/kernel/mm/hugepages")
+    sizes = sorted(int(m.group(1)) << 10 for entry in (base.glob("hugepages-*kB") if base.is_dir() else ())
+                   if (m := re.fullmatch(r"hugepages-(\d+)kB", entry.name)))
+    # The default size (MAP_HUGETLB without MAP_HUGE_* bits) comes first.
+    m = re.search(r"^Hugepagesize:\s+(\d+) kB", _read("/proc/meminfo") or "", re.MULTILINE)
+    default = int(m.group(1)) << 10 if m else 2 << 20
+    return (default, *(s for s in sizes if s != default))
+
+
 def _stack_guard_gap() -> int:
     # The stack_guard_gap= boot parameter, in pages (256 unless given).
     m = re.search(r"(?:^|\s)stack_guard_gap=(\d+)", _read("/proc/cmdline") or "")
@@ -378,7 +390,7 @@ def probe_host_profile(run: Callable[[list[dict[str, Any]]], list[Any]]) -> Prof
         memory=dataclasses.replace(
             facts.memory,
             uffd_features=features,
-            hugetlb_sizes=() if found["hugetlb"] == "EINVAL" else (2 << 20,),
+            hugetlb_sizes=() if found["hugetlb"] == "EINVAL" else _hugetlb_sizes(),
         ),
         files=dataclasses.replace(
             facts.files, regular_max_bytes=0xFFFFFFFF000 if found["regular_max_bytes"] == "EFBIG" else (1 << 63) - 1

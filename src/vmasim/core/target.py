@@ -93,7 +93,7 @@ class Memory:
     shmem_mthp_orders: int = 0
     #: Online NUMA nodes.
     numa_nodes: tuple[int, ...] = (0,)
-    #: Huge page sizes with pages available to anonymous MAP_HUGETLB (empty: EINVAL).
+    #: Huge page sizes the kernel has pools for (MAP_HUGE_*), the default first (empty: MAP_HUGETLB is EINVAL).
     hugetlb_sizes: tuple[int, ...] = ()
     #: The features UFFDIO_API offers (features=0 answers this mask).
     uffd_features: int = 0x1FFFF
