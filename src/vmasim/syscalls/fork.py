@@ -89,7 +89,4 @@ def _copy_within(table: RangeSet, spans: list[list[int]]) -> RangeSet:
             k += 1
     if pieces == ranges:
         return table.copy()
-    out = RangeSet()
-    for s, e in pieces:
-        out.add(s, e)
-    return out
+    return RangeSet.from_runs(pieces)
