@@ -9,6 +9,7 @@ from vmasim.fuzz.gen_base import GeneratorBase
 from vmasim.fuzz.gen_state import (
     EVENT_HAZARDS,
     HARMLESS_ADVICE,
+    PROTS_USUAL,
     Doc,
     GenState,
     edge_value,
@@ -26,15 +27,10 @@ class AttrOps(GeneratorBase):
         """A madvise: flag-changing advice more often than the rest."""
         ops = self.generic(self.by_label["madvise"], st, want)
         op = ops[-1]
-        if "advice" not in want:
-            if any(w.startswith("raw:") for w in want.values()):
-                op["advice"] = self.rng.choice(HARMLESS_ADVICE)
-            elif self.chance(0.55):
-                op["advice"] = self.rng.choice((*HARMLESS_ADVICE, "dontfork", "dofork", "wipeonfork"))
-            if op["advice"] in ("populate_read", "populate_write", "willneed") and self._populates(st, want):
-                op["advice"] = "normal"
-            if op["advice"] in ("dontneed", "remove", "free") and "remove" in st.hazards and self.chance(0.85):
-                op["advice"] = "normal"
+        if "advice" not in want and any(w.startswith("raw:") for w in want.values()):
+            op["advice"] = self.rng.choice(HARMLESS_ADVICE)
+        elif op.get("op") == "madvise":
+            self.advice(st, want, op)
         return ops
 
     def op_mlock(self, st: GenState, want: dict[str, str], depth: int) -> list[Doc]:
@@ -135,3 +131,62 @@ class AttrOps(GeneratorBase):
             doc["value"] = edge_value(want["value"][4:], 0, self.rng)
         return [doc]
 
+
+    # -- protection keys ----------------------------------------------------------------------------------
+    def pkey(self, st: GenState) -> int:
+        """A protection key: one allocated so far (the kernel hands out 1, 2, ...), the default 0, -1, or any."""
+        rng = self.rng
+        if st.pkeys and self.chance(0.5):
+            return rng.randint(1, st.pkeys)
+        return rng.choice((0, -1, -1, 1, 2, rng.randint(0, 16)))
+
+    def op_pkey_alloc(self, st: GenState, want: dict[str, str], depth: int) -> list[Doc]:
+        """A pkey_alloc with rights now and then (flags 0 unless wanted)."""
+        doc: Doc = {"op": "pkey_alloc"}
+        if self.chance(0.5):
+            doc["access"] = self.rng.choice((["disable_write"], ["disable_access"], [],
+                                             ["disable_access", "disable_write"]))
+        st.pkeys += 1
+        return [self.fill(self.by_label["pkey_alloc"], doc, want) if want else doc]
+
+    def op_pkey_free(self, st: GenState, want: dict[str, str], depth: int) -> list[Doc]:
+        """A pkey_free of a key allocated before, or of one that is not."""
+        doc: Doc = {"op": "pkey_free", "pkey": self.pkey(st)}
+        if "pkey" in want:
+            doc["pkey"] = edge_value(want["pkey"][4:], doc["pkey"], self.rng)
+        return [doc]
+
+    def op_pkey_mprotect(self, st: GenState, want: dict[str, str], depth: int) -> list[Doc]:
+        """A pkey_mprotect across nearby boundaries, with an allocated key, -1 (like mprotect) or another."""
+        ops = self.generic(self.by_label["pkey_mprotect"], st, want)
+        op = ops[-1]
+        if "prot" not in want:
+            op["prot"] = self.rng.choice(PROTS_USUAL)
+        if "pkey" not in want:
+            op["pkey"] = self.pkey(st)
+        elif op.get("op") == "pkey_mprotect":
+            op["pkey"] = edge_value(want["pkey"][4:], self.pkey(st), self.rng)
+        return ops
+
+    # -- process_madvise ------------------------------------------------------------------------------------
+    def advice(self, st: GenState, want: dict[str, str], doc: Doc) -> None:
+        """Advice for a madvise-like op: flag-changing advice more often, none that may wait for a uffd handler."""
+        if "advice" in want:
+            return
+        if self.chance(0.55):
+            doc["advice"] = self.rng.choice((*HARMLESS_ADVICE, "dontfork", "dofork", "wipeonfork"))
+        if doc["advice"] in ("populate_read", "populate_write", "willneed") and self._populates(st, want):
+            doc["advice"] = "normal"
+        if doc["advice"] in ("dontneed", "remove", "free") and "remove" in st.hazards and self.chance(0.85):
+            doc["advice"] = "normal"
+
+    def op_process_madvise(self, st: GenState, want: dict[str, str], depth: int) -> list[Doc]:
+        """A process_madvise of a few ranges of the program's own process (flags 0 unless wanted)."""
+        doc: Doc = {"op": "process_madvise", "ranges": [],
+                    "advice": self.value(self.by_label["process_madvise"].kinds()["advice"], None)}
+        self.advice(st, want, doc)
+        kinds = self.by_label["process_madvise"].kinds()
+        for name, item in want.items():
+            doc[name] = self.value(kinds[name], item, doc.get(name))
+        doc["ranges"] = self.ranges(st, harmless=doc["advice"] in HARMLESS_ADVICE)
+        return [doc]

@@ -30,6 +30,7 @@ from vmasim.fuzz.gen_state import (
     Item,
     addr_text,
     edge_value,
+    nudge,
     size_text,
 )
 from vmasim.program.ops import OpDef
@@ -43,6 +44,7 @@ from vmasim.program.values import (
     Nodes,
     ObjectRef,
     Prot,
+    Ranges,
     Size,
     Text,
 )
@@ -199,6 +201,8 @@ class GeneratorBase:
             # walls above it are the runner's, not the program's.
             n = rng.randint(1, max(1, min(max_len, fl.pages - off)))
             return addr_text(fl.name, off * PAGE), size_text(n * PAGE), None
+        if st.heap and self.chance(0.1):
+            return self.heap_range(st, max_len)
         start, n = self.pick_range(st, max_len)
         if self.chance(0.03):
             return self.at(st, start), 0, None  # an empty range: most calls check it first
@@ -211,6 +215,41 @@ class GeneratorBase:
                 return f"W-{below * PAGE:#x}", size_text((below + start + n) * PAGE), None
         return self.at(st, start), size_text(n * PAGE), start
 
+    def heap_at(self, st: GenState, off: int) -> str:
+        """The address ``off`` bytes above the initial break, written relative to a name bound in the heap."""
+        name = self.rng.choice(sorted(st.heap))
+        return addr_text(name, off - st.heap[name])
+
+    def heap_range(self, st: GenState, max_len: int) -> tuple[str, Any, int | None]:
+        """A range of the heap (by the names sbrk and brk bound): inside it, across its top, or just above.
+
+        Never below the initial break: the runner's own data lies there.
+        """
+        top = max(st.brk, PAGE) // PAGE
+        start = self.rng.randrange(top + 1) if self.chance(0.85) else top + self.rng.randint(0, 3)
+        n = self.rng.randint(1, max(1, min(max_len, top + 2 - start)))
+        return self.heap_at(st, start * PAGE), size_text(n * PAGE), None
+
+    def ranges(self, st: GenState, *, harmless: bool = False) -> list[Doc]:
+        """A list of ``{addr, length}`` ranges (process_madvise's iovecs): none, one or a few, in any order.
+
+        With ``harmless`` (advice that changes no page of the runner's), now
+        and then a range at an argument-width edge, which the kernel rejects
+        or cuts to MAX_RW_COUNT bytes; it ends inside the region, like
+        :meth:`target`'s.
+        """
+        out: list[Doc] = []
+        for _ in range(self.rng.choice((0, 1, 1, 1, 2, 2, 3, 4, 8))):
+            if harmless and self.chance(0.05):
+                addr, length, _ = self.target(st, edge=self.rng.choice(("2**31", "2**32+k", "2**63+k", "-1")))
+            else:
+                addr, length, start = self.target(st)
+                if start is not None:
+                    self.mark(st, start, 1)
+                if self.chance(0.03):
+                    addr = nudge(addr, 0x10)  # unaligned
+            out.append({"addr": addr, "length": length})
+        return out
 
     def build(self, label: str, st: GenState, want: dict[str, str], depth: int) -> list[Doc]:
         """The ops for one op of definition ``label`` (with setup ops it needs), with the wanted items."""
@@ -349,6 +388,8 @@ class GeneratorBase:
                                                                                  else 1)) or 0
             elif isinstance(kind, Nodes):
                 doc[name] = self.nodes()
+            elif isinstance(kind, Ranges):
+                doc[name] = self.ranges(st)
             elif isinstance(kind, Text):
                 doc[name] = self.rng.choice(("buf", "a b", None, "x$y", "y" * 80)) if kind.nullable else "buf"
             elif required or self.chance(0.5):
@@ -391,8 +432,13 @@ class GeneratorBase:
         st.files.append(info)
         st.objects[info.name] = "file"
         doc: Doc = {"op": kind, "name": info.name, "size": size_text(pages * PAGE)}
-        if want and "size" in want:
-            doc["size"] = edge_value(want["size"][4:], pages * PAGE, self.rng)
-            info.pages = 1 << 20  # large (or invalid): the generator stops caring about its end
+        if kind == "file" and self.chance(0.6):
+            doc["fs"] = self.rng.choice(("regular", "tmpfs"))
+        for name, item in (want or {}).items():
+            if name == "size":
+                doc["size"] = edge_value(item[4:], pages * PAGE, self.rng)
+                info.pages = 1 << 20  # large (or invalid): the generator stops caring about its end
+            else:
+                self.fill(self.by_label[kind], doc, {name: item})
         return [doc]
 

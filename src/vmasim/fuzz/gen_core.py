@@ -16,6 +16,7 @@ from vmasim.fuzz.gen_state import (
     edge_value,
     size_text,
 )
+from vmasim.program.names import PWRITE_MAX
 from vmasim.program.ops import Mmap
 from vmasim.program.values import MASK64
 
@@ -273,3 +274,26 @@ class CoreOps(GeneratorBase):
         st.objects[info.name] = "file"
         return [{"op": "dup", "name": info.name, "of": f.name}]
 
+
+    def op_pwrite(self, st: GenState, want: dict[str, str], depth: int) -> list[Doc]:
+        """A pwrite of a few bytes around a file's end (growing it under its mappings), or inside it."""
+        rng = self.rng
+        pre = [] if st.files else self.new_file(st)
+        uffds = [n for n, k in st.objects.items() if k == "userfaultfd"]
+        if not st.files and not uffds:
+            return pre
+        if uffds and (not st.files or self.chance(0.04)):
+            # Not a file at all: the kernel refuses before writing.
+            return [*pre, {"op": "pwrite", "fd": rng.choice(uffds), "offset": 0, "length": PAGE}]
+        f = rng.choice(st.files)
+        end = f.pages * PAGE
+        offset = max(0, rng.choice((end, end, end - 100, end + 1, end + PAGE, end + 3 * PAGE, 0,
+                                    rng.randrange(max(1, f.pages)) * PAGE, end + rng.randint(1, 16) * PAGE)))
+        length = rng.choice((1, 100, PAGE, PAGE, 2 * PAGE, 3 * PAGE + 5, 0, PWRITE_MAX))
+        doc: Doc = {"op": "pwrite", "fd": f.name, "offset": size_text(offset) or 0, "length": length}
+        if "offset" in want:
+            doc["offset"] = edge_value(want["offset"][4:], offset, rng)
+            f.pages = 1 << 20  # far (or refused): the generator stops caring about its end
+        elif f.writable and length:
+            f.pages = max(f.pages, -(-(offset + length) // PAGE))
+        return [*pre, doc]

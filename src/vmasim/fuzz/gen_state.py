@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,18 @@ def addr_text(name: str, off: int) -> str:
     if off == 0:
         return name
     return f"{name}+{off:#x}" if off > 0 else f"{name}-{-off:#x}"
+
+
+def nudge(addr: Any, by: int) -> Any:
+    """An address text (``NAME``, ``NAME+0x..``, ``NAME-0x..``, hex) moved by ``by`` bytes; others unchanged."""
+    if not isinstance(addr, str):
+        return addr
+    m = re.fullmatch(r"([A-Za-z_]\w*)?([+-]?)(0x[0-9a-fA-F]+)?", addr)
+    if m is None:
+        return addr
+    name, sign, num = m.groups()
+    off = (int(num, 16) if num else 0) * (-1 if sign == "-" else 1)
+    return addr_text(name, off + by) if name else hex(off + by)
 
 
 def edge_value(edge: str, base: int, rng: random.Random) -> int:

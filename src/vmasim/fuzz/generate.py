@@ -54,7 +54,8 @@ _WEIGHTS: dict[str, float] = {
     "mlock2": 3, "mlockall": 1.2, "munlockall": 0.8, "mbind": 6, "set_mempolicy": 1, "mseal": 2.5,
     "mremap": 14, "sbrk": 5, "memfd": 1.5, "file": 1.5, "open": 1.5, "dup": 1, "ftruncate": 1.5, "close": 1,
     "userfaultfd": 1.5, "uffd_register": 4, "uffd_unregister": 2, "prctl/set_vma_anon_name": 1.5,
-    "prctl/set_memory_merge": 1, "fork": 4, "pad": 0.3,
+    "prctl/set_memory_merge": 1, "fork": 4, "pad": 0.3, "brk": 3, "pwrite": 1.5, "exec": 0.7, "shmget": 1,
+    "shmat": 3, "shmdt": 1.5, "pkey_alloc": 1.2, "pkey_free": 0.8, "pkey_mprotect": 3, "process_madvise": 4,
 }
 _DEFAULT_WEIGHT = 3.0
 
