@@ -236,8 +236,12 @@ class LifecycleOps(GeneratorBase):
             elif name == "flags":
                 doc["flags"] = self.value(self.by_label["shmat"].kinds()["flags"], item, doc.get("flags"))
         if self._remaps(doc) and not fits:
-            doc["addr"] = None  # SHM_REMAP at null is refused; anywhere else it could replace the walls
-            start = None
+            # Anywhere but the region SHM_REMAP could replace the runner's walls; at null it is refused.
+            if pages <= st.region and "addr" not in want:
+                start = rng.randrange(st.region - pages + 1)
+                doc["addr"] = self.at(st, start)
+            else:
+                doc["addr"], start = None, None
         name = self.uid("a")
         if self.chance(0.7):
             doc["as"] = name
@@ -262,6 +266,9 @@ class LifecycleOps(GeneratorBase):
     def op_shmdt(self, st: GenState, want: dict[str, str], depth: int) -> list[Doc]:
         """A detach at an attachment's start, inside one, or where there is none."""
         rng = self.rng
+        pre: list[Doc] = []
+        if not st.attached and self.chance(0.7) and self.can("shmat"):
+            pre = self.op_shmat(st, {}, depth)
         r = rng.random()
         if st.attached and r < 0.6:
             addr: Any = rng.choice(st.attached)
@@ -273,4 +280,4 @@ class LifecycleOps(GeneratorBase):
         if "addr" in want:
             edge = want["addr"][4:]
             doc["addr"] = edge_value(edge, 0, rng) & ~(PAGE - 1) if edge != "-1" else -1
-        return [doc]
+        return [*pre, doc]
