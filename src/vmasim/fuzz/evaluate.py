@@ -62,8 +62,8 @@ def _op_ranges(op: Op, names: dict[str, int]) -> list[tuple[int, int]]:
             out.append((dst, dst + a.new_length))
         return out
     # Ops with an address and no length (brk, shmat, shmdt) act on no range the program chose the size of.
-    length = a.get("length") if "length" in type(a).kinds() else None
-    return [(start, start + length)] if isinstance(length, int) else []
+    size = a.get("length") if "length" in type(a).kinds() else None
+    return [(start, start + size)] if isinstance(size, int) else []
 
 
 def wall_ops(program: Program, report: Mapping[str, Any]) -> list[str]:
