@@ -4,7 +4,8 @@
 - :mod:`~vmasim.fuzz.coverage`: the items of the program format (from the op definitions) and how
   many of them a set of programs uses and the kernel accepted (``vmasim fuzz --coverage``).
 - :mod:`~vmasim.fuzz.generate`: a seeded generator of programs that draws from the whole format
-  (plain JSON-able dicts, so every reproducer can be rerun with ``vmasim compare``).
+  (plain JSON-able dicts, so every reproducer can be rerun with ``vmasim compare``); its parts are
+  ``gen_state``, ``gen_base``, ``gen_core``, ``gen_attrs`` and ``gen_lifecycle``.
 - :mod:`~vmasim.fuzz.evaluate`: running batches on the model and the kernel and diffing them.
 - :mod:`~vmasim.fuzz.shrink`: delta-debugging a divergent program to a small reproducer.
 - :mod:`~vmasim.fuzz.campaign`: a whole campaign, and the ``vmasim fuzz`` command.

@@ -25,7 +25,7 @@ from typing import Any
 
 from vmasim.ctype import CType
 from vmasim.program.ops import OP_DEFS, OpDef, definition_of
-from vmasim.program.values import MASK64, Address, AddrRef, Boolean, Choice, Flags, Kind, Prot, Size
+from vmasim.program.values import MASK64, Address, AddrRef, Boolean, Choice, Flags, Kind, Prot, Size, parse_int
 
 #: The protections, as programs write them.
 PROTS = ("none", "r", "w", "x", "rw", "rx", "wx", "rwx")
@@ -134,7 +134,9 @@ def value_items(kind: Kind, value: Any) -> list[str]:
         out.append("true" if value else "false")
     elif isinstance(kind, Size):
         try:
-            raw = kind.parse(value)
+            kind.parse(value)
+            # The register value, not what the C type makes of it: an int's 2**31 reads as negative.
+            raw = parse_int(value)
         except ValueError:
             raw = None
     elif isinstance(kind, Address) and value is not None:

@@ -27,9 +27,19 @@ def _op_ranges(op: Op, names: dict[str, int]) -> list[tuple[int, int]]:
     """The address ranges ``op`` acts on, with names resolved; empty for ops that act on no range.
 
     A range is an op's ``addr`` with its ``length`` (mremap: ``old_length``,
-    and ``new_addr`` with ``new_length`` for a fixed move).
+    and ``new_addr`` with ``new_length`` for a fixed move; process_madvise: each
+    of its ranges).
     """
     a = op.args
+    if isinstance(a, ops.ProcessMadvise):
+        # Each range like madvise's (an unaligned one fails, and so do those after it).
+        out: list[tuple[int, int]] = []
+        for ref, length in a.ranges:
+            start = ref.resolve(names)
+            if start % PAGE:
+                break
+            out.append((start, start + length))
+        return out
     if isinstance(a, ops.Touch) or not isinstance(a.get("addr") if "addr" in type(a).kinds() else None, AddrRef):
         return []
     start = a.get("addr").resolve(names)
@@ -51,8 +61,9 @@ def _op_ranges(op: Op, names: dict[str, int]) -> list[tuple[int, int]]:
             dst = a.new_addr.resolve(names)
             out.append((dst, dst + a.new_length))
         return out
-    length = a.get("length")
-    return [(start, start + length)] if isinstance(length, int) else []
+    # Ops with an address and no length (brk, shmat, shmdt) act on no range the program chose the size of.
+    size = a.get("length") if "length" in type(a).kinds() else None
+    return [(start, start + size)] if isinstance(size, int) else []
 
 
 def wall_ops(program: Program, report: Mapping[str, Any]) -> list[str]:

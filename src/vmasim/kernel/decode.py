@@ -142,12 +142,13 @@ def _finish(proc: _Proc, program: Program, init_brk: int, children: dict[str, Re
     heap: list[VmaEntry] = []
 
     def label(v: _Vma) -> str | None:
+        if v.name.startswith("/SYSV"):
+            # A segment's shmem file: its inode number is the segment's id (newseg()), and the first
+            # segment of an IPC namespace of the program's own has id 0.
+            return proc.shm.get(v.inode, v.name)
         if v.inode == 0:
             return None  # anonymous memory, [heap], [stack], [anon:...]
         key = (v.dev[0], v.dev[1], v.inode)
-        if v.name.startswith("/SYSV"):
-            # A segment's shmem file: its inode number is the segment's id (newseg()).
-            return proc.shm.get(v.inode, v.name)
         known = proc.labels.get(key)
         if known is not None:
             return known

@@ -24,6 +24,7 @@ from vmasim.core.mm import MmStruct
 from vmasim.core.placement import get_unmapped_area
 from vmasim.core.vma import Vma
 from vmasim.syscalls.munmap import do_vmi_munmap
+from vmasim.syscalls.shm import is_shm
 from vmasim.syscalls.userfaultfd import mremap_userfaultfd_prep
 
 CALL = "mremap"
@@ -260,6 +261,17 @@ def mremap_at(mm: MmStruct, r: VmaRemap) -> int:
     return move_vma(mm, r)
 
 
+def vma_multi_allowed(vma: Vma) -> bool:
+    """Like vma_multi_allowed(): whether ``vma`` may move as one of several in a move-only mremap.
+
+    Not a userfaultfd-armed VMA (its notification would drop the lock), nor
+    the mapping of a file whose file_operations place mappings themselves
+    (which might not obey MREMAP_FIXED) unless it is shmem: of the files the
+    model knows, a SysV segment's (shm_get_unmapped_area()).
+    """
+    return vma.uffd_ctx is None and not is_shm(vma)
+
+
 def remap_move(mm: MmStruct, r: VmaRemap) -> int:
     """Like remap_move(): move every VMA in the old range, keeping the gaps between them."""
     start, end = r.addr, r.addr + r.old_len
@@ -281,9 +293,10 @@ def remap_move(mm: MmStruct, r: VmaRemap) -> int:
         offset = vma.start - last_end if seen else 0
         last_end = vma.end
         piece = VmaRemap(addr, length, length, r.flags, target + offset, vma=vma)
-        if vma.uffd_ctx is not None and (seen or vma.end < end):
-            # userfaultfd-armed VMAs can only be moved alone.
-            raise _err(errno.EFAULT, "a userfaultfd-armed VMA cannot be moved with others")
+        if not vma_multi_allowed(vma) and (seen or vma.end < end):
+            # Such a VMA moves only alone: neither after another one nor with more of the range after it
+            # (a VMA or a gap).
+            raise _err(errno.EFAULT, "a userfaultfd-armed or SysV shm VMA cannot be moved with others")
         check_prep_vma(mm, piece)
         moved = mremap_to(mm, piece)
         if not seen:

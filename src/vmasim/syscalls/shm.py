@@ -82,8 +82,8 @@ def sys_shmget(mm: MmStruct, ns: IpcNamespace, size: int, flags: int, label: str
     return shmid
 
 
-def _is_shm(vma: Vma) -> bool:
-    # vm_ops == &shm_vm_ops: a segment attached here, or one imported from /proc (named /SYSV...).
+def is_shm(vma: Vma) -> bool:
+    """Whether ``vma`` maps a SysV segment (vm_ops == &shm_vm_ops): attached here, or imported from /proc."""
     if vma.file is None:
         return False
     inode = vma.file.inode
@@ -137,7 +137,7 @@ def sys_shmdt(mm: MmStruct, addr: int) -> int:
     file: File | None = None
     while vma is not None:
         nxt = mm.vmas.next(vma)
-        if _is_shm(vma) and ((vma.start - addr) & C.MASK64) // C.PAGE_SIZE == vma.pgoff:
+        if is_shm(vma) and ((vma.start - addr) & C.MASK64) // C.PAGE_SIZE == vma.pgoff:
             file = vma.file
             assert file is not None
             size = file.inode.size
@@ -149,7 +149,7 @@ def sys_shmdt(mm: MmStruct, addr: int) -> int:
     size = page_align(size)
     while vma is not None and ((vma.end - addr) & C.MASK64) <= size:
         nxt = mm.vmas.next(vma)
-        if _is_shm(vma) and ((vma.start - addr) & C.MASK64) // C.PAGE_SIZE == vma.pgoff and vma.file is file:
+        if is_shm(vma) and ((vma.start - addr) & C.MASK64) // C.PAGE_SIZE == vma.pgoff and vma.file is file:
             _unmap(mm, vma)
         vma = nxt
     if not found:
