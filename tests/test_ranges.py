@@ -88,3 +88,13 @@ def test_rangeset_grows_and_empties_in_order() -> None:
     assert list(rs) == [(1, 9)]
     rs.remove(0, 100)
     assert not rs
+
+
+def test_a_hole_punched_in_a_full_block_cuts_it() -> None:
+    """Removing the middle of a run adds a run: a block already at 2 * load runs must be cut."""
+    rs = RangeSet(load=2)
+    for s, e in [(0, 3), (4, 5), (6, 7), (8, 9)]:
+        rs.add(s, e)
+    rs.remove(1, 2)
+    rs._check()
+    assert list(rs) == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]

@@ -191,10 +191,12 @@ class RangeSet:
             new_starts, new_ends = self._kept(starts[i], ends[k - 1], start, end)
             starts[i:k] = new_starts
             ends[i:k] = new_ends
-            if starts:
-                self._firsts[j] = starts[0]
-            else:
+            if not starts:
                 self._drop(j)
+                return
+            self._firsts[j] = starts[0]
+            if len(starts) > 2 * self.load:
+                self._cut(j)  # a hole punched in a run splits it in two
             return
         self._replace(j, i, start, end, [], [], merge=False)
 
