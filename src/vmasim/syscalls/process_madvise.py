@@ -30,13 +30,14 @@ def import_ranges(mm: MmStruct, ranges: Sequence[tuple[int, int]]) -> list[tuple
     """Like import_iovec(): the ranges as the kernel takes them, lengths cut so that they total MAX_RW_COUNT."""
     if len(ranges) > UIO_MAXIOV:
         raise kernel_error(errno.EINVAL, CALL, "more than UIO_MAXIOV ranges")
+    vector = [(base & C.MASK64, length & C.MASK64) for base, length in ranges]
+    # The whole vector is copied in first (copy_iovec_from_user(), which refuses a negative length),
+    # and only then is each range checked against the address space.
+    if any(length >> 63 for _, length in vector):
+        raise kernel_error(errno.EINVAL, CALL, "a negative length")
     out: list[tuple[int, int]] = []
     total = 0
-    for base, length in ranges:
-        base &= C.MASK64
-        length &= C.MASK64
-        if length >> 63:
-            raise kernel_error(errno.EINVAL, CALL, "a negative length")
+    for base, length in vector:
         end = base + length
         if end > mm.task_size or end >= 1 << 64:
             raise kernel_error(errno.EFAULT, CALL, "a range outside the user address space")
