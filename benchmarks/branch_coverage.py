@@ -15,8 +15,10 @@ VMA names, soft-dirty, single-VMA mremap moves); an unprivileged process
 under tight limits (RLIMIT_MEMLOCK/AS/DATA, strict overcommit by size,
 user-mode-only userfaultfds, two NUMA nodes, huge pages for shmem and tmpfs
 files, hugetlb sizes, 5-level paging); and one without RLIMIT_MEMLOCK,
-with strict overcommit by ratio and shmem huge pages forced.  ``--host-only``
-measures the host's profile alone.
+with strict overcommit by ratio and shmem huge pages forced; and the first
+profile again with blocks of two entries in the VMA store and the range sets
+(generated programs are too small to fill a block of the real size).
+``--host-only`` measures the host's profile alone (with tiny blocks too).
 Prints coverage.py's report of the lines and branches not taken, then the
 total; ``--fail-under`` makes the exit status 1 below a percentage.
 
@@ -82,6 +84,7 @@ def main() -> int:
     cov = coverage.Coverage(branch=True, source=SOURCES, data_file=None, config_file=str(ROOT / "pyproject.toml"))
     cov.start()
     # Imported under coverage, so that module-level lines count too.
+    from vmasim.core import ranges, store
     from vmasim.core.errors import WouldBlock
     from vmasim.fuzz.categories import CATEGORIES
     from vmasim.fuzz.generate import generate_programs
@@ -96,21 +99,30 @@ def main() -> int:
     else:
         profiles = [resolve_profile("linux-6.18.44-nopku"), resolve_profile("linux-6.18.44-pku"),
                     *variants(resolve_profile("linux-6.18.44-nopku"))]
+    # The host's profile once more with blocks of two entries in the VMA store and the range sets: the
+    # programs are too small to split, fold or cross a block of the real size (the reports are the same,
+    # tests/test_tiny_blocks.py checks it).
+    runs = [(p, False) for p in profiles] + [(profiles[0], True)]
+    loads = (store.LOAD, ranges.LOAD)
     began = time.perf_counter()
     stopped = 0
     for category in CATEGORIES:
         for lo in range(0, args.count, 1000):
             for doc in generate_programs(args.seed, min(1000, args.count - lo), category, start=lo):
                 program = parse_program(doc)
-                for profile in profiles:
+                for profile, tiny in runs:
+                    if tiny:
+                        store.LOAD = ranges.LOAD = 2
                     try:
                         run_model(program, profile, timeout=10)
                     except WouldBlock:
                         stopped += 1  # the kernel runner stops these too
+                    finally:
+                        store.LOAD, ranges.LOAD = loads
     cov.stop()
     seconds = time.perf_counter() - began
     total = cov.report(show_missing=True, skip_covered=True, file=sys.stdout)
-    names = " and ".join(p.name for p in profiles)
+    names = " and ".join(p.name for p in profiles) + f" (and {profiles[0].name} with tiny blocks)"
     print(f"{args.count} programs per category ({', '.join(CATEGORIES)}), seed {args.seed}, model of {names}: "
           f"{stopped} runs stopped on a userfaultfd wait, {seconds:.0f} s")
     print(f"branch coverage of src/vmasim/core and src/vmasim/syscalls: {total:.3f}%")

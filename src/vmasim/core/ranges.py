@@ -40,10 +40,11 @@ class RangeSet:
 
     __slots__ = ("_ends", "_firsts", "_starts", "load")
 
-    def __init__(self, load: int = LOAD) -> None:
-        # An attribute, not a class constant to override, so that the class can be compiled (mypyc);
-        # tests use tiny blocks.
-        self.load = load
+    def __init__(self, load: int | None = None) -> None:
+        # An attribute, not a class constant to override, so that the class can be compiled (mypyc).
+        # The module's LOAD is read here, not bound as a default, so that tests and the branch-coverage
+        # measure can run whole programs with tiny blocks (every split, fold and multi-block path).
+        self.load = LOAD if load is None else load
         self._starts: list[list[int]] = []
         self._ends: list[list[int]] = []
         self._firsts: list[int] = []
@@ -63,9 +64,10 @@ class RangeSet:
         return other
 
     @classmethod
-    def from_runs(cls, runs: list[tuple[int, int]], load: int = LOAD) -> RangeSet:
+    def from_runs(cls, runs: list[tuple[int, int]], load: int | None = None) -> RangeSet:
         """A set of ``runs``: disjoint, not touching, in address order (checked by nothing but the caller)."""
         out = cls(load)
+        load = out.load
         for a in range(0, len(runs), load):
             chunk = runs[a : a + load]
             out._starts.append([s for s, _ in chunk])

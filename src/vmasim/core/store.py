@@ -84,10 +84,11 @@ class VmaStore:
 
     __slots__ = ("_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_len", "_stale", "_starts", "_tree", "_vmas", "load")
 
-    def __init__(self, load: int = LOAD) -> None:
-        # An attribute, not a class constant to override, so that the class can be compiled (mypyc);
-        # tests use tiny blocks.
-        self.load = load
+    def __init__(self, load: int | None = None) -> None:
+        # An attribute, not a class constant to override, so that the class can be compiled (mypyc).
+        # The module's LOAD is read here, not bound as a default, so that tests and the branch-coverage
+        # measure can run whole programs with tiny blocks (every split, fold and multi-block path).
+        self.load = LOAD if load is None else load
         self._vmas: list[list[Vma]] = []
         self._starts: list[list[int]] = []
         self._gaps: list[array[int]] = []
