@@ -35,6 +35,7 @@ from vmasim.core.merge import vma_modify_flags
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
 from vmasim.core.walk import Holes, walk_range
+from vmasim.syscalls.shm import is_shm
 
 CALL = "madvise"
 
@@ -136,8 +137,7 @@ def _other_behaviour(mm: MmStruct, vma: Vma, start: int, end: int, advice: int) 
         first = vma.pgoff + ((start - vma.start) >> C.PAGE_SHIFT)
         vma.file.inode.cache.remove(first, first + ((end - start) >> C.PAGE_SHIFT))
     elif advice == C.MADV_COLLAPSE:
-        # The modelled host refuses every collapse (THP "madvise" mode, nothing to collapse): EINVAL.
-        raise _error(errno.EINVAL, "collapse refused")
+        madvise_collapse(mm, vma, start, end)
     elif advice == C.MADV_GUARD_INSTALL:
         if f & (VM_SPECIAL | VM_HUGETLB | VM_LOCKED):
             raise _error(errno.EINVAL, "guard regions need an ordinary unlocked mapping")
@@ -154,6 +154,65 @@ def _other_behaviour(mm: MmStruct, vma: Vma, start: int, end: int, advice: int) 
         mm.guards.remove(start, end)
     elif advice in (C.MADV_HWPOISON, C.MADV_SOFT_OFFLINE):
         raise _error(errno.EINVAL, "memory-failure injection is not modelled")
+
+
+def _collapse_allowed(mm: MmStruct, vma: Vma) -> bool:
+    # thp_vma_allowable_order(..., TVA_FORCED_COLLAPSE, PMD_ORDER): the sysfs THP modes do not count for
+    # anonymous memory, only MADV_NOHUGEPAGE does; the highest PMD-aligned block below the end must fit
+    # in the VMA, at a page offset a huge page can map (thp_vma_suitable_order()).
+    f = vma.vm_flags
+    if f & (VM_NOHUGEPAGE | VM_SPECIAL | VM_HUGETLB):
+        return False
+    huge = C.PMD_SIZE
+    if vma.end < huge or (vma.end - huge) & ~(huge - 1) < vma.start:
+        return False
+    if ((vma.start >> C.PAGE_SHIFT) - vma.pgoff) % (huge >> C.PAGE_SHIFT):
+        return False
+    if vma.is_anonymous:
+        return vma.anon_vma is not None  # no anon_vma, nothing was ever faulted: refused
+    # shmem (a SysV segment has its own vm_ops, so it is not): allowed unless huge pages are denied
+    # (the per-size controls of anonymous shmem are not modelled); regular files are refused (no
+    # CONFIG_READ_ONLY_THP_FOR_FS on the modelled hosts).
+    assert vma.file is not None
+    return vma.file.inode.is_shmem and not is_shm(vma) and mm.target.memory.thp_shmem != "deny"
+
+
+def madvise_collapse(mm: MmStruct, vma: Vma, start: int, end: int) -> None:
+    """Like mm/khugepaged.c's madvise_collapse(): make every whole PMD-sized block of ``[start, end)`` a huge page.
+
+    A block collapses when it already has something to collapse: anonymous
+    memory a page table (pages or the zero page) in a writable VMA, shmem a
+    page of its object within the object's size.  Blocks that cannot are
+    passed over, and the call fails with EINVAL after the others collapsed.
+    A range with no whole block succeeds doing nothing, unless it starts in
+    one block and ends in the one before (the kernel's count of blocks then
+    wraps, so it is never met: EINVAL).
+    """
+    if not _collapse_allowed(mm, vma):
+        raise _error(errno.EINVAL, "the VMA cannot hold a huge page")
+    huge = C.PMD_SIZE
+    first = (start + huge - 1) & ~(huge - 1)
+    last = end & ~(huge - 1)
+    if first > last:
+        raise _error(errno.EINVAL, "a range inside one huge page block that does not start it")
+    failed = False
+    for addr in range(first, last, huge):
+        if vma.is_anonymous:
+            ok = bool(vma.vm_flags & VM_WRITE) and mm.ptes.first_in(addr, addr + huge) is not None
+            if ok:
+                mm.map_pages(addr, addr + huge, True)
+        else:
+            assert vma.file is not None
+            inode = vma.file.inode
+            index = vma.pgoff + ((addr - vma.start) >> C.PAGE_SHIFT)
+            blocks = huge >> C.PAGE_SHIFT
+            within = (index + blocks) << C.PAGE_SHIFT <= inode.size
+            ok = within and inode.cache.first_in(index, index + blocks) is not None
+            if ok:
+                inode.cache.add(index, index + blocks)
+        failed = failed or not ok
+    if failed:
+        raise _error(errno.EINVAL, "a huge page block had nothing to collapse")
 
 
 def madvise_vma_behavior(mm: MmStruct, prev: Vma | None, vma: Vma, start: int, end: int, advice: int) -> Vma:
