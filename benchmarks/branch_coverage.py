@@ -16,8 +16,9 @@ under tight limits (RLIMIT_MEMLOCK/AS/DATA, strict overcommit by size,
 user-mode-only userfaultfds, two NUMA nodes, huge pages for shmem and tmpfs
 files, hugetlb sizes, 5-level paging); and one without RLIMIT_MEMLOCK,
 with strict overcommit by ratio and shmem huge pages forced; and the first
-profile again with blocks of two entries in the VMA store and the range sets
-(generated programs are too small to fill a block of the real size).
+profile again with tiny blocks in the VMA store (2 to 8 VMAs) and the range
+sets (at most 4 runs): generated programs are too small to fill a block of
+the real size.
 ``--host-only`` measures the host's profile alone (with tiny blocks too).
 Prints coverage.py's report of the lines and branches not taken, then the
 total; ``--fail-under`` makes the exit status 1 below a percentage.
@@ -99,7 +100,7 @@ def main() -> int:
     else:
         profiles = [resolve_profile("linux-6.18.44-nopku"), resolve_profile("linux-6.18.44-pku"),
                     *variants(resolve_profile("linux-6.18.44-nopku"))]
-    # The host's profile once more with blocks of two entries in the VMA store and the range sets: the
+    # The host's profile once more with tiny blocks (two to eight VMAs, at most four runs): the
     # programs are too small to split, fold or cross a block of the real size (the reports are the same,
     # tests/test_tiny_blocks.py checks it).
     runs = [(p, False) for p in profiles] + [(profiles[0], True)]
@@ -112,7 +113,7 @@ def main() -> int:
                 program = parse_program(doc)
                 for profile, tiny in runs:
                     if tiny:
-                        store.LOAD = ranges.LOAD = 2
+                        store.LOAD, ranges.LOAD = 4, 2
                     try:
                         run_model(program, profile, timeout=10)
                     except WouldBlock:
