@@ -9,10 +9,13 @@ from vmasim.fuzz.gen_base import GeneratorBase
 from vmasim.fuzz.gen_state import (
     EVENT_HAZARDS,
     HARMLESS_ADVICE,
+    PAGE,
     PROTS_USUAL,
     Doc,
+    Floating,
     GenState,
     edge_value,
+    size_text,
 )
 
 
@@ -31,7 +34,35 @@ class AttrOps(GeneratorBase):
             op["advice"] = self.rng.choice(HARMLESS_ADVICE)
         elif op.get("op") == "madvise":
             self.advice(st, want, op)
+            if op["advice"] == "collapse" and "addr" not in want and "length" not in want and self.chance(0.6):
+                ops[-1:] = self.collapse_aim(st, op)
         return ops
+
+    def collapse_aim(self, st: GenState, op: Doc) -> list[Doc]:
+        """Aim a MADV_COLLAPSE at a hint-less mapping of 2 MiB or more (THP-aligned), touched first now and then.
+
+        Ranges in the window are never a whole aligned 2 MiB block, so without
+        this a collapse would never find one to collapse.
+        """
+        out: list[Doc] = []
+        big = [f for f in st.floating if f.pages >= 512]
+        if not big:
+            # A fresh one: private anonymous memory, or shared (shmem).
+            size = self.rng.choice((2, 4)) << 20
+            flags = [self.rng.choice(("private", "private", "shared")), "anonymous"]
+            mapping: Doc = {"op": "mmap", "addr": None, "length": size_text(size), "prot": "rw", "flags": flags,
+                            "as": self.uid("h")}
+            out.append(mapping)
+            big = [Floating(mapping["as"], size // PAGE)]
+            st.floating.append(big[0])
+        target = self.rng.choice(big)
+        if "missing" not in st.hazards and self.chance(0.6):
+            out.append({"op": "touch", "addr": target.name, "length": self.rng.choice(("4K", "8K", "2M")),
+                        "write": self.chance(0.7)})
+        offset = self.rng.choice((0, 0, 0x1000, 0x200000))
+        op["addr"] = f"{target.name}+{offset:#x}" if offset else target.name
+        op["length"] = self.rng.choice(("4K", "32K", "2M", "2M", "4M"))
+        return [*out, op]
 
     def op_mlock(self, st: GenState, want: dict[str, str], depth: int) -> list[Doc]:
         """An mlock."""
