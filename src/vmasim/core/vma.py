@@ -10,7 +10,6 @@ identity, while :class:`Mempolicy` has the kernel's value equality
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from itertools import count
 
@@ -122,18 +121,18 @@ class IdSource:
     def __init__(self) -> None:
         self._anon_vma = count(1)
         self._uffd = count(1)
-        # The address spaces of the family (weakly: an exited child's goes away with it), for what
-        # acts on every mapping of a file, in every process (truncation).
-        self._spaces: list[weakref.ref[object]] = []
+        # The address spaces of the family, for what acts on every mapping of a file in every process
+        # (truncation).  Held strongly (compiled classes take no weak references): one that nobody else
+        # holds any more is changed unseen; those left by an exec are dropped.
+        self._spaces: list[object] = []
 
     def register(self, space: object) -> None:
         """Count ``space`` (an address space of this family) among those :meth:`spaces` gives."""
-        self._spaces = [ref for ref in self._spaces if ref() is not None]
-        self._spaces.append(weakref.ref(space))
+        self._spaces = [*self.spaces(), space]
 
     def spaces(self) -> list[object]:
-        """The address spaces of this family still alive."""
-        return [space for ref in self._spaces if (space := ref()) is not None]
+        """The address spaces of this family still in use (not left behind by an exec)."""
+        return [space for space in self._spaces if not getattr(space, "exited", False)]
 
     def anon_vma(self) -> int:
         """The next anon_vma number."""
