@@ -3,6 +3,7 @@ ranges at every kind of layout, and the model runs what it makes within bounds (
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import random
 from collections import Counter
@@ -237,7 +238,9 @@ def test_touching_a_tebibyte_is_one_step_per_vma() -> None:
         fault._access_vma = original  # type: ignore[assignment]
     assert (res.pages, res.fault) == (1 << 28, None)
     assert (res2.pages, res2.fault) == (1 << 28, "SIGSEGV")
-    assert calls == 2
+    # Compiled (mypyc), the module's calls to its own functions are bound at build time: nothing to count.
+    compiled = str(fault.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    assert calls == (0 if compiled else 2)
 
 
 def test_a_model_run_past_its_time_limit_is_stopped_and_skipped() -> None:
