@@ -35,7 +35,7 @@ from vmasim.core.merge import vma_modify_flags
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import Vma
 from vmasim.core.walk import Holes, walk_range
-from vmasim.syscalls.shm import is_shm
+from vmasim.syscalls.shm import vma_is_shmem
 
 CALL = "madvise"
 
@@ -170,11 +170,9 @@ def _collapse_allowed(mm: MmStruct, vma: Vma) -> bool:
         return False
     if vma.is_anonymous:
         return vma.anon_vma is not None  # no anon_vma, nothing was ever faulted: refused
-    # shmem (a SysV segment has its own vm_ops, so it is not): allowed unless huge pages are denied
-    # (the per-size controls of anonymous shmem are not modelled); regular files are refused (no
-    # CONFIG_READ_ONLY_THP_FOR_FS on the modelled hosts).
-    assert vma.file is not None
-    return vma.file.inode.is_shmem and not is_shm(vma) and mm.target.memory.thp_shmem != "deny"
+    # shmem: allowed unless huge pages are denied (the per-size controls of anonymous shmem are not
+    # modelled); regular files are refused (no CONFIG_READ_ONLY_THP_FOR_FS on the modelled hosts).
+    return vma_is_shmem(vma) and mm.target.memory.thp_shmem != "deny"
 
 
 def madvise_collapse(mm: MmStruct, vma: Vma, start: int, end: int) -> None:

@@ -90,6 +90,14 @@ def is_shm(vma: Vma) -> bool:
     return inode.kind == SHM_KIND or (vma.has_close and inode.label.startswith("/SYSV"))
 
 
+def vma_is_shmem(vma: Vma) -> bool:
+    """Like vma_is_shmem(): a mapping with shmem's vm_ops (memfd, tmpfs, shared anonymous memory).
+
+    A SysV segment is shmem underneath, but its VMA has its own vm_ops, so it is not.
+    """
+    return vma.file is not None and vma.file.inode.is_shmem and not is_shm(vma)
+
+
 def sys_shmat(mm: MmStruct, seg: ShmSegment | None, shmid: int, addr: int, flags: int) -> int:
     """shmat(2) like do_shmat(); returns the address of the new attachment."""
     if shmid < 0:

@@ -20,7 +20,7 @@ from vmasim.core.merge import vma_modify_flags_uffd
 from vmasim.core.mm import MmStruct
 from vmasim.core.vma import UffdCtx, Vma
 from vmasim.core.walk import Holes, walk_all, walk_range
-from vmasim.syscalls.shm import is_shm
+from vmasim.syscalls.shm import vma_is_shmem
 
 UFFD_FEATURE_WP_ASYNC = 1 << 15
 UFFD_FEATURE_EVENT_REMAP = 1 << 2
@@ -45,8 +45,7 @@ def vma_can_userfault(vma: Vma, vm_flags: int, wp_async: bool) -> bool:
     vm_flags &= VM_UFFD_FLAGS
     if vma.vm_flags & VM_DROPPABLE:
         return False
-    # vma_is_shmem() looks at vm_ops: a SysV segment is shmem underneath but has its own (shm_vm_ops).
-    shmem = vma.file is not None and vma.file.inode.is_shmem and not is_shm(vma)
+    shmem = vma_is_shmem(vma)
     hugetlb = bool(vma.vm_flags & VM_HUGETLB)
     if vm_flags & VM_UFFD_MINOR and not (hugetlb or shmem):
         return False
