@@ -8,6 +8,7 @@ may hold 65,530 VMAs); :class:`VmFlag` is the same set of bits as an
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 
 class VmFlag(enum.IntFlag):
@@ -55,60 +56,60 @@ class VmFlag(enum.IntFlag):
     SEALED = 1 << 42
 
 
-VM_NONE = 0
-VM_READ = int(VmFlag.READ)
-VM_WRITE = int(VmFlag.WRITE)
-VM_EXEC = int(VmFlag.EXEC)
-VM_SHARED = int(VmFlag.SHARED)
-VM_MAYREAD = int(VmFlag.MAYREAD)
-VM_MAYWRITE = int(VmFlag.MAYWRITE)
-VM_MAYEXEC = int(VmFlag.MAYEXEC)
-VM_MAYSHARE = int(VmFlag.MAYSHARE)
-VM_GROWSDOWN = int(VmFlag.GROWSDOWN)
-VM_UFFD_MISSING = int(VmFlag.UFFD_MISSING)
-VM_PFNMAP = int(VmFlag.PFNMAP)
-VM_MAYBE_GUARD = int(VmFlag.MAYBE_GUARD)
-VM_UFFD_WP = int(VmFlag.UFFD_WP)
-VM_LOCKED = int(VmFlag.LOCKED)
-VM_IO = int(VmFlag.IO)
-VM_SEQ_READ = int(VmFlag.SEQ_READ)
-VM_RAND_READ = int(VmFlag.RAND_READ)
-VM_DONTCOPY = int(VmFlag.DONTCOPY)
-VM_DONTEXPAND = int(VmFlag.DONTEXPAND)
-VM_LOCKONFAULT = int(VmFlag.LOCKONFAULT)
-VM_ACCOUNT = int(VmFlag.ACCOUNT)
-VM_NORESERVE = int(VmFlag.NORESERVE)
-VM_HUGETLB = int(VmFlag.HUGETLB)
-VM_SYNC = int(VmFlag.SYNC)
-VM_ARCH_1 = int(VmFlag.ARCH_1)
-VM_WIPEONFORK = int(VmFlag.WIPEONFORK)
-VM_DONTDUMP = int(VmFlag.DONTDUMP)
-VM_SOFTDIRTY = int(VmFlag.SOFTDIRTY)  # set on new VMAs only where the target has CONFIG_MEM_SOFT_DIRTY
-VM_MIXEDMAP = int(VmFlag.MIXEDMAP)
-VM_HUGEPAGE = int(VmFlag.HUGEPAGE)
-VM_NOHUGEPAGE = int(VmFlag.NOHUGEPAGE)
-VM_MERGEABLE = int(VmFlag.MERGEABLE)
-VM_DROPPABLE = int(VmFlag.DROPPABLE)
-VM_UFFD_MINOR = int(VmFlag.UFFD_MINOR)
-VM_SEALED = int(VmFlag.SEALED)
+VM_NONE: Final = 0
+VM_READ: Final = int(VmFlag.READ)
+VM_WRITE: Final = int(VmFlag.WRITE)
+VM_EXEC: Final = int(VmFlag.EXEC)
+VM_SHARED: Final = int(VmFlag.SHARED)
+VM_MAYREAD: Final = int(VmFlag.MAYREAD)
+VM_MAYWRITE: Final = int(VmFlag.MAYWRITE)
+VM_MAYEXEC: Final = int(VmFlag.MAYEXEC)
+VM_MAYSHARE: Final = int(VmFlag.MAYSHARE)
+VM_GROWSDOWN: Final = int(VmFlag.GROWSDOWN)
+VM_UFFD_MISSING: Final = int(VmFlag.UFFD_MISSING)
+VM_PFNMAP: Final = int(VmFlag.PFNMAP)
+VM_MAYBE_GUARD: Final = int(VmFlag.MAYBE_GUARD)
+VM_UFFD_WP: Final = int(VmFlag.UFFD_WP)
+VM_LOCKED: Final = int(VmFlag.LOCKED)
+VM_IO: Final = int(VmFlag.IO)
+VM_SEQ_READ: Final = int(VmFlag.SEQ_READ)
+VM_RAND_READ: Final = int(VmFlag.RAND_READ)
+VM_DONTCOPY: Final = int(VmFlag.DONTCOPY)
+VM_DONTEXPAND: Final = int(VmFlag.DONTEXPAND)
+VM_LOCKONFAULT: Final = int(VmFlag.LOCKONFAULT)
+VM_ACCOUNT: Final = int(VmFlag.ACCOUNT)
+VM_NORESERVE: Final = int(VmFlag.NORESERVE)
+VM_HUGETLB: Final = int(VmFlag.HUGETLB)
+VM_SYNC: Final = int(VmFlag.SYNC)
+VM_ARCH_1: Final = int(VmFlag.ARCH_1)
+VM_WIPEONFORK: Final = int(VmFlag.WIPEONFORK)
+VM_DONTDUMP: Final = int(VmFlag.DONTDUMP)
+VM_SOFTDIRTY: Final = int(VmFlag.SOFTDIRTY)  # set on new VMAs only where the target has CONFIG_MEM_SOFT_DIRTY
+VM_MIXEDMAP: Final = int(VmFlag.MIXEDMAP)
+VM_HUGEPAGE: Final = int(VmFlag.HUGEPAGE)
+VM_NOHUGEPAGE: Final = int(VmFlag.NOHUGEPAGE)
+VM_MERGEABLE: Final = int(VmFlag.MERGEABLE)
+VM_DROPPABLE: Final = int(VmFlag.DROPPABLE)
+VM_UFFD_MINOR: Final = int(VmFlag.UFFD_MINOR)
+VM_SEALED: Final = int(VmFlag.SEALED)
 
 # Protection-key bits (VM_PKEY_BIT0..3): not shown in VmFlags, but part of vm_flags.
-VM_PKEY_SHIFT = 32
-VM_PKEY_MASK = 0xF << VM_PKEY_SHIFT
+VM_PKEY_SHIFT: Final = 32
+VM_PKEY_MASK: Final = 0xF << VM_PKEY_SHIFT
 
-VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
-VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
-VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
-VM_UFFD_FLAGS = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR
-VM_STACK = VM_GROWSDOWN  # x86 stacks grow down
-VM_STARTGAP_FLAGS = VM_GROWSDOWN
+VM_ACCESS_FLAGS: Final = VM_READ | VM_WRITE | VM_EXEC
+VM_SPECIAL: Final = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
+VM_LOCKED_MASK: Final = VM_LOCKED | VM_LOCKONFAULT
+VM_UFFD_FLAGS: Final = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR
+VM_STACK: Final = VM_GROWSDOWN  # x86 stacks grow down
+VM_STARTGAP_FLAGS: Final = VM_GROWSDOWN
 # Sticky flags survive merges (OR-ed into the result) and never block one, as in 6.19.  On a
 # target without the VM_MAYBE_GUARD flag nothing sets it; soft-dirty VMAs are all soft-dirty
 # (nothing clears the bit), so OR-ing it changes nothing either.
-VM_STICKY = VM_SOFTDIRTY | VM_MAYBE_GUARD
-VM_IGNORE_MERGE = VM_SOFTDIRTY | VM_STICKY
+VM_STICKY: Final = VM_SOFTDIRTY | VM_MAYBE_GUARD
+VM_IGNORE_MERGE: Final = VM_SOFTDIRTY | VM_STICKY
 # x86's VM_DATA_DEFAULT_FLAGS (without READ_IMPLIES_EXEC), used for brk.
-VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+VM_DATA_DEFAULT_FLAGS: Final = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 
 # The smaps VmFlags mnemonics in bit order, like fs/proc/task_mmu.c's show_smap_vma_flags().
 MNEMONICS: tuple[tuple[int, str], ...] = (
