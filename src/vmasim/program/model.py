@@ -404,7 +404,7 @@ def new_address_space(program: Program, profile: Profile | str | None = None) ->
     """
     prof = resolve_profile(profile)
     layout = prof.layout
-    space = AddressSpace(target=prof.target, mmap_base=layout.mmap_base)
+    space = AddressSpace(target=prof, mmap_base=layout.mmap_base)
     mm = space.mm
     mm.stack_rlimit = layout.stack_rlimit
     mm.start_brk = mm.brk = space.initial_break = layout.initial_break
