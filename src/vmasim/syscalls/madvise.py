@@ -164,7 +164,10 @@ def _collapse_allowed(mm: MmStruct, vma: Vma) -> bool:
     if f & (VM_NOHUGEPAGE | VM_SPECIAL | VM_HUGETLB):
         return False
     huge = C.PMD_SIZE
-    if vma.end < huge or (vma.end - huge) & ~(huge - 1) < vma.start:
+    # In unsigned arithmetic, as the kernel computes it: below 2 MiB the block wraps past the top of the
+    # address space and its end back to 0, so a VMA there passes.
+    block = (vma.end - huge) & ~(huge - 1) & C.MASK64
+    if block < vma.start or (block + huge) & C.MASK64 > vma.end:
         return False
     if ((vma.start >> C.PAGE_SHIFT) - vma.pgoff) % (huge >> C.PAGE_SHIFT):
         return False
