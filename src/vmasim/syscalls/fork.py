@@ -36,7 +36,6 @@ def dup_mm(parent: MmStruct) -> MmStruct:
     child.pkey_allocation_map = parent.pkey_allocation_map
     child.execute_only_pkey = parent.execute_only_pkey
     child.pkru = parent.pkru
-    child.guards = parent.guards.copy()
     ids = child.ids
     copied: list[Vma] = []
     # Where page tables are copied, as disjoint [start, end) spans in address order.
@@ -44,7 +43,6 @@ def dup_mm(parent: MmStruct) -> MmStruct:
     for vma in parent.vmas:
         flags = vma.vm_flags
         if flags & VM_DONTCOPY:
-            child.guards.remove(vma.start, vma.end)
             continue
         new = vma.copy()
         new.vm_flags = flags & ~VM_LOCKED_MASK
@@ -66,6 +64,8 @@ def dup_mm(parent: MmStruct) -> MmStruct:
     child.link_all(copied)
     child.ptes = _copy_within(parent.ptes, spans)
     child.pages = _copy_within(parent.pages, spans)
+    # Guard markers are page table entries too: a VM_WIPEONFORK VMA starts with none.
+    child.guards = _copy_within(parent.guards, spans)
     return child
 
 
