@@ -112,7 +112,7 @@ class _Recorder:
         if final.model is not None:
             walls = wall_ops(parse_program(doc), final.model)
             if walls:
-                note += f" (op {walls[0]} acts on the walls above the window)"
+                note += f" (op {walls[0]} acts on the runner's walls above the window or pads below it)"
         self.say(f"FAIL program {index}: {path} ({n_ops} op(s)){note}: {final.diffs[0] if final.diffs else '?'}")
         return path
 

@@ -11,7 +11,7 @@ from typing import Any, cast
 from vmasim import constants as C
 from vmasim.compare.diff import diff_reports
 from vmasim.profile import Profile
-from vmasim.program import Op, Program, ProgramError, ops, parse_program
+from vmasim.program import Op, Program, ProgramError, ops, parse_program, walk_ops
 from vmasim.program.report import Report
 from vmasim.program.values import AddrRef
 
@@ -66,25 +66,33 @@ def _op_ranges(op: Op, names: dict[str, int]) -> list[tuple[int, int]]:
     return [(start, start + size)] if isinstance(size, int) else []
 
 
-def wall_ops(program: Program, report: Mapping[str, Any]) -> list[str]:
-    """The paths of ops that act on the walls above the window (addresses resolved as the model ran them).
+#: The runner's pads (``pad`` op) lie this far below the window, downwards over at most 512 MiB.
+PAD_DEPTH = 64 << 30
 
-    The walls are the runner's scaffolding, not the program's: the generator
-    keeps its ranges inside the window, so a divergence whose reproducer acts
-    on the walls (after shrinking changed a length, say) is flagged in its
-    report line, because it may be about how the walls are modelled rather
-    than about the VMA layer.  Ranges that end past the top of the address
-    space are deliberately invalid calls and are not counted (they fail
-    before touching any VMA).
+
+def wall_ops(program: Program, report: Mapping[str, Any]) -> list[str]:
+    """The paths of ops that act on the walls above the window, or on the pads below it (addresses resolved as
+    the model ran them).
+
+    The walls and pads are the runner's scaffolding, not the program's: the
+    generator keeps its ranges inside the window, so a divergence whose
+    reproducer acts on them (after shrinking changed a length, say) is
+    flagged in its report line, because it may be about how the runner's
+    process is modelled (pads are counted, not held) rather than about the
+    VMA layer.  Ranges that end past the top of the address space are
+    deliberately invalid calls and are not counted (they fail before
+    touching any VMA).
     """
     out: list[str] = []
     lo, hi = program.window_end, C.TASK_SIZE
+    pads = (program.window_start - PAD_DEPTH - (1 << 30), program.window_start - PAD_DEPTH)
+    has_pads = any(op.op == "pad" for op in walk_ops(program.ops))
 
     def walk(process_ops: Sequence[Op], rep: Mapping[str, Any], names: dict[str, int]) -> None:
         results: list[dict[str, Any]] = rep.get("results", [])
         for i, op in enumerate(process_ops):
             for a, b in _op_ranges(op, names):
-                if a < hi and lo < b <= hi and b > a:
+                if b > a and ((a < hi and lo < b <= hi) or (has_pads and a < pads[1] and pads[0] < b <= hi)):
                     out.append(op.path)
                     break
             res = results[i] if i < len(results) else {}
