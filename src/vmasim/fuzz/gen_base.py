@@ -172,8 +172,8 @@ class GeneratorBase:
         hint-less mapping, or one at the window's edge (starting below the
         window's start, or ending exactly at its end).  With ``edge`` the
         length is at that argument-width edge, placed so that it stays clear
-        of the runner's walls and pads: 2**31 and 2**32+k bytes (k below 2**36)
-        end inside the region,
+        of the runner's walls and pads: 2**31 and 2**32+k bytes end inside the
+        region (k below 2**36, or so large that the start wraps),
         2**63+k starts above the user address space, and all ones (which
         page-aligns to 0) starts in the region.
         """
@@ -181,9 +181,11 @@ class GeneratorBase:
         if edge is not None:
             start, n = self.pick_range(st, max_len)
             if edge in ("2**31", "2**32+k"):
-                # Below 64 GiB, so that a range ending in the region stays clear of the runner's pads too
-                # (1-page VMAs it maps 64 GiB below the window).
-                wide = 1 << (32 + rng.randrange(4)) if edge == "2**32+k" else edge_value(edge, 0, rng)
+                # Below 64 GiB, or past the start of the address space (the start wraps: an invalid call), so
+                # that a range ending in the region stays clear of the runner's pads (1-page VMAs it maps 64 GiB
+                # below the window), its heap and its executable.
+                bit = rng.choice((*range(32, 36), *range(47, 63)))
+                wide = 1 << bit if edge == "2**32+k" else edge_value(edge, 0, rng)
                 length = wide + rng.choice((0, 0, PAGE, 1))
                 end = st.window_start + st.base_off + (start + n) * PAGE
                 return hex(end - length), length, None
