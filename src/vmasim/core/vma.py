@@ -10,6 +10,8 @@ identity, while :class:`Mempolicy` has the kernel's value equality
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
 
@@ -108,6 +110,10 @@ class File:
         return f"File({self.inode.label!r}, {mode})"
 
 
+def _in_use(space: object | None) -> bool:
+    return space is not None and not getattr(space, "exited", False)
+
+
 class IdSource:
     """Numbers for anon_vmas and userfaultfd contexts, shared by an address space and its fork children.
 
@@ -122,17 +128,24 @@ class IdSource:
         self._anon_vma = count(1)
         self._uffd = count(1)
         # The address spaces of the family, for what acts on every mapping of a file in every process
-        # (truncation).  Held strongly (compiled classes take no weak references): one that nobody else
-        # holds any more is changed unseen; those left by an exec are dropped.
-        self._spaces: list[object] = []
+        # (truncation): weakly, so that one nobody holds any more goes away with its process.  The
+        # compiled build's classes take no weak references; there a space is held until it exits (an
+        # exec leaves it, a program's fork child runs to its end).
+        self._spaces: list[Callable[[], object | None]] = []
 
     def register(self, space: object) -> None:
         """Count ``space`` (an address space of this family) among those :meth:`spaces` gives."""
-        self._spaces = [*self.spaces(), space]
+        ref: Callable[[], object | None]
+        try:
+            ref = weakref.ref(space)
+        except TypeError:
+            ref = lambda: space  # noqa: E731  (a strong reference with a weak one's interface)
+        self._spaces = [r for r in self._spaces if _in_use(r())]
+        self._spaces.append(ref)
 
     def spaces(self) -> list[object]:
-        """The address spaces of this family still in use (not left behind by an exec)."""
-        return [space for space in self._spaces if not getattr(space, "exited", False)]
+        """The address spaces of this family still in use (alive, and not exited)."""
+        return [space for r in self._spaces if _in_use(space := r())]
 
     def anon_vma(self) -> int:
         """The next anon_vma number."""

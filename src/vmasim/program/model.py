@@ -375,6 +375,8 @@ def _fork(run: _Run, op: Op) -> int:
     if child.on_step is not None:
         child.on_step(child, op, None)  # the child's timeline starts at the fork
     run.children[str(op.index)] = child.run(op.child)
+    # The child process exits once its ops ran (the runner's children do): its pages leave the family.
+    child.space.mm.exited = True
     child.space.exit()
     return 0
 
