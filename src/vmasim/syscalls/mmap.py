@@ -178,13 +178,13 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
         vm_flags |= VM_MERGEABLE
 
     complete_munmap(mm, detached)
-    # shmem_zero_setup() -> shmem_acct_size(): the object behind shared anonymous memory is charged
-    # when it is made.  By then what the range held is gone (vms_abort_munmap_vmas() cannot put it
-    # back once the page tables are cleared): a refusal leaves a hole.
     if file is not None and vm_flags & VM_SYNC and file.inode.kind == "file" and file.inode.fs in SYNC_CHECKING_FS:
         # ext4's and xfs's mmap hooks refuse VM_SYNC without DAX (daxdev_mapping_supported()), once the
         # range is already unmapped: the hole stays.
         raise kernel_error(errno.EOPNOTSUPP, CALL, "MAP_SYNC on a file system without DAX")
+    # shmem_zero_setup() -> shmem_acct_size(): the object behind shared anonymous memory is charged
+    # when it is made.  By then what the range held is gone (vms_abort_munmap_vmas() cannot put it
+    # back once the page tables are cleared): a refusal leaves a hole.
     shmem_object = file is None and vm_flags & (VM_SHARED | VM_NORESERVE) == VM_SHARED
     if shmem_object and not mm.vm_enough_memory(length >> C.PAGE_SHIFT):
         raise kernel_error(errno.ENOMEM, CALL, "not enough memory for the shared memory object")
