@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +161,69 @@ def test_a_brk_divergence_gets_a_reproducer_that_rebuilds_the_heap(
 
     if kernel_available()[0]:
         assert "model and kernel agree" in div.program_note
+
+
+@pytest.mark.parametrize("close_stops", [False, True], ids=["kcmp", "close-stops"])
+@pytest.mark.parametrize("check", ["every", "end"])
+def test_open_files_are_told_apart(build: Callable[[str], str], monkeypatch: pytest.MonkeyPatch,
+                                   tmp_path: Path, close_stops: bool, check: str) -> None:
+    """Two opens of one file never merge, one open (a dup, a fork's copy) may, a number reused is a new open:
+    with kcmp against the tracer's duplicates, and with every close stopped on (kernels without pidfd_getfd)."""
+    from vmasim.trace import fds
+
+    if close_stops:
+        monkeypatch.setattr(fds.OpenFiles, "available", staticmethod(lambda: False))
+    held: list[int] = []
+    real_sweep = fds.OpenFiles.sweep
+
+    def sweep(self: fds.OpenFiles, live: set[int]) -> None:
+        real_sweep(self, live)
+        held.append(self.count)
+
+    monkeypatch.setattr(fds.OpenFiles, "sweep", sweep)
+    result = _trace([build("opens"), str(tmp_path / "mapped")], check=check)
+    _assert_all_agreed(result)
+    assert [i.program for i in result.images] == ["opens", "opens"]
+    final = final_layout(result.images[0])
+    assert final is not None
+    assert final["reasons"]["different files, or different opens of one file"] >= 3
+    if not close_stops:
+        # 150 opens mapped one page each, over 8 slots: the duplicates of the unmapped ones were closed.
+        assert len(held) >= 2 and max(held[:-1]) < 150 and held[-1] == 0
+
+
+def test_check_end_mirrors_calls_at_their_entry_and_still_sees_a_wrong_one(
+        build: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no comparison due, a call whose result the model predicts is mirrored at its entry (one stop, not
+    two); a model that got one of those calls wrong still diverges at the comparison at the end."""
+    from vmasim.trace import mirror
+    from vmasim.trace import ptrace as P
+
+    exit_stops: list[bool] = []
+    real_resume = P.resume
+
+    def resume(pid: int, sig: int = 0, *, to_exit: bool = False) -> bool:
+        exit_stops.append(to_exit)
+        return real_resume(pid, sig, to_exit=to_exit)
+
+    monkeypatch.setattr(P, "resume", resume)
+    result = _trace([build("stacks")], check="end")
+    _assert_all_agreed(result)
+    calls = result.images[0].stats.calls
+    assert sum(exit_stops) < calls / 2  # most calls never stopped at their exit
+
+    real_apply = mirror.apply
+    skipped: list[str] = []
+
+    def apply(image: mirror.Image, call: mirror.Call) -> int:
+        if call.name == "munmap" and not skipped:
+            skipped.append(call.describe(result=False))
+            return 0
+        return real_apply(image, call)
+
+    monkeypatch.setattr(mirror, "apply", apply)
+    result = _trace([build("stacks")], check="end")
+    image = result.images[0]
+    assert skipped and len(image.stats.divergences) == 1
+    assert image.stats.divergences[0].call == "(end of process)"
+    assert image.stats.agreed == 0

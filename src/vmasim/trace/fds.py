@@ -1,21 +1,27 @@
-"""Descriptor tables: which open file (struct file) a descriptor number stands for.
+"""Which open file (struct file) a descriptor stands for, and the descriptor tables.
 
 Merging cares about struct file identity: two mappings of one inode through
 two open() calls never merge, through one open (or a dup of it) they may.
-A :class:`Handle` stands for one open file description; descriptors share a
-handle exactly when the kernel's descriptors share a struct file (dup, fork,
-CLONE_FILES).  The model File behind a handle is made at the handle's first
-mmap, from what /proc/PID/fd and fdinfo say about the descriptor then.
+:class:`OpenFiles` answers that at each mmap with kcmp(KCMP_FILE) against a
+duplicate the tracer keeps of every description the model maps.  The
+descriptor tables (:class:`FdTable`) still follow userfaultfds, whose last
+close releases their registrations, and, on kernels without pidfd_getfd,
+every descriptor: a :class:`Handle` stands for one open file description,
+shared exactly when the kernel's descriptors share a struct file (dup, fork,
+CLONE_FILES).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
+from collections.abc import Callable
 
-from vmasim.core.vma import File, UffdCtx
+from vmasim.core.vma import File, Inode, UffdCtx
 from vmasim.procimport import FileTable, dev_text
 from vmasim.syscalls.userfaultfd import userfaultfd_release_all
+from vmasim.trace.ptrace import kcmp_files, pidfd_getfd
 
 
 class Handle:
@@ -104,25 +110,25 @@ def open_fds(pid: int) -> set[int]:
         return set()
 
 
-def resolve(pid: int, fd: int, handle: Handle, files: FileTable) -> tuple[File | None, bool]:
-    """The model File for descriptor ``fd`` of ``pid``, made or checked against the real file.
+def _lookup(pid: int, fd: int, files: FileTable) -> tuple[Inode, bool] | None:
+    """The model Inode of descriptor ``fd`` of ``pid`` and whether the model can map it (None: not open).
 
-    Returns the File (None when the descriptor is not open) and whether it is
-    a file the model can map: a regular file not on hugetlbfs (devices,
-    sockets and anonymous-inode files such as io_uring rings are not).  A
-    handle whose file is not the one the descriptor now refers to (a close
-    the tracer missed) gets a new File.
+    Mappable means a regular file not on hugetlbfs: devices, sockets and
+    anonymous-inode files such as io_uring rings are not.
     """
     try:
         st = os.stat(f"/proc/{pid}/fd/{fd}")
-        path = os.readlink(f"/proc/{pid}/fd/{fd}")
+        dev = dev_text(st.st_dev)
+        # The path only names a file seen for the first time.
+        path = "" if (dev, st.st_ino) in files.inodes else os.readlink(f"/proc/{pid}/fd/{fd}")
     except OSError:
-        return None, True
-    dev = dev_text(st.st_dev)
+        return None
     modelled = stat.S_ISREG(st.st_mode) and files.settings.mounts.get(dev) != "hugetlbfs"
-    inode = files.inode(dev, st.st_ino, path, st.st_size, st.st_mode)
-    if handle.file is not None and handle.file.inode is inode:
-        return handle.file, modelled
+    return files.inode(dev, st.st_ino, path, st.st_size, st.st_mode), modelled
+
+
+def _new_file(pid: int, fd: int, inode: Inode) -> File:
+    """A model File for a newly seen open file description, with its access mode from fdinfo."""
     readable, writable = True, True
     try:
         with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as f:
@@ -134,5 +140,108 @@ def resolve(pid: int, fd: int, handle: Handle, files: FileTable) -> tuple[File |
                     break
     except OSError:
         pass
-    handle.file = File(inode, readable=readable, writable=writable)
+    return File(inode, readable=readable, writable=writable)
+
+
+def resolve(pid: int, fd: int, handle: Handle, files: FileTable) -> tuple[File | None, bool]:
+    """The model File for descriptor ``fd`` of ``pid`` through the descriptor table's ``handle``.
+
+    Used where closes are stopped on (no pidfd_getfd): returns the File (None
+    when the descriptor is not open) and whether the model can map it.  A
+    handle whose file is not the one the descriptor now refers to (a close
+    the tracer missed) gets a new File.
+    """
+    found = _lookup(pid, fd, files)
+    if found is None:
+        return None, True
+    inode, modelled = found
+    if handle.file is None or handle.file.inode is not inode:
+        handle.file = _new_file(pid, fd, inode)
     return handle.file, modelled
+
+
+class OpenFiles:
+    """The open file descriptions the traced processes mapped, told apart as the kernel does.
+
+    Whether two mappings of one inode may merge depends on their struct file
+    (two open() calls never merge; dup, fork and one descriptor reused do).
+    Instead of following every descriptor through open and close, the tracer
+    keeps a duplicate of each mapped description (pidfd_getfd) and asks
+    kcmp(KCMP_FILE) at each mmap whether the descriptor is one of them: the
+    same answer, without stopping the program at every close.
+
+    A duplicate is kept only while some model VMA maps its File (a File no
+    VMA uses cannot decide a merge); :meth:`sweep` closes the others.
+    """
+
+    def __init__(self, files: FileTable) -> None:
+        self.files = files
+        self.me = os.getpid()
+        self.held: dict[Inode, list[tuple[int, File]]] = {}
+        self.count = 0
+        self.sweep_at = 64
+
+    @staticmethod
+    def available() -> bool:
+        """Whether this kernel lets the tracer duplicate a descriptor of another process (pidfd_getfd)."""
+        try:
+            fd = pidfd_getfd(os.getpid(), 0 if _is_open(0) else 1)
+        except OSError:
+            return False
+        os.close(fd)
+        return True
+
+    def resolve(self, pid: int, fd: int, live: Callable[[], set[int]]) -> tuple[File | None, bool]:
+        """The model File for descriptor ``fd`` of ``pid`` and whether the model can map it.
+
+        ``live`` gives the ids of the Files the model still maps, for a sweep.
+        """
+        found = _lookup(pid, fd, self.files)
+        if found is None:
+            return None, True
+        inode, modelled = found
+        if not modelled:
+            return _new_file(pid, fd, inode), False  # not mapped by the model: identity never matters
+        for ref, file in self.held.get(inode, ()):
+            if kcmp_files(self.me, ref, pid, fd):
+                return file, True
+        if self.count >= self.sweep_at:
+            self.sweep(live())
+        try:
+            ref = pidfd_getfd(pid, fd)
+        except OSError:
+            # Out of descriptors: this description will not be recognised again.
+            return _new_file(pid, fd, inode), True
+        mode = fcntl.fcntl(ref, fcntl.F_GETFL) & os.O_ACCMODE
+        file = File(inode, readable=mode in (os.O_RDONLY, os.O_RDWR), writable=mode in (os.O_WRONLY, os.O_RDWR))
+        self.held.setdefault(inode, []).append((ref, file))
+        self.count += 1
+        return file, True
+
+    def sweep(self, live: set[int]) -> None:
+        """Close the duplicates of descriptions whose File no model VMA maps any more."""
+        for inode in list(self.held):
+            keep = []
+            for ref, file in self.held[inode]:
+                if id(file) in live:
+                    keep.append((ref, file))
+                else:
+                    os.close(ref)
+                    self.count -= 1
+            if keep:
+                self.held[inode] = keep
+            else:
+                del self.held[inode]
+        self.sweep_at = max(64, 2 * self.count)
+
+    def close(self) -> None:
+        """Close every duplicate (the trace is over)."""
+        self.sweep(set())
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True

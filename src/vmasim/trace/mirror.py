@@ -21,17 +21,19 @@ from dataclasses import dataclass, field
 
 from vmasim import constants as C
 from vmasim.api import AddressSpace
+from vmasim.core.addr import page_align
 from vmasim.core.errors import WouldBlock
 from vmasim.core.fault import anon_vma_prepare
 from vmasim.core.flags import VM_SHARED, VM_WRITE
 from vmasim.core.mm import MmStruct
+from vmasim.core.placement import get_unmapped_area
 from vmasim.core.vma import File, Inode, Vma
 from vmasim.procimport import FileTable, PageMap
 from vmasim.syscalls.brk import sys_brk
 from vmasim.syscalls.madvise import sys_madvise
 from vmasim.syscalls.mempolicy import sys_mbind, sys_set_mempolicy
 from vmasim.syscalls.mlock import sys_mlock, sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
-from vmasim.syscalls.mmap import sys_mmap
+from vmasim.syscalls.mmap import round_hint_to_min, sys_mmap
 from vmasim.syscalls.mprotect import sys_mprotect
 from vmasim.syscalls.mremap import sys_mremap
 from vmasim.syscalls.mseal import sys_mseal
@@ -316,6 +318,25 @@ def result_ranges(call: Call) -> list[tuple[int, int]]:
     if call.name == "mremap" and call.ret != a[0]:
         return [(call.ret, (call.ret + a[2] + page) & ~page)]
     return []
+
+
+def predicted_ranges(image: Image, call: Call) -> list[tuple[int, int]]:
+    """Where the model will place a non-fixed mmap mirrored at its entry (standing in for
+    :func:`result_ranges`, which needs the kernel's result); empty when the model refuses it."""
+    a = call.args
+    flags = a[3] & 0xFFFFFFFF
+    if call.name != "mmap" or flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE) or not a[1]:
+        return []
+    mm = image.mm
+    length = page_align(a[1])
+    if not length:
+        return []
+    try:
+        addr = get_unmapped_area(mm, _mmap_file(call), round_hint_to_min(mm, a[0]), length,
+                                 a[5] >> C.PAGE_SHIFT, flags)
+    except OSError:
+        return []
+    return [(addr, addr + length)]
 
 
 def before_call(mm: MmStruct, call: Call) -> Before:

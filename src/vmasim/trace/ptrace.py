@@ -83,6 +83,7 @@ PR_SET_PDEATHSIG = 1
 SECCOMP_SET_MODE_FILTER = 1
 SYS_SECCOMP = 317
 SYS_KCMP = 312
+SYS_PIDFD_GETFD = 438
 ADDR_NO_RANDOMIZE = 0x0040000
 
 AUDIT_ARCH_X86_64 = 0xC000003E
@@ -286,6 +287,21 @@ def kcmp_files(pid1: int, fd1: int, pid2: int, fd2: int) -> bool:
     """kcmp(KCMP_FILE): whether two descriptors refer to the same open file description."""
     ret = _libc.syscall(SYS_KCMP, pid1, pid2, 0, fd1, fd2)
     return bool(ret == 0)
+
+
+def pidfd_getfd(pid: int, fd: int) -> int:
+    """A duplicate, in the tracer, of descriptor ``fd`` of process ``pid`` (pidfd_getfd(2), Linux 5.6).
+
+    The duplicate shares the open file description, so :func:`kcmp_files`
+    can later tell whether a descriptor of ``pid`` still refers to it.
+    Raises OSError (ENOSYS on older kernels, EMFILE when the tracer has no
+    descriptor left, EBADF when ``fd`` is not open).
+    """
+    pidfd = os.pidfd_open(pid)
+    try:
+        return _check(_libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0), f"pidfd_getfd({pid}, {fd})")
+    finally:
+        os.close(pidfd)
 
 
 # --- launching -----------------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ Three groups, each with its own handling in the tracer:
 - *process calls* create or replace address spaces (clone, fork, vfork,
   execve).
 
-``open`` and friends are deliberately not stopped on: a new descriptor
-always takes a free number, and every way a number is freed (close,
-close_range, dup2/dup3 over it, close-on-exec) is seen, so the first mmap of a
-number the tracer knows nothing about is a file opened since.  That halves the
-stops for programs that open many files (compilers, git).
+``open`` and friends are not stopped on, nor, on kernels with
+pidfd_getfd (5.6 and later), is ``close``: the open file an mmap maps is
+recognised by kcmp against the tracer's own duplicates
+(:class:`vmasim.trace.fds.OpenFiles`).  Compilers and git open and close
+hundreds of files; those calls then cost the program nothing.  On older
+kernels every close is stopped on, and a descriptor number the tracer knows
+nothing about is a file opened since.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ CLONE_THREAD = 0x10000
 TRACED = tuple(
     NR[n] for n in sorted(MEMORY_CALLS | DESCRIPTOR_CALLS | PROCESS_CALLS) if n not in ("ioctl", "fcntl", "prctl")
 )
+
+
+def traced_calls(*, close: bool) -> tuple[int, ...]:
+    """:data:`TRACED`, without ``close`` when the tracer tells open files apart by kcmp instead."""
+    return TRACED if close else tuple(nr for nr in TRACED if nr != NR["close"])
 #: Calls stopped on only for some values of one argument: {nr: (argument index, values)}.
 TRACED_IF: dict[int, tuple[int, tuple[int, ...]]] = {
     NR["ioctl"]: (1, (UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER, USERFAULTFD_IOC_NEW)),

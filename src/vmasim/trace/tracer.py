@@ -28,9 +28,18 @@ from vmasim.render import perms
 from vmasim.syscalls.shm import SHM_KIND
 from vmasim.trace import ptrace as P
 from vmasim.trace.check import Before, Divergence, compare, follow_stack_growth, model_entries, path_of, resync
-from vmasim.trace.fds import FdTable, Handle, open_fds, resolve
+from vmasim.trace.fds import FdTable, Handle, OpenFiles, open_fds, resolve
 from vmasim.trace.host import host_files
-from vmasim.trace.mirror import Image, Unmodelled, before_call, result_ranges, run, touched_ranges, uffd_target
+from vmasim.trace.mirror import (
+    Image,
+    Unmodelled,
+    before_call,
+    predicted_ranges,
+    result_ranges,
+    run,
+    touched_ranges,
+    uffd_target,
+)
 from vmasim.trace.syscalls import (
     CLONE_FILES,
     CLONE_THREAD,
@@ -39,16 +48,26 @@ from vmasim.trace.syscalls import (
     DESCRIPTOR_CALLS,
     NAME,
     PROCESS_CALLS,
-    TRACED,
     TRACED_IF,
     UFFDIO_API,
     UFFDIO_REGISTER,
     UFFDIO_UNREGISTER,
     USERFAULTFD_IOC_NEW,
     Call,
+    traced_calls,
 )
 
 RUNNING, NEW, DEFERRED, IN_MEMORY, IN_DESCRIPTOR, IN_PROCESS = range(6)
+#: Memory calls whose result the model predicts (mmap's and brk's addresses too: placement is part of
+#: what the model gets right), mirrored at their entry when no comparison follows them (Tracer._unwatched).
+ONE_STOP_CALLS = frozenset({"mmap", "brk", "munmap", "mprotect", "pkey_mprotect", "munlock", "mseal"})
+#: madvise advice among those: not the ones that fault pages in (POPULATE_*, which can be interrupted
+#: and restarted) or depend on allocating huge pages (COLLAPSE).
+ONE_STOP_ADVICE = frozenset({
+    C.MADV_NORMAL, C.MADV_RANDOM, C.MADV_SEQUENTIAL, C.MADV_WILLNEED, C.MADV_DONTNEED, C.MADV_FREE,
+    C.MADV_DONTFORK, C.MADV_DOFORK, C.MADV_HUGEPAGE, C.MADV_NOHUGEPAGE, C.MADV_DONTDUMP, C.MADV_DODUMP,
+    C.MADV_WIPEONFORK, C.MADV_KEEPONFORK, C.MADV_COLD, C.MADV_PAGEOUT,
+})
 _STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -118,12 +137,16 @@ class Tracer:
         self.orphans: set[int] = set()
         self.exit_status: int | None = None
         self.root = 0
+        # Open files told apart by kcmp against the tracer's duplicates, so close needs no stop; None
+        # where the kernel has no pidfd_getfd (then every close is stopped on instead).
+        self.open_files = OpenFiles(self.files) if OpenFiles.available() else None
+        self.uffds = 0  # userfaultfds created so far
 
     # --- running -------------------------------------------------------------------------------------------
 
     def run(self) -> TraceResult:
         """Trace the command to its end."""
-        program = P.seccomp_filter(TRACED, TRACED_IF)
+        program = P.seccomp_filter(traced_calls(close=self.open_files is None), TRACED_IF)
         started = time.perf_counter()
         pid, errpipe = P.launch(self.argv, program, no_aslr=self.options.no_aslr, stdout=self.options.stdout)
         self.root = pid
@@ -142,6 +165,8 @@ class Tracer:
             error = f"cannot run {self.argv[0]}: {failed.strerror}"
         for image in self.images:
             image.close_pagemap()
+        if self.open_files is not None:
+            self.open_files.close()
         return TraceResult(self.argv, self.images, self.exit_status, time.perf_counter() - started, error, pid)
 
     def _loop(self) -> None:
@@ -249,11 +274,52 @@ class Tracer:
         assert call is not None
         image.holder = task.tid
         task.state = IN_MEMORY
+        if self.uffds and self.open_files is not None:
+            self._reap_userfaultfds()
         if call.name in ("mlockall", "munlockall", "prctl"):
             image.refresh_all()
         else:
             image.refresh(touched_ranges(call))
+        if self._unwatched(image, call) and self._apply_at_entry(task, image, call):
+            return
         P.resume(task.tid, to_exit=True)
+
+    def _unwatched(self, image: Image, call: Call) -> bool:
+        """Whether ``call`` can be mirrored at its entry, saving the exit stop.
+
+        Only where nothing needs the kernel's result: no comparison is due
+        after the call, the model predicts the result (addresses included),
+        and the address space has one task, so no other call on it can come
+        between this entry and the kernel's taking the mmap lock.  A wrong
+        prediction still shows, as a layout divergence at the next comparison;
+        ``--check every`` stops at every exit and compares every result.
+        """
+        every = self.options.every
+        if every and image.since_check + 1 >= every:
+            return False
+        if len(image.users) != 1 or image.ended:
+            return False
+        if call.name == "madvise":
+            return (call.args[2] & 0xFFFFFFFF) in ONE_STOP_ADVICE
+        return call.name in ONE_STOP_CALLS
+
+    def _apply_at_entry(self, task: Task, image: Image, call: Call) -> bool:
+        """Mirror ``call`` now and let the task run through it (PTRACE_CONT); False if it needs the exit stop."""
+        if call.data.get("unreadable"):
+            return False
+        image.refresh(predicted_ranges(image, call))
+        try:
+            run(image, call)
+        except Unmodelled:
+            return False
+        image.stats.calls += 1
+        image.stats.by_call[call.name] += 1
+        image.since_check += 1
+        task.state = RUNNING
+        task.call = None
+        self._release(image)
+        P.resume(task.tid)
+        return True
 
     def _read_arguments(self, task: Task, call: Call) -> None:
         """Read what pointer and descriptor arguments stand for, while the task is stopped at the entry."""
@@ -262,8 +328,12 @@ class Tracer:
         try:
             if name == "mmap" and not a[3] & C.MAP_ANONYMOUS:
                 fd = call.sarg(4)
-                handle = task.fdt.get(fd) if fd >= 0 else Handle()
-                file, modelled = resolve(task.tgid, fd, handle, self.files) if fd >= 0 else (None, True)
+                if fd < 0:
+                    file, modelled = None, True
+                elif self.open_files is not None:
+                    file, modelled = self.open_files.resolve(task.tgid, fd, self._live_files)
+                else:
+                    file, modelled = resolve(task.tgid, fd, task.fdt.get(fd), self.files)
                 call.data["file"] = file
                 call.data["device"] = not modelled
             elif name == "mbind":
@@ -384,6 +454,7 @@ class Tracer:
             handle = Handle()
             handle.mm = task.image.mm if task.image is not None else None
             fdt.install(call.ret, handle)
+            self.uffds += 1
 
     def _finish_memory(self, task: Task, call: Call) -> None:
         image = call.data.get("image")
@@ -425,6 +496,37 @@ class Tracer:
         if call.name in ("mmap", "mremap", "brk") and model_ret != call.ret:
             return f"the kernel returned {call.ret:#x}, the model {(model_ret or 0):#x}"
         return None
+
+    def _live_files(self) -> set[int]:
+        """The ids of the Files a model VMA or a call in flight maps: the descriptions still worth telling apart."""
+        live = {id(v.file) for image in self.images if not image.ended for v in image.mm.vmas if v.file is not None}
+        for task in self.tasks.values():
+            if task.call is not None and "file" in task.call.data:
+                live.add(id(task.call.data["file"]))
+        return live
+
+    def _reap_userfaultfds(self) -> None:
+        """Close, in the tables, the userfaultfd descriptors the program closed since (close is not stopped on).
+
+        The last descriptor of a userfaultfd releases its registrations; the
+        model releases them here, before the next memory call or comparison,
+        which is as early as the difference can show.
+        """
+        tables: dict[int, tuple[FdTable, int]] = {}
+        for task in self.tasks.values():
+            tables.setdefault(id(task.fdt), (task.fdt, task.tid))
+        for fdt, tid in tables.values():
+            for fd, handle in list(fdt.handles.items()):
+                if handle.mm is None:
+                    continue
+                try:
+                    still = os.readlink(f"/proc/{tid}/fd/{fd}") == "anon_inode:[userfaultfd]"
+                except FileNotFoundError:
+                    still = False
+                except OSError:
+                    continue
+                if not still:
+                    fdt.close(fd)
 
     def _release(self, image: Image) -> None:
         image.holder = None
@@ -487,6 +589,8 @@ class Tracer:
         """The address space may be about to go: compare it and bring its page state up to date."""
         if image.ended:
             return
+        if self.uffds and self.open_files is not None:
+            self._reap_userfaultfds()
         if image.since_check or (self.options.every == 0 and image.stats.calls):
             self._check(image, tid, None)
         image.refresh_all()
