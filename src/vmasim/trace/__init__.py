@@ -8,8 +8,8 @@ model's VMAs with /proc/PID/smaps.  The design, and why:
 every system call from Python is far too slow for gcc or git.  The traced
 command installs a seccomp filter (:func:`ptrace.seccomp_filter`, classic BPF
 built here) just before its execve, which returns SECCOMP_RET_TRACE only for
-the calls the mirror needs (:mod:`syscalls`: memory calls, a few descriptor
-calls, clone/fork/vfork/execve) and lets everything else run untouched; the
+the calls the mirror needs (:mod:`syscalls`: memory calls, the descriptor
+calls that copy one, clone/fork/vfork/execve) and lets everything else run untouched; the
 tracer uses PTRACE_O_TRACESECCOMP and resumes a stopped call with
 PTRACE_SYSCALL only to see its result at the exit stop.  The filter is
 inherited by every descendant.  python-ptrace was considered: its 0.9.9
@@ -35,12 +35,24 @@ mmap_base itself, so its end *is* mmap_base; the importer takes it from
 there.  ``--no-aslr`` (personality ADDR_NO_RANDOMIZE) is offered for
 reproducible addresses, not needed for agreement.
 
-**Descriptors** are followed through close, close_range, dup, dup2, dup3,
-fcntl(F_DUPFD*), userfaultfd and close-on-exec, but not open: a new
-descriptor always takes a free number, and every way of freeing one is seen,
-so the first mmap of an unknown number maps a file opened since
-(:mod:`fds`).  Each mmap checks the descriptor's device and inode through
-/proc/PID/fd anyway.
+**Descriptors.**  Merging cares which open file (struct file) a mapping
+came through, not only which inode.  Neither open nor close is stopped on:
+the tracer keeps a duplicate (pidfd_getfd) of each open file the model maps
+and asks kcmp(KCMP_FILE) at each mmap whether the descriptor is one of them
+(:class:`fds.OpenFiles`); duplicates of files no model VMA maps any more are
+closed.  dup*, fcntl(F_DUPFD*), close_range, userfaultfd and close-on-exec
+are still followed in per-process tables, for userfaultfds, whose last close
+releases their registrations and is noticed before the next memory call.  On
+kernels without pidfd_getfd every close is stopped on and the tables follow
+every descriptor.
+
+**One stop where one is enough.**  With ``--check end`` (or between the
+points of ``--check N``) a call whose result the model predicts, addresses
+included (mmap, munmap, mprotect, brk, munlock, mseal, most madvise advice),
+is applied at its entry and the task resumed with PTRACE_CONT, when its
+process has a single task (so no other call can slip in between): half the
+stops.  A wrong prediction still shows, as a layout divergence at the next
+comparison; ``--check every`` stops at every exit and compares every result.
 
 **Page state** decides anon_vma and so merges, but writes are not calls.
 Before each call the VMAs it can touch (and their neighbours; every VMA before

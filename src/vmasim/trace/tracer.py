@@ -7,6 +7,8 @@ Tasks that are not stopped cannot enter a traced call without stopping, so
 the order in which the model applies calls is the order in which the kernel
 took the mmap lock for them.  Faults, which need no call, still run
 concurrently in multi-threaded programs; that is one of the approximations.
+A call mirrored at its entry alone (see :meth:`Tracer._unwatched`) is one on
+an address space no other task uses.
 """
 
 from __future__ import annotations
@@ -17,18 +19,17 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from vmasim import constants as C
 from vmasim.api import AddressSpace
 from vmasim.core.flags import mnemonics
-from vmasim.core.vma import Inode, Vma
+from vmasim.core.vma import Vma
 from vmasim.procimport import ProcImportError, ProcVma, from_pid, read_smaps
 from vmasim.render import perms
-from vmasim.syscalls.shm import SHM_KIND
 from vmasim.trace import ptrace as P
+from vmasim.trace.arguments import ArgumentReader, exec_target_exists
 from vmasim.trace.check import Before, Divergence, compare, follow_stack_growth, model_entries, path_of, resync
-from vmasim.trace.fds import FdTable, Handle, OpenFiles, open_fds, resolve
+from vmasim.trace.fds import FdTable, Handle, OpenFiles, open_fds
 from vmasim.trace.host import host_files
 from vmasim.trace.mirror import (
     Image,
@@ -49,9 +50,6 @@ from vmasim.trace.syscalls import (
     NAME,
     PROCESS_CALLS,
     TRACED_IF,
-    UFFDIO_API,
-    UFFDIO_REGISTER,
-    UFFDIO_UNREGISTER,
     USERFAULTFD_IOC_NEW,
     Call,
     traced_calls,
@@ -130,7 +128,6 @@ class Tracer:
         self.argv = argv
         self.options = options or Options()
         self.files = host_files()
-        self.segments: dict[int, Inode] = {}  # SysV segments attached so far, by id
         self.tasks: dict[int, Task] = {}
         self.images: list[Image] = []
         self.by_mm: dict[int, Image] = {}
@@ -141,6 +138,7 @@ class Tracer:
         # where the kernel has no pidfd_getfd (then every close is stopped on instead).
         self.open_files = OpenFiles(self.files) if OpenFiles.available() else None
         self.uffds = 0  # userfaultfds created so far
+        self.arguments = ArgumentReader(self.files, self.open_files, self._live_files)
 
     # --- running -------------------------------------------------------------------------------------------
 
@@ -258,7 +256,7 @@ class Tracer:
     def _memory_entry(self, task: Task, call: Call) -> None:
         image = task.image
         assert image is not None
-        self._read_arguments(task, call)
+        self.arguments.read(task.tid, task.tgid, task.fdt, call)
         target = uffd_target(call)
         if target is not None and id(target) in self.by_mm:
             image = self.by_mm[id(target)]
@@ -297,7 +295,8 @@ class Tracer:
         every = self.options.every
         if every and image.since_check + 1 >= every:
             return False
-        if len(image.users) != 1 or image.ended:
+        if len(image.users) != 1 or image.ended or self.uffds:
+            # A userfaultfd lets another process make calls on this address space.
             return False
         if call.name == "madvise":
             return (call.args[2] & 0xFFFFFFFF) in ONE_STOP_ADVICE
@@ -321,73 +320,13 @@ class Tracer:
         P.resume(task.tid)
         return True
 
-    def _read_arguments(self, task: Task, call: Call) -> None:
-        """Read what pointer and descriptor arguments stand for, while the task is stopped at the entry."""
-        a = call.args
-        name = call.name
-        try:
-            if name == "mmap" and not a[3] & C.MAP_ANONYMOUS:
-                fd = call.sarg(4)
-                if fd < 0:
-                    file, modelled = None, True
-                elif self.open_files is not None:
-                    file, modelled = self.open_files.resolve(task.tgid, fd, self._live_files)
-                else:
-                    file, modelled = resolve(task.tgid, fd, task.fdt.get(fd), self.files)
-                call.data["file"] = file
-                call.data["device"] = not modelled
-            elif name == "mbind":
-                call.data["nodes"] = self._node_mask(task.tid, a[3], a[4])
-            elif name == "set_mempolicy":
-                call.data["nodes"] = self._node_mask(task.tid, a[1], a[2])
-            elif name == "process_madvise":
-                call.data.update(_iovecs(task, call))
-            elif name == "shmat":
-                call.data.update(self._segment(call.sarg(0)))
-            elif name == "ioctl":
-                call.data["handle"] = task.fdt.handles.get(call.sarg(0))
-                req = a[1] & 0xFFFFFFFF
-                if req == UFFDIO_API:
-                    raw = P.read_memory(task.tid, a[2], 16)
-                    call.data["features"] = int.from_bytes(raw[8:16], "little")
-                elif req in (UFFDIO_REGISTER, UFFDIO_UNREGISTER):
-                    raw = P.read_memory(task.tid, a[2], 24 if req == UFFDIO_REGISTER else 16)
-                    call.data["start"] = int.from_bytes(raw[0:8], "little")
-                    call.data["len"] = int.from_bytes(raw[8:16], "little")
-                    if req == UFFDIO_REGISTER:
-                        call.data["mode"] = int.from_bytes(raw[16:24], "little")
-        except OSError:
-            call.data["unreadable"] = True
-
-    def _segment(self, shmid: int) -> dict[str, object]:
-        """What /proc/sysvipc/shm says of segment ``shmid``: its size, and the model inode of its shmem file
-        (the same one an import of the attachment from /proc gives: same device and inode number)."""
-        for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]:
-            f = line.split()
-            if int(f[1]) == shmid:
-                key, size = int(f[0]) & 0xFFFFFFFF, int(f[3])
-                # Not the file table's: segment ids share the shmem mount's inode numbers with other files.
-                inode = self.segments.get(shmid)
-                if inode is None or inode.size != size:
-                    inode = self.segments[shmid] = Inode(SHM_KIND, f"/SYSV{key:08x} (deleted)", size, fs="shmem")
-                return {"shm_size": size, "shm_key": key, "shm_inode": inode}
-        return {}
-
-    @staticmethod
-    def _node_mask(tid: int, ptr: int, maxnode: int) -> int:
-        if not ptr or maxnode <= 1:
-            return 0
-        nbits = min(maxnode - 1, 64)
-        raw = P.read_memory(tid, ptr, (nbits + 7) // 8)
-        return int.from_bytes(raw, "little") & ((1 << nbits) - 1)
-
     def _process_entry(self, task: Task, call: Call) -> None:
         name = call.name
         image = task.image
         if name in ("execve", "execveat"):
             sole = image is not None and all(
                 self.tasks[t].tgid == task.tgid for t in image.users if t in self.tasks)
-            if image is not None and sole and _exec_target_exists(task.tid, call):
+            if image is not None and sole and exec_target_exists(task.tid, call):
                 # The address space ends here if the exec succeeds: compare it while it still exists.
                 self._last_look(image, task.tid)
             task.state = IN_PROCESS
@@ -703,24 +642,6 @@ class Tracer:
             task.fdt.close_all()
 
 
-def _exec_target_exists(tid: int, call: Call) -> bool:
-    """Whether execve's file exists (a PATH search fails on most directories; those need no last look)."""
-    ptr = call.args[0] if call.name == "execve" else call.args[1]
-    try:
-        raw = P.read_memory(tid, ptr, 256)
-    except OSError:
-        try:
-            raw = P.read_memory(tid, ptr, 1 + (-ptr - 1) % 4096)  # up to the end of its page
-        except OSError:
-            return True
-    path = raw.split(b"\0", 1)[0].decode(errors="surrogateescape")
-    if not path or call.name == "execveat":
-        return True
-    if not path.startswith("/"):
-        path = f"/proc/{tid}/cwd/{path}"
-    return os.path.exists(path)
-
-
 def _errtext(code: int) -> str:
     return f"-1 {errno.errorcode.get(code, code)}" if code else ""
 
@@ -744,23 +665,3 @@ def _vma_line(vma: Vma, image: Image) -> str:
 def trace(argv: list[str], options: Options | None = None) -> TraceResult:
     """Trace ``argv`` to its end and return what the mirror found."""
     return Tracer(argv, options).run()
-
-
-def _iovecs(task: Task, call: Call) -> dict[str, object]:
-    """process_madvise's ranges and whether its pidfd names the caller's own process."""
-    a = call.args
-    count = a[2]
-    if count > 1024:
-        return {"ranges": [(0, 0)] * (count if count < 4096 else 1025), "self": True}
-    raw = P.read_memory(task.tid, a[1], 16 * count) if count else b""
-    ranges = [(int.from_bytes(raw[k:k + 8], "little"), int.from_bytes(raw[k + 8:k + 16], "little"))
-              for k in range(0, len(raw), 16)]
-    target = -1
-    try:
-        with open(f"/proc/{task.tgid}/fdinfo/{call.sarg(0)}", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Pid:"):
-                    target = int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return {"ranges": ranges, "self": target == task.tgid}
