@@ -82,7 +82,9 @@ def _glue(blocks: list[Any], j: int) -> None:
 class VmaStore:
     """Non-overlapping VMAs ordered by address, with the largest free gap tracked per block."""
 
-    __slots__ = ("_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_len", "_stale", "_starts", "_tree", "_vmas", "load")
+    __slots__ = (
+        "_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_hint", "_len", "_stale", "_starts", "_tree", "_vmas", "load",
+    )
 
     def __init__(self, load: int | None = None) -> None:
         # An attribute, not a class constant to override, so that the class can be compiled (mypyc).
@@ -101,6 +103,9 @@ class VmaStore:
         self._dirty: list[int] = []
         self._stale = False
         self._len = 0
+        # The block the last lookup landed in: a call's lookups cluster on one block, and checking it
+        # first skips the bisect over every block's first start, the part of a lookup that grows with n.
+        self._hint = 0
 
     def __len__(self) -> int:
         return self._len
@@ -110,12 +115,27 @@ class VmaStore:
 
     # --- lookups -------------------------------------------------------------------
 
+    def _block(self, addr: int) -> int:
+        """``bisect_right(firsts, addr) - 1``: the block of the last VMA starting at or below ``addr`` (-1: none)."""
+        firsts = self._firsts
+        j = self._hint
+        if j < len(firsts) and firsts[j] <= addr and (j + 1 == len(firsts) or addr < firsts[j + 1]):
+            return j
+        j = bisect_right(firsts, addr) - 1
+        if j >= 0:
+            self._hint = j
+        return j
+
     def _find_pos(self, addr: int) -> tuple[int, int]:
         """Block and index of the first VMA ending above ``addr``; ``(len(blocks), 0)`` when none does."""
+        # _block(), inlined: this is the hottest lookup.
         firsts = self._firsts
-        j = bisect_right(firsts, addr) - 1
-        if j < 0:
-            return 0, 0
+        j = self._hint
+        if not (j < len(firsts) and firsts[j] <= addr and (j + 1 == len(firsts) or addr < firsts[j + 1])):
+            j = bisect_right(firsts, addr) - 1
+            if j < 0:
+                return 0, 0
+            self._hint = j
         starts = self._starts[j]
         i = bisect_right(starts, addr) - 1
         if self._vmas[j][i].end > addr:
@@ -152,23 +172,26 @@ class VmaStore:
 
     def next(self, vma: Vma) -> Vma | None:
         """The VMA after ``vma`` (not necessarily adjacent)."""
-        firsts = self._firsts
-        j = bisect_right(firsts, vma.start) - 1
+        j = self._block(vma.start)
         if j < 0:
-            return self._vmas[0][0] if firsts else None
+            return self._vmas[0][0] if self._vmas else None
         i = bisect_right(self._starts[j], vma.start)
         block = self._vmas[j]
         if i < len(block):
             return block[i]
-        if j + 1 < len(firsts):
+        if j + 1 < len(self._vmas):
             return self._vmas[j + 1][0]
         return None
 
     def prev_of_addr(self, addr: int) -> Vma | None:
         """The last VMA that starts below ``addr``."""
-        j = bisect_left(self._firsts, addr) - 1
-        if j < 0:
-            return None
+        firsts = self._firsts
+        j = self._hint
+        # The hinted block holds it when its first VMA starts below addr and the next block's does not.
+        if not (j < len(firsts) and firsts[j] < addr and (j + 1 == len(firsts) or addr <= firsts[j + 1])):
+            j = bisect_left(firsts, addr) - 1
+            if j < 0:
+                return None
         return self._vmas[j][bisect_left(self._starts[j], addr) - 1]
 
     def range(self, start: int, end: int) -> Iterator[Vma]:
@@ -258,7 +281,7 @@ class VmaStore:
             self._bmax.append(start)
             self._stale = True
             return
-        j = bisect_right(firsts, start) - 1
+        j = self._block(start)
         if j < 0:
             j = 0
         starts = self._starts[j]
@@ -368,7 +391,7 @@ class VmaStore:
     def move_boundary(self, lower: Vma, upper: Vma, addr: int) -> None:
         """Move the boundary between two stored VMAs that touch (``lower.end == upper.start``) to ``addr``,
         strictly inside their union: one grows by what the other gives up, so no gap changes."""
-        j = bisect_right(self._firsts, upper.start) - 1
+        j = self._block(upper.start)
         starts = self._starts[j]
         i = bisect_left(starts, upper.start)
         assert self._vmas[j][i] is upper and lower.end == upper.start, f"{lower} and {upper} do not touch"
@@ -447,7 +470,7 @@ class VmaStore:
     def _locate(self, vma: Vma) -> tuple[int, int]:
         """Block and index of a stored VMA."""
         start = vma.start
-        j = bisect_right(self._firsts, start) - 1
+        j = self._block(start)
         i = bisect_left(self._starts[j], start)
         assert j >= 0 and self._vmas[j][i] is vma, f"{vma} is not in the store"
         return j, i

@@ -183,13 +183,20 @@ class OpenFiles:
 
     @staticmethod
     def available() -> bool:
-        """Whether this kernel lets the tracer duplicate a descriptor of another process (pidfd_getfd)."""
+        """Whether this kernel lets the tracer duplicate another process's descriptor (pidfd_getfd, 5.6)
+        and compare open files (kcmp, which needs CONFIG_KCMP)."""
+        rd, wr = os.pipe()
         try:
-            fd = pidfd_getfd(os.getpid(), 0 if _is_open(0) else 1)
+            dup = pidfd_getfd(os.getpid(), rd)
         except OSError:
             return False
-        os.close(fd)
-        return True
+        else:
+            same = kcmp_files(os.getpid(), rd, os.getpid(), dup) and not kcmp_files(os.getpid(), wr, os.getpid(), dup)
+            os.close(dup)
+            return same
+        finally:
+            os.close(rd)
+            os.close(wr)
 
     def resolve(self, pid: int, fd: int, live: Callable[[], set[int]]) -> tuple[File | None, bool]:
         """The model File for descriptor ``fd`` of ``pid`` and whether the model can map it.
@@ -238,10 +245,3 @@ class OpenFiles:
         """Close every duplicate (the trace is over)."""
         self.sweep(set())
 
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
