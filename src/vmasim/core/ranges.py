@@ -38,7 +38,7 @@ LOAD = 64
 class RangeSet:
     """Disjoint, coalesced ``[start, end)`` ranges with O(log n) lookup."""
 
-    __slots__ = ("_ends", "_firsts", "_starts", "load")
+    __slots__ = ("_ends", "_firsts", "_hint", "_starts", "load")
 
     def __init__(self, load: int | None = None) -> None:
         # An attribute, not a class constant to override, so that the class can be compiled (mypyc).
@@ -48,6 +48,9 @@ class RangeSet:
         self._starts: list[list[int]] = []
         self._ends: list[list[int]] = []
         self._firsts: list[int] = []
+        # The block the last lookup landed in, tried before bisecting every block's first start (as the
+        # VMA store does): successive lookups of one call land in one block.
+        self._hint = 0
 
     def __bool__(self) -> bool:
         return bool(self._firsts)
@@ -79,9 +82,13 @@ class RangeSet:
 
     def _after(self, addr: int) -> tuple[int, int]:
         """Block and index of the first run ending above ``addr``; ``(len(blocks), 0)`` when none does."""
-        j = bisect_right(self._firsts, addr) - 1
-        if j < 0:
-            return 0, 0
+        firsts = self._firsts
+        j = self._hint
+        if not (j < len(firsts) and firsts[j] <= addr and (j + 1 == len(firsts) or addr < firsts[j + 1])):
+            j = bisect_right(firsts, addr) - 1
+            if j < 0:
+                return 0, 0
+            self._hint = j
         ends = self._ends[j]
         i = bisect_right(ends, addr)
         if i < len(ends):
