@@ -31,6 +31,8 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import chain
 
+from vmasim.core.blocks import find_block
+
 #: Blocks hold up to 2 * LOAD runs (a block that grows past it is cut in two).
 LOAD = 64
 
@@ -48,9 +50,7 @@ class RangeSet:
         self._starts: list[list[int]] = []
         self._ends: list[list[int]] = []
         self._firsts: list[int] = []
-        # The block the last lookup landed in, tried before bisecting every block's first start (as the
-        # VMA store does): successive lookups of one call land in one block.
-        self._hint = 0
+        self._hint = 0  # the block the last lookup landed in (see core/blocks.py)
 
     def __bool__(self) -> bool:
         return bool(self._firsts)
@@ -82,13 +82,10 @@ class RangeSet:
 
     def _after(self, addr: int) -> tuple[int, int]:
         """Block and index of the first run ending above ``addr``; ``(len(blocks), 0)`` when none does."""
-        firsts = self._firsts
-        j = self._hint
-        if not (j < len(firsts) and firsts[j] <= addr and (j + 1 == len(firsts) or addr < firsts[j + 1])):
-            j = bisect_right(firsts, addr) - 1
-            if j < 0:
-                return 0, 0
-            self._hint = j
+        j = find_block(self._firsts, self._hint, addr)
+        if j < 0:
+            return 0, 0
+        self._hint = j
         ends = self._ends[j]
         i = bisect_right(ends, addr)
         if i < len(ends):

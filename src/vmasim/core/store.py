@@ -58,6 +58,7 @@ from itertools import chain, pairwise
 from operator import sub
 from typing import Any
 
+from vmasim.core.blocks import find_block
 from vmasim.core.vma import Vma
 
 #: Blocks hold LOAD / 2 to 2 * LOAD VMAs (fewer only when the store is that small).  16 to 128
@@ -103,9 +104,7 @@ class VmaStore:
         self._dirty: list[int] = []
         self._stale = False
         self._len = 0
-        # The block the last lookup landed in: a call's lookups cluster on one block, and checking it
-        # first skips the bisect over every block's first start, the part of a lookup that grows with n.
-        self._hint = 0
+        self._hint = 0  # the block the last lookup landed in (see core/blocks.py)
 
     def __len__(self) -> int:
         return self._len
@@ -116,26 +115,17 @@ class VmaStore:
     # --- lookups -------------------------------------------------------------------
 
     def _block(self, addr: int) -> int:
-        """``bisect_right(firsts, addr) - 1``: the block of the last VMA starting at or below ``addr`` (-1: none)."""
-        firsts = self._firsts
-        j = self._hint
-        if j < len(firsts) and firsts[j] <= addr and (j + 1 == len(firsts) or addr < firsts[j + 1]):
-            return j
-        j = bisect_right(firsts, addr) - 1
+        """The block of the last VMA starting at or below ``addr`` (-1: none), remembered for the next lookup."""
+        j = find_block(self._firsts, self._hint, addr)
         if j >= 0:
             self._hint = j
         return j
 
     def _find_pos(self, addr: int) -> tuple[int, int]:
         """Block and index of the first VMA ending above ``addr``; ``(len(blocks), 0)`` when none does."""
-        # _block(), inlined: this is the hottest lookup.
-        firsts = self._firsts
-        j = self._hint
-        if not (j < len(firsts) and firsts[j] <= addr and (j + 1 == len(firsts) or addr < firsts[j + 1])):
-            j = bisect_right(firsts, addr) - 1
-            if j < 0:
-                return 0, 0
-            self._hint = j
+        j = self._block(addr)
+        if j < 0:
+            return 0, 0
         starts = self._starts[j]
         i = bisect_right(starts, addr) - 1
         if self._vmas[j][i].end > addr:
