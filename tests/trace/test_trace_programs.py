@@ -227,3 +227,26 @@ def test_check_end_mirrors_calls_at_their_entry_and_still_sees_a_wrong_one(
     assert skipped and len(image.stats.divergences) == 1
     assert image.stats.divergences[0].call == "(end of process)"
     assert image.stats.agreed == 0
+
+
+def test_a_failure_of_the_mirror_lets_the_program_finish(
+        build: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the model (here: an exception on the fifth mirrored call) stops the mirroring, not the program:
+    every process runs to its end, and the result says what failed and where."""
+    from vmasim.trace import mirror
+
+    real_apply = mirror.apply
+    seen: list[str] = []
+
+    def apply(image: mirror.Image, call: mirror.Call) -> int:
+        seen.append(call.name)
+        if len(seen) == 5:
+            raise RuntimeError("a model bug")
+        return real_apply(image, call)
+
+    monkeypatch.setattr(mirror, "apply", apply)
+    result = trace([build("forkexec"), "/bin/true"], Options(check="end"))
+    assert result.exit_status == 0  # the parent waited for its child, which exec'd true: all ran
+    assert result.error is not None and "RuntimeError" in result.error and "a model bug" in result.error
+    assert "test_trace_programs.py" in result.error
+    assert result.calls == 4 and len(seen) == 5

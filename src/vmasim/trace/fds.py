@@ -16,7 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from vmasim.core.vma import File, Inode, UffdCtx
 from vmasim.procimport import FileTable, dev_text
@@ -108,6 +108,28 @@ def open_fds(pid: int) -> set[int]:
         return {int(name) for name in os.listdir(f"/proc/{pid}/fd")}
     except OSError:
         return set()
+
+
+def reap_userfaultfds(tables: Iterable[tuple[FdTable, int]]) -> None:
+    """Close, in each ``(table, tid of a task using it)``, the userfaultfd descriptors no longer open as one.
+
+    Used where close is not stopped on: the last descriptor of a userfaultfd
+    releases its registrations, and the model releases them here, before the
+    next memory call or comparison, which is as early as the difference can
+    show.
+    """
+    for fdt, tid in tables:
+        for fd, handle in list(fdt.handles.items()):
+            if handle.mm is None:
+                continue
+            try:
+                still = os.readlink(f"/proc/{tid}/fd/{fd}") == "anon_inode:[userfaultfd]"
+            except FileNotFoundError:
+                still = False
+            except OSError:
+                continue
+            if not still:
+                fdt.close(fd)
 
 
 def _lookup(pid: int, fd: int, files: FileTable) -> tuple[Inode, bool] | None:

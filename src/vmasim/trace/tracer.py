@@ -18,7 +18,9 @@ import errno
 import os
 import signal
 import time
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from vmasim import constants as C
 from vmasim.api import AddressSpace
@@ -29,7 +31,7 @@ from vmasim.render import perms
 from vmasim.trace import ptrace as P
 from vmasim.trace.arguments import ArgumentReader, exec_target_exists
 from vmasim.trace.check import Before, Divergence, compare, follow_stack_growth, model_entries, path_of, resync
-from vmasim.trace.fds import FdTable, Handle, OpenFiles, open_fds
+from vmasim.trace.fds import FdTable, Handle, OpenFiles, open_fds, reap_userfaultfds
 from vmasim.trace.host import host_files
 from vmasim.trace.mirror import (
     Image,
@@ -138,6 +140,7 @@ class Tracer:
         # where the kernel has no pidfd_getfd (then every close is stopped on instead).
         self.open_files = OpenFiles(self.files) if OpenFiles.available() else None
         self.uffds = 0  # userfaultfds created so far
+        self.failure: str | None = None  # an error of the mirror itself, after which tracing stopped
         self.arguments = ArgumentReader(self.files, self.open_files, self._live_files)
 
     # --- running -------------------------------------------------------------------------------------------
@@ -161,6 +164,8 @@ class Tracer:
         failed = P.launch_error(errpipe)
         if failed is not None:
             error = f"cannot run {self.argv[0]}: {failed.strerror}"
+        elif self.failure is not None:
+            error = self.failure
         for image in self.images:
             image.close_pagemap()
         if self.open_files is not None:
@@ -180,6 +185,9 @@ class Tracer:
             task = self.tasks.get(tid)
             sig = os.WSTOPSIG(status)
             event = P.stop_event(status)
+            if self.failure is not None:
+                self._pass_through(tid, sig, event)
+                continue
             if task is None:
                 # A new child reporting before its parent's clone event: wait for the event.
                 self.orphans.add(tid)
@@ -189,6 +197,42 @@ class Tracer:
             except P.PtraceError as exc:
                 if exc.errno != errno.ESRCH:
                     raise
+            except Exception as exc:  # a bug of the mirror must not take the program down
+                self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """The mirror itself failed: stop mirroring, say so, and let every task run on to its end.
+
+        The seccomp filter stays (it cannot be removed), so the tracer keeps
+        answering stops, resuming each at once; detaching instead would make
+        every traced call fail with ENOSYS.
+        """
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(frame.filename).name}:{frame.lineno}"
+        self.failure = (f"the mirror failed ({type(exc).__name__} at {where}: {exc}); the program ran on "
+                        "untraced from there, and the counts stop at that call (please report this)")
+        for task in self.tasks.values():
+            task.state = RUNNING
+            with contextlib.suppress(P.PtraceError):
+                P.resume(task.tid)  # those the mirror held stopped; the others are not stopped and refuse
+        for image in self.images:
+            image.ended = True
+            image.close_pagemap()
+
+    def _pass_through(self, tid: int, sig: int, event: int) -> None:
+        """After a failure: resume every stop as if nothing were traced (signals delivered, group-stops kept)."""
+        if tid not in self.tasks:
+            self.tasks[tid] = Task(tid, tid, None, FdTable())  # a new child: followed only to its exit
+        try:
+            if event == P.PTRACE_EVENT_STOP and sig in _STOP_SIGNALS:
+                P.listen(tid)
+            elif event == 0 and sig != P.SYSCALL_STOP_SIG:
+                P.resume(tid, sig)
+            else:
+                P.resume(tid)
+        except P.PtraceError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
 
     def _stop(self, task: Task, sig: int, event: int) -> None:
         if event == P.PTRACE_EVENT_SECCOMP:
@@ -445,27 +489,11 @@ class Tracer:
         return live
 
     def _reap_userfaultfds(self) -> None:
-        """Close, in the tables, the userfaultfd descriptors the program closed since (close is not stopped on).
-
-        The last descriptor of a userfaultfd releases its registrations; the
-        model releases them here, before the next memory call or comparison,
-        which is as early as the difference can show.
-        """
+        """Forget the userfaultfds the program closed since (close is not stopped on); see fds.reap_userfaultfds."""
         tables: dict[int, tuple[FdTable, int]] = {}
         for task in self.tasks.values():
             tables.setdefault(id(task.fdt), (task.fdt, task.tid))
-        for fdt, tid in tables.values():
-            for fd, handle in list(fdt.handles.items()):
-                if handle.mm is None:
-                    continue
-                try:
-                    still = os.readlink(f"/proc/{tid}/fd/{fd}") == "anon_inode:[userfaultfd]"
-                except FileNotFoundError:
-                    still = False
-                except OSError:
-                    continue
-                if not still:
-                    fdt.close(fd)
+        reap_userfaultfds(tables.values())
 
     def _release(self, image: Image) -> None:
         image.holder = None
