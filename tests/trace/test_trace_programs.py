@@ -173,6 +173,8 @@ def test_open_files_are_told_apart(build: Callable[[str], str], monkeypatch: pyt
 
     if close_stops:
         monkeypatch.setattr(fds.OpenFiles, "available", staticmethod(lambda: False))
+    elif not fds.OpenFiles.available():
+        pytest.skip("this kernel has no pidfd_getfd or kcmp: the tracer stops on every close instead")
     held: list[int] = []
     real_sweep = fds.OpenFiles.sweep
 
@@ -250,3 +252,29 @@ def test_a_failure_of_the_mirror_lets_the_program_finish(
     assert result.error is not None and "RuntimeError" in result.error and "a model bug" in result.error
     assert "test_trace_programs.py" in result.error
     assert result.calls == 4 and len(seen) == 5
+
+
+def test_the_tracer_out_of_descriptors_sweeps_and_tries_again(
+        build: Callable[[str], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """pidfd_getfd failing with EMFILE: the duplicates of unmapped files are closed and the call retried, so
+    open files are still told apart."""
+    import errno
+
+    from vmasim.trace import fds
+
+    real = fds.pidfd_getfd
+    calls: list[int] = []
+
+    def pidfd_getfd(pid: int, fd: int) -> int:
+        calls.append(fd)
+        if len(calls) % 2:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real(pid, fd)
+
+    if not fds.OpenFiles.available():
+        pytest.skip("this kernel has no pidfd_getfd or kcmp: the tracer stops on every close instead")
+    monkeypatch.setattr(fds.OpenFiles, "available", staticmethod(lambda: True))
+    monkeypatch.setattr(fds, "pidfd_getfd", pidfd_getfd)
+    result = _trace([build("opens"), str(tmp_path / "mapped")], check="every")
+    _assert_all_agreed(result)
+    assert len(calls) >= 20

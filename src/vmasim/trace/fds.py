@@ -13,6 +13,7 @@ CLONE_FILES).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
@@ -238,9 +239,15 @@ class OpenFiles:
             self.sweep(live())
         try:
             ref = pidfd_getfd(pid, fd)
-        except OSError:
-            # Out of descriptors: this description will not be recognised again.
-            return _new_file(pid, fd, inode), True
+        except OSError as exc:
+            if exc.errno != errno.EMFILE:
+                return _new_file(pid, fd, inode), True
+            self.sweep(live())  # out of descriptors: close what can go, and try once more
+            try:
+                ref = pidfd_getfd(pid, fd)
+            except OSError:
+                # This description will not be recognised again: a later mapping of it will not merge.
+                return _new_file(pid, fd, inode), True
         mode = fcntl.fcntl(ref, fcntl.F_GETFL) & os.O_ACCMODE
         file = File(inode, readable=mode in (os.O_RDONLY, os.O_RDWR), writable=mode in (os.O_WRONLY, os.O_RDWR))
         self.held.setdefault(inode, []).append((ref, file))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import signal
 import time
 import traceback
@@ -151,6 +152,9 @@ class Tracer:
         started = time.perf_counter()
         pid, errpipe = P.launch(self.argv, program, no_aslr=self.options.no_aslr, stdout=self.options.stdout)
         self.root = pid
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)  # room for OpenFiles' duplicates; not the program's
+        if self.open_files is not None and nofile[0] < nofile[1]:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile[1], 1 << 20), nofile[1]))
         fdt = FdTable()
         fdt.users = 1
         self.tasks[pid] = Task(pid, pid, None, fdt)
@@ -161,6 +165,10 @@ class Tracer:
             for task in list(self.tasks.values()):
                 with contextlib.suppress(OSError):
                     os.kill(task.tid, signal.SIGKILL)
+            if self.open_files is not None:
+                self.open_files.close()
+            with contextlib.suppress(OSError, ValueError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
         failed = P.launch_error(errpipe)
         if failed is not None:
             error = f"cannot run {self.argv[0]}: {failed.strerror}"
@@ -168,8 +176,6 @@ class Tracer:
             error = self.failure
         for image in self.images:
             image.close_pagemap()
-        if self.open_files is not None:
-            self.open_files.close()
         return TraceResult(self.argv, self.images, self.exit_status, time.perf_counter() - started, error, pid)
 
     def _loop(self) -> None:
@@ -203,9 +209,8 @@ class Tracer:
     def _fail(self, exc: Exception) -> None:
         """The mirror itself failed: stop mirroring, say so, and let every task run on to its end.
 
-        The seccomp filter stays (it cannot be removed), so the tracer keeps
-        answering stops, resuming each at once; detaching instead would make
-        every traced call fail with ENOSYS.
+        The seccomp filter cannot be removed, so the tracer keeps resuming each
+        stop: detaching would make every traced call fail with ENOSYS.
         """
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{Path(frame.filename).name}:{frame.lineno}"
