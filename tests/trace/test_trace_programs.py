@@ -178,8 +178,8 @@ def test_open_files_are_told_apart(build: Callable[[str], str], monkeypatch: pyt
     held: list[int] = []
     real_sweep = fds.OpenFiles.sweep
 
-    def sweep(self: fds.OpenFiles, live: set[int]) -> None:
-        real_sweep(self, live)
+    def sweep(self: fds.OpenFiles, live: set[int], walked: int = 0) -> None:
+        real_sweep(self, live, walked)
         held.append(self.count)
 
     monkeypatch.setattr(fds.OpenFiles, "sweep", sweep)

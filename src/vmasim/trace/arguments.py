@@ -24,7 +24,8 @@ from vmasim.trace.syscalls import UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER
 class ArgumentReader:
     """Reads the arguments of calls stopped at their entry (one per trace: it remembers SysV segments)."""
 
-    def __init__(self, files: FileTable, open_files: OpenFiles | None, live_files: Callable[[], set[int]]) -> None:
+    def __init__(self, files: FileTable, open_files: OpenFiles | None,
+                 live_files: Callable[[], tuple[set[int], int]]) -> None:
         self.files = files
         self.open_files = open_files
         self.live_files = live_files

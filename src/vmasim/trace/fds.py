@@ -221,10 +221,11 @@ class OpenFiles:
             os.close(rd)
             os.close(wr)
 
-    def resolve(self, pid: int, fd: int, live: Callable[[], set[int]]) -> tuple[File | None, bool]:
+    def resolve(self, pid: int, fd: int, live: Callable[[], tuple[set[int], int]]) -> tuple[File | None, bool]:
         """The model File for descriptor ``fd`` of ``pid`` and whether the model can map it.
 
-        ``live`` gives the ids of the Files the model still maps, for a sweep.
+        ``live`` gives, for a sweep, the ids of the Files the model still maps
+        and the number of VMAs it looked at to find them.
         """
         found = _lookup(pid, fd, self.files)
         if found is None:
@@ -236,13 +237,13 @@ class OpenFiles:
             if kcmp_files(self.me, ref, pid, fd):
                 return file, True
         if self.count >= self.sweep_at:
-            self.sweep(live())
+            self.sweep(*live())
         try:
             ref = pidfd_getfd(pid, fd)
         except OSError as exc:
             if exc.errno != errno.EMFILE:
                 return _new_file(pid, fd, inode), True
-            self.sweep(live())  # out of descriptors: close what can go, and try once more
+            self.sweep(*live())  # out of descriptors: close what can go, and try once more
             try:
                 ref = pidfd_getfd(pid, fd)
             except OSError:
@@ -254,8 +255,14 @@ class OpenFiles:
         self.count += 1
         return file, True
 
-    def sweep(self, live: set[int]) -> None:
-        """Close the duplicates of descriptions whose File no model VMA maps any more."""
+    def sweep(self, live: set[int], walked: int = 0) -> None:
+        """Close the duplicates of descriptions whose File no model VMA maps any more.
+
+        The next sweep comes after as many new duplicates again as survive
+        this one, and at least ``walked / 32``: finding the live Files walked
+        that many VMAs, so a big address space pays for it about once per 32
+        of them, not at every 64th new file.
+        """
         for inode in list(self.held):
             keep = []
             for ref, file in self.held[inode]:
@@ -268,7 +275,7 @@ class OpenFiles:
                 self.held[inode] = keep
             else:
                 del self.held[inode]
-        self.sweep_at = max(64, 2 * self.count)
+        self.sweep_at = max(64, 2 * self.count, self.count + walked // 32)
 
     def close(self) -> None:
         """Close every duplicate (the trace is over)."""

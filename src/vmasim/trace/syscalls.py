@@ -56,6 +56,17 @@ CLONE_FILES = 0x400
 CLONE_VFORK = 0x4000
 CLONE_THREAD = 0x10000
 
+#: Memory calls whose result the model predicts (mmap's and brk's addresses too: placement is part of
+#: what the model gets right), mirrored at their entry when no comparison follows them (see
+#: vmasim.trace.tracer.Tracer._unwatched).
+ONE_STOP_CALLS = frozenset({"mmap", "brk", "munmap", "mprotect", "pkey_mprotect", "munlock", "mseal"})
+#: madvise advice among those: not the ones that fault pages in (POPULATE_*, which can be interrupted
+#: and restarted) or depend on allocating huge pages (COLLAPSE).
+ONE_STOP_ADVICE = frozenset({
+    C.MADV_NORMAL, C.MADV_RANDOM, C.MADV_SEQUENTIAL, C.MADV_WILLNEED, C.MADV_DONTNEED, C.MADV_FREE,
+    C.MADV_DONTFORK, C.MADV_DOFORK, C.MADV_HUGEPAGE, C.MADV_NOHUGEPAGE, C.MADV_DONTDUMP, C.MADV_DODUMP,
+    C.MADV_WIPEONFORK, C.MADV_KEEPONFORK, C.MADV_COLD, C.MADV_PAGEOUT,
+})
 #: Calls stopped on whatever their arguments.
 TRACED = tuple(
     NR[n] for n in sorted(MEMORY_CALLS | DESCRIPTOR_CALLS | PROCESS_CALLS) if n not in ("ioctl", "fcntl", "prctl")

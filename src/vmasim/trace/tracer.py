@@ -51,6 +51,8 @@ from vmasim.trace.syscalls import (
     CLONE_VM,
     DESCRIPTOR_CALLS,
     NAME,
+    ONE_STOP_ADVICE,
+    ONE_STOP_CALLS,
     PROCESS_CALLS,
     TRACED_IF,
     USERFAULTFD_IOC_NEW,
@@ -59,16 +61,6 @@ from vmasim.trace.syscalls import (
 )
 
 RUNNING, NEW, DEFERRED, IN_MEMORY, IN_DESCRIPTOR, IN_PROCESS = range(6)
-#: Memory calls whose result the model predicts (mmap's and brk's addresses too: placement is part of
-#: what the model gets right), mirrored at their entry when no comparison follows them (Tracer._unwatched).
-ONE_STOP_CALLS = frozenset({"mmap", "brk", "munmap", "mprotect", "pkey_mprotect", "munlock", "mseal"})
-#: madvise advice among those: not the ones that fault pages in (POPULATE_*, which can be interrupted
-#: and restarted) or depend on allocating huge pages (COLLAPSE).
-ONE_STOP_ADVICE = frozenset({
-    C.MADV_NORMAL, C.MADV_RANDOM, C.MADV_SEQUENTIAL, C.MADV_WILLNEED, C.MADV_DONTNEED, C.MADV_FREE,
-    C.MADV_DONTFORK, C.MADV_DOFORK, C.MADV_HUGEPAGE, C.MADV_NOHUGEPAGE, C.MADV_DONTDUMP, C.MADV_DODUMP,
-    C.MADV_WIPEONFORK, C.MADV_KEEPONFORK, C.MADV_COLD, C.MADV_PAGEOUT,
-})
 _STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -485,13 +477,14 @@ class Tracer:
             return f"the kernel returned {call.ret:#x}, the model {(model_ret or 0):#x}"
         return None
 
-    def _live_files(self) -> set[int]:
-        """The ids of the Files a model VMA or a call in flight maps: the descriptions still worth telling apart."""
-        live = {id(v.file) for image in self.images if not image.ended for v in image.mm.vmas if v.file is not None}
+    def _live_files(self) -> tuple[set[int], int]:
+        """The ids of the Files a model VMA or a call in flight maps, and how many VMAs were looked at."""
+        images = [image for image in self.images if not image.ended]
+        live = {id(v.file) for image in images for v in image.mm.vmas if v.file is not None}
         for task in self.tasks.values():
             if task.call is not None and "file" in task.call.data:
                 live.add(id(task.call.data["file"]))
-        return live
+        return live, sum(len(image.mm.vmas) for image in images)
 
     def _reap_userfaultfds(self) -> None:
         """Forget the userfaultfds the program closed since (close is not stopped on); see fds.reap_userfaultfds."""
