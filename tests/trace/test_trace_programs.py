@@ -278,3 +278,10 @@ def test_the_tracer_out_of_descriptors_sweeps_and_tries_again(
     result = _trace([build("opens"), str(tmp_path / "mapped")], check="every")
     _assert_all_agreed(result)
     assert len(calls) >= 20
+
+
+def test_a_tracer_that_sleeps_at_once_follows_the_same(build: Callable[[str], str]) -> None:
+    """``spin=0``: no polling before waitpid sleeps (as on a single CPU); nothing else changes."""
+    result = trace([build("realloc")], Options(check="every", spin=0.0))
+    assert result.error is None and result.exit_status == 0
+    _assert_all_agreed(result)

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import struct
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -192,8 +193,26 @@ def read_memory(pid: int, addr: int, length: int) -> bytes:
 # --- waitpid status words ----------------------------------------------------------------------------
 
 
-def wait_any() -> tuple[int, int]:
-    """waitpid(-1, __WALL): the next (tid, status) of any tracee; (0, 0) when there are none left."""
+def wait_any(spin: float = 0.0) -> tuple[int, int]:
+    """waitpid(-1, __WALL): the next (tid, status) of any tracee; (0, 0) when there are none left.
+
+    With ``spin`` (seconds), poll without sleeping that long first.  A stop
+    hands the CPU from the tracee to the tracer; a tracer asleep in waitpid
+    must be woken on its CPU, which on a virtual machine whose idle CPUs halt
+    costs tens of microseconds, more than most calls take to reach the next
+    stop.  Polling keeps the tracer's CPU awake for that short while.
+    """
+    if spin > 0:
+        deadline = time.perf_counter() + spin
+        while True:
+            try:
+                pid, status = os.waitpid(-1, WALL | os.WNOHANG)
+            except ChildProcessError:
+                return 0, 0
+            if pid:
+                return pid, status
+            if time.perf_counter() > deadline:
+                break
     while True:
         try:
             pid, status = os.waitpid(-1, WALL)

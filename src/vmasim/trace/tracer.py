@@ -82,6 +82,10 @@ class Options:
 
     check: str = "end"
     no_aslr: bool = False
+    #: How long the tracer polls for the next stop before sleeping (seconds; see ptrace.wait_any), where it
+    #: has a CPU to itself: 0.3 ms made programs of a few milliseconds 20-30% faster to trace on the 2-vCPU
+    #: machine measured, and changed nothing for longer ones.
+    spin: float = 0.0003
     stdout: int | None = None  # a descriptor for the command's standard output (None: the tracer's)
 
     @property
@@ -171,8 +175,9 @@ class Tracer:
         return TraceResult(self.argv, self.images, self.exit_status, time.perf_counter() - started, error, pid)
 
     def _loop(self) -> None:
+        spin = self.options.spin if len(os.sched_getaffinity(0)) > 1 else 0.0  # on one CPU, polling only delays
         while self.tasks:
-            tid, status = P.wait_any()
+            tid, status = P.wait_any(spin)
             if tid == 0:
                 return
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
