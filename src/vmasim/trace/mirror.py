@@ -322,10 +322,17 @@ def result_ranges(call: Call) -> list[tuple[int, int]]:
 
 def predicted_ranges(image: Image, call: Call) -> list[tuple[int, int]]:
     """Where the model will place a non-fixed mmap mirrored at its entry (standing in for
-    :func:`result_ranges`, which needs the kernel's result); empty when the model refuses it."""
+    :func:`result_ranges`, which needs the kernel's result), when the page state there matters.
+
+    It matters only for private writable memory: a new mapping merges only
+    with neighbours of the same flags, and refreshing gives anon_vmas only to
+    private writable VMAs.  Empty otherwise, and when the model refuses the call.
+    """
     a = call.args
     flags = a[3] & 0xFFFFFFFF
     if call.name != "mmap" or flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE) or not a[1]:
+        return []
+    if not a[2] & C.PROT_WRITE or flags & C.MAP_TYPE not in (C.MAP_PRIVATE, C.MAP_DROPPABLE):
         return []
     mm = image.mm
     length = page_align(a[1])
