@@ -78,7 +78,7 @@ class Task:
 
 @dataclass(slots=True)
 class Options:
-    """How to trace: when to compare (``"every"``, ``"end"`` or every N calls) and with ASLR or not."""
+    """How to trace: when to compare (``"every"``, ``"end"`` or every N calls), with ASLR or not, how long to poll."""
 
     check: str = "end"
     no_aslr: bool = False
