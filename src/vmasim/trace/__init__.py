@@ -85,6 +85,11 @@ the model does not implement (SysV shm, mappings of devices and special
 files, MAP_32BIT placement) are imported from /proc and counted as
 *unmodelled*, not as mirrored.
 
+**Failing cleanly.**  An exception in the mirror (a bug of the model or the
+tracer) ends the mirroring, not the program: the seccomp filter cannot be
+removed, so the tracer goes on resuming every stop at once until the last
+task exits, and the result's ``error`` says what failed where.
+
 Host facts (sysctls, limits, file systems) come from one function,
 :func:`vmasim.procimport.host_settings`, and the mapping from real files to
 model files from one other, :func:`vmasim.procimport.inode_kind`.
