@@ -37,6 +37,19 @@ def _workdir() -> Path:
     (d / "comp.bin").write_bytes((d / "big.txt").read_bytes()[:4_000_000])
     (d / "small.c").write_text("#include <stdio.h>\nint f(int x) { printf(\"%d\", x); return x * 2; }\n")
     shutil.copytree(Path(__file__).resolve().parent.parent / "src", d / "tree")
+    (d / "work.js").write_text(
+        "let a = []; for (let i = 0; i < 1e6; i++) a.push({i, s: 'x' + i}); console.log(a.length);\n"
+        "const wasm = new Uint8Array([0,97,115,109,1,0,0,0,1,7,1,96,2,127,127,1,127,3,2,1,0,7,7,1,3,97,100,100,"
+        "0,0,10,9,1,7,0,32,0,32,1,106,11]);\n"
+        "WebAssembly.instantiate(wasm).then(r => console.log(r.instance.exports.add(2, 3)));\n"
+        "const { Worker } = require('worker_threads');\n"
+        "new Worker('let x = []; for (let i = 0; i < 100000; i++) x.push(i);', { eval: true });\n")
+    (d / "Work.java").write_text(
+        "public class Work { public static void main(String[] a) throws Exception {\n"
+        "  java.util.List<byte[]> l = new java.util.ArrayList<>();\n"
+        "  for (int i = 0; i < 20000; i++) l.add(new byte[1000 + i % 5000]);\n"
+        "  Thread t = new Thread(() -> { long s = 0; for (int i = 0; i < 1000000; i++) s += i; });\n"
+        "  t.start(); t.join(); System.out.println(l.size()); } }\n")
     return d
 
 
@@ -60,6 +73,8 @@ def programs(d: Path, repo: str) -> list[tuple[str, list[str]]]:
         ("allocation-heavy python", [PY, "-c", "x = [bytearray(i % 5000) for i in range(100000)]\n"
                                      "d = {i: str(i) * 10 for i in range(200000)}\ndel x\n"
                                      "y = [list(range(i % 300)) for i in range(30000)]"]),
+        ("node (WebAssembly, a worker)", ["node", str(d / "work.js")]),
+        ("java -XX:+UseZGC Work.java", ["java", "-XX:+UseZGC", str(d / "Work.java")]),
     ]
 
 

@@ -33,6 +33,7 @@ mapping from a real file to the model's idea of a file in one other,
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat as stat_mod
@@ -193,6 +194,7 @@ def process_settings(target: Target, pid: int | None = None) -> HostSettings:
     return HostSettings(target=target, stack_rlimit=_stack_rlimit(pid), mounts=_mounts(pid))
 
 
+@functools.lru_cache(maxsize=256)
 def dev_text(st_dev: int) -> str:
     """A device number as /proc/PID/maps prints it: ``fe:00``."""
     return f"{os.major(st_dev):02x}:{os.minor(st_dev):02x}"

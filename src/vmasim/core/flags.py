@@ -166,9 +166,18 @@ MNEMONIC_MEANINGS: dict[str, str] = {
 
 
 
+_MNEMONICS_OF: dict[int, tuple[str, ...]] = {}
+
+
 def mnemonics(vm_flags: int) -> list[str]:
     """The VmFlags mnemonics of ``vm_flags`` in the order smaps prints them."""
-    return [name for bit, name in MNEMONICS if vm_flags & bit]
+    # Rendering and comparing a layout asks this for every VMA, and a process has few distinct vm_flags.
+    names = _MNEMONICS_OF.get(vm_flags)
+    if names is None:
+        if len(_MNEMONICS_OF) >= 4096:
+            _MNEMONICS_OF.clear()
+        names = _MNEMONICS_OF[vm_flags] = tuple(name for bit, name in MNEMONICS if vm_flags & bit)
+    return list(names)
 
 
 def from_mnemonics(names: list[str] | str) -> int:

@@ -201,6 +201,9 @@ class OpenFiles:
         self.files = files
         self.me = os.getpid()
         self.held: dict[Inode, list[tuple[int, File]]] = {}
+        # The duplicate each (process, descriptor) was last found to be: tried first, it spares the path
+        # lookup in /proc when a program maps one descriptor several times (ld.so maps a library in four).
+        self.last: dict[tuple[int, int], tuple[int, File]] = {}
         self.count = 0
         self.sweep_at = 64
 
@@ -227,6 +230,11 @@ class OpenFiles:
         ``live`` gives, for a sweep, the ids of the Files the model still maps
         and the number of VMAs it looked at to find them.
         """
+        last = self.last.get((pid, fd))
+        if last is not None and kcmp_files(self.me, last[0], pid, fd):
+            st = os.fstat(last[0])
+            self.files.inode(dev_text(st.st_dev), st.st_ino, "", st.st_size, st.st_mode)  # its size may have grown
+            return last[1], True
         found = _lookup(pid, fd, self.files)
         if found is None:
             return None, True
@@ -235,6 +243,7 @@ class OpenFiles:
             return _new_file(pid, fd, inode), False  # not mapped by the model: identity never matters
         for ref, file in self.held.get(inode, ()):
             if kcmp_files(self.me, ref, pid, fd):
+                self.last[(pid, fd)] = (ref, file)
                 return file, True
         if self.count >= self.sweep_at:
             self.sweep(*live())
@@ -252,6 +261,7 @@ class OpenFiles:
         mode = fcntl.fcntl(ref, fcntl.F_GETFL) & os.O_ACCMODE
         file = File(inode, readable=mode in (os.O_RDONLY, os.O_RDWR), writable=mode in (os.O_WRONLY, os.O_RDWR))
         self.held.setdefault(inode, []).append((ref, file))
+        self.last[(pid, fd)] = (ref, file)
         self.count += 1
         return file, True
 
@@ -275,6 +285,8 @@ class OpenFiles:
                 self.held[inode] = keep
             else:
                 del self.held[inode]
+        kept = {ref for pairs in self.held.values() for ref, _file in pairs}
+        self.last = {key: pair for key, pair in self.last.items() if pair[0] in kept}
         self.sweep_at = max(64, 2 * self.count, self.count + walked // 32)
 
     def close(self) -> None:
