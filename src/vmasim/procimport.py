@@ -119,6 +119,10 @@ def parse(text: str) -> list[ProcVma]:
     first = text.lstrip().partition("\n")[0]
     if first and not _HEADER.match(first):
         raise ProcImportError(f"not a /proc/PID/maps or smaps line: {first[:60]!r}")
+    if "VmFlags:" in text:
+        fast = _parse_smaps(text)
+        if fast is not None:
+            return fast
     vmas: list[ProcVma] = []
     for m in _WANTED.finditer(text):
         start, end, perms, offset, dev, ino, path, flags, anon, pkey = m.groups()
@@ -132,6 +136,35 @@ def parse(text: str) -> list[ProcVma]:
             vmas[-1].anon_kb = int(anon)
         else:
             vmas[-1].pkey = int(pkey)
+    return vmas
+
+
+def _parse_smaps(text: str) -> list[ProcVma] | None:
+    """smaps text cut at its VmFlags lines, the last line of every entry (about twice as fast as the line
+    by line regex); None when the text does not have that shape, for :func:`parse` to read it line by line."""
+    vmas: list[ProcVma] = []
+    prev: ProcVma | None = None
+    for chunk in text.split("VmFlags:"):
+        if prev is not None:
+            flags, _, chunk = chunk.partition("\n")
+            prev.flags = flags.split()
+        if not chunk.strip():
+            continue
+        head, _, body = chunk.lstrip("\n").partition("\n")
+        m = _HEADER.match(head)
+        if m is None or ("\n" + body).count("\nSize:") != 1:  # not one entry: an entry without VmFlags
+            return None
+        start, end, perms, offset, dev, ino, path = m.groups()
+        prev = ProcVma(int(start, 16), int(end, 16), perms, int(offset, 16), dev, int(ino), path.strip())
+        anon = body.find("Anonymous:")
+        if anon >= 0:
+            prev.anon_kb = int(body[anon + 10 : body.index("kB", anon)])
+        pkey = body.find("ProtectionKey:")
+        if pkey >= 0:
+            prev.pkey = int(body[pkey + 14 : body.index("\n", pkey)])
+        vmas.append(prev)
+    if vmas and vmas[-1].flags is None:
+        return None
     return vmas
 
 

@@ -12,6 +12,7 @@ from vmasim.api import AddressSpace
 from vmasim.procimport import (
     FileTable,
     ProcImportError,
+    ProcVma,
     from_pid,
     from_text,
     infer_mmap_base,
@@ -45,6 +46,33 @@ def test_parse_reads_headers_flags_and_anonymous() -> None:
     assert heap.flags == ["rd", "wr", "mr", "mw", "me", "ac"]
     assert heap.anon_kb == 16
     assert parse(MAPS)[0].flags is None
+
+
+def _fields(vmas: list[ProcVma]) -> list[tuple[object, ...]]:
+    return [(v.start, v.end, v.perms, v.offset, v.dev, v.inode, v.path, v.flags, v.anon_kb, v.pkey) for v in vmas]
+
+
+def test_parse_cuts_smaps_at_vmflags_as_it_would_read_it_line_by_line() -> None:
+    """smaps is read by cutting it at its VmFlags lines; the line-by-line reading gives the same VMAs."""
+    slow = parse(SMAPS.replace("VmFlags:", "VmFlagz:"))  # no VmFlags line: read line by line
+    flags = [line[8:].split() for line in SMAPS.splitlines() if line.startswith("VmFlags:")]
+    for vma, names in zip(slow, flags, strict=True):
+        vma.flags = names
+    assert _fields(parse(SMAPS)) == _fields(slow)
+
+
+def test_parse_reads_an_entry_without_vmflags_line_by_line() -> None:
+    lines = SMAPS.splitlines(keepends=True)
+    first = next(k for k, line in enumerate(lines) if line.startswith("VmFlags:"))
+    vmas = parse("".join(lines[:first] + lines[first + 1 :]))
+    assert len(vmas) == 38
+    assert vmas[0].flags is None and vmas[1].flags == parse(SMAPS)[1].flags
+
+
+def test_parse_a_file_name_with_vmflags_in_it() -> None:
+    vmas = parse(SMAPS.replace("[heap]", "/tmp/VmFlags: rd wr", 1))
+    assert len(vmas) == 38
+    assert [v.path for v in vmas].count("/tmp/VmFlags: rd wr") == 1
 
 
 def test_parse_rejects_other_text() -> None:
@@ -110,10 +138,12 @@ def test_inode_kind() -> None:
 def test_live_import_matches_the_kernel() -> None:
     if not Path("/proc/self/smaps").exists():
         pytest.skip("no /proc/self/smaps on this host")
-    table = files()
-    mm = from_pid(os.getpid(), table)
+    # Imported before the snapshot: importing a module can map a shared library, which would then be
+    # in the kernel's layout only.
     from vmasim.trace.check import Identities, compare, model_entries
 
+    table = files()
+    mm = from_pid(os.getpid(), table)
     kernel = read_smaps(os.getpid())
     # The interpreter keeps running between the two reads; compare the part that does not move.
     model = model_entries(mm, Identities(table), kernel)
