@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import resource
 import stat as stat_mod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -195,6 +196,11 @@ def _read_int(path: str, default: int) -> int:
 
 
 def _stack_rlimit(pid: int | None) -> int:
+    try:
+        limit = resource.prlimit(pid or 0, resource.RLIMIT_STACK)[0]  # one call, no text to parse
+        return C.TASK_SIZE if limit == resource.RLIM_INFINITY else limit
+    except (OSError, ValueError):
+        pass
     try:
         text = Path(f"/proc/{pid if pid else 'self'}/limits").read_text()
     except OSError:
