@@ -290,6 +290,9 @@ class Tracer:
             if not flags & 4:  # CLOSE_RANGE_CLOEXEC only marks them
                 task.fdt.close_range(first, last)
             P.resume(task.tid)
+        elif call.name != "userfaultfd" and self.open_files is not None and not self.uffds:
+            task.call = None  # with kcmp telling open files apart, the tables follow only userfaultfds: none yet
+            P.resume(task.tid)
         else:
             task.state = IN_DESCRIPTOR
             P.resume(task.tid, to_exit=True)
@@ -331,12 +334,10 @@ class Tracer:
     def _unwatched(self, image: Image, call: Call) -> bool:
         """Whether ``call`` can be mirrored at its entry, saving the exit stop.
 
-        Only where nothing needs the kernel's result: no comparison is due
-        after the call, the model predicts the result (addresses included),
-        and the address space has one task, so no other call on it can come
-        between this entry and the kernel's taking the mmap lock.  A wrong
-        prediction still shows, as a layout divergence at the next comparison;
-        ``--check every`` stops at every exit and compares every result.
+        Only where nothing needs the kernel's result: no comparison is due, the model predicts the result
+        (addresses included), and the address space has one task, so no other call on it can come between
+        this entry and the kernel's taking the mmap lock.  A wrong prediction still shows, as a layout
+        divergence at the next comparison; ``--check every`` stops at every exit and compares every result.
         """
         every = self.options.every
         if every and image.since_check + 1 >= every:
