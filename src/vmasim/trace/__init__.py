@@ -40,11 +40,11 @@ came through, not only which inode.  Neither open nor close is stopped on:
 the tracer keeps a duplicate (pidfd_getfd) of each open file the model maps
 and asks kcmp(KCMP_FILE) at each mmap whether the descriptor is one of them
 (:class:`fds.OpenFiles`); duplicates of files no model VMA maps any more are
-closed.  dup*, fcntl(F_DUPFD*), close_range, userfaultfd and close-on-exec
-are still followed in per-process tables, for userfaultfds, whose last close
-releases their registrations and is noticed before the next memory call.  On
-kernels without pidfd_getfd every close is stopped on and the tables follow
-every descriptor.
+closed.  Per-process descriptor tables follow only userfaultfds (through
+dup*, fcntl(F_DUPFD*), close_range and close-on-exec, once one exists),
+whose last close releases their registrations and is noticed before the next
+memory call.  On kernels without pidfd_getfd every close is stopped on and
+the tables follow every descriptor.
 
 **One stop where one is enough.**  With ``--check end`` (or between the
 points of ``--check N``) a call whose result the model predicts, addresses
