@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -208,9 +209,10 @@ class OpenFiles:
         self.sweep_at = 64
 
     @staticmethod
+    @functools.cache
     def available() -> bool:
         """Whether this kernel lets the tracer duplicate another process's descriptor (pidfd_getfd, 5.6)
-        and compare open files (kcmp, which needs CONFIG_KCMP)."""
+        and compare open files (kcmp, which needs CONFIG_KCMP); probed once per process."""
         rd, wr = os.pipe()
         try:
             dup = pidfd_getfd(os.getpid(), rd)

@@ -321,8 +321,7 @@ class Tracer:
         assert call is not None
         image.holder = task.tid
         task.state = IN_MEMORY
-        if self.uffds and self.open_files is not None:
-            self._reap_userfaultfds()
+        self._reap_userfaultfds()
         if call.name in ("mlockall", "munlockall", "prctl"):
             image.refresh_all()
         else:
@@ -494,6 +493,8 @@ class Tracer:
 
     def _reap_userfaultfds(self) -> None:
         """Forget the userfaultfds the program closed since (close is not stopped on); see fds.reap_userfaultfds."""
+        if not self.uffds or self.open_files is None:
+            return  # none to forget, or every close is stopped on
         tables: dict[int, tuple[FdTable, int]] = {}
         for task in self.tasks.values():
             tables.setdefault(id(task.fdt), (task.fdt, task.tid))
@@ -560,8 +561,7 @@ class Tracer:
         """The address space may be about to go: compare it and bring its page state up to date."""
         if image.ended:
             return
-        if self.uffds and self.open_files is not None:
-            self._reap_userfaultfds()
+        self._reap_userfaultfds()
         if image.since_check or (self.options.every == 0 and image.stats.calls):
             self._check(image, tid, None)
         image.refresh_all()
