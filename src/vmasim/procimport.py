@@ -171,8 +171,18 @@ def _parse_smaps(text: str) -> list[ProcVma] | None:
 
 def read_smaps(pid: int) -> list[ProcVma]:
     """The VMAs of a live process from /proc/PID/smaps (without the [vsyscall] gate area)."""
+    return smaps_vmas(read_smaps_text(pid))
+
+
+def read_smaps_text(pid: int) -> str:
+    """/proc/PID/smaps as text, to parse later with :func:`smaps_vmas` (a tracer reads it while the process
+    is stopped, and parses it once the process runs on)."""
     with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="surrogateescape") as f:
-        text = f.read()
+        return f.read()
+
+
+def smaps_vmas(text: str) -> list[ProcVma]:
+    """The VMAs of a live process's smaps ``text`` (without the [vsyscall] gate area)."""
     return [v for v in parse(text) if v.start < C.TASK_SIZE]
 
 
@@ -227,10 +237,18 @@ def _mounts(pid: int | None) -> dict[str, str]:
     return out
 
 
-def process_settings(target: Target, pid: int | None = None) -> HostSettings:
+def process_settings(target: Target, pid: int | None = None, mounts: dict[str, str] | None = None) -> HostSettings:
     """The settings of process ``pid`` (or this process) on the machine ``target`` describes: its own stack
-    rlimit and mounts are read from /proc."""
-    return HostSettings(target=target, stack_rlimit=_stack_rlimit(pid), mounts=_mounts(pid))
+    rlimit and mounts are read from /proc (``mounts``, when given, are the mounts already known)."""
+    return HostSettings(target=target, stack_rlimit=_stack_rlimit(pid),
+                        mounts=_mounts(pid) if mounts is None else mounts)
+
+
+def _mount_namespace(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    except OSError:
+        return None
 
 
 @functools.lru_cache(maxsize=256)
@@ -341,6 +359,8 @@ class FileTable:
         self.settings = settings
         self.inodes: dict[tuple[str, int], Inode] = {}
         self.ids: dict[int, tuple[str, int]] = {}  # id(Inode) -> (dev, ino)
+        # Per mount namespace: its mounts when last read, and the devices then found in none of them.
+        self._mounts: dict[int, tuple[dict[str, str], set[str]]] = {}
 
     def inode(self, dev: str, ino: int, path: str, size: int = 0, mode: int | None = None) -> Inode:
         """The model Inode of the real file ``(dev, ino)``, its size raised to ``size``."""
@@ -356,6 +376,24 @@ class FileTable:
         elif size > inode.size:
             inode.size = size
         return inode
+
+    def mounts_of(self, pid: int, devices: set[str]) -> dict[str, str]:
+        """The mounts (device -> file system type) process ``pid`` sees, for the ``devices`` it maps.
+
+        mountinfo is read again only when the process's mount namespace, or
+        one of ``devices``, is new to this table: reading it is about a third
+        of the cost of importing a process just after execve, and a traced
+        command execs many.  A device no mount has (an anonymous inode's) is
+        remembered as such, so it does not send every import back to mountinfo.
+        """
+        ns = _mount_namespace(pid)
+        known = self._mounts.get(ns) if ns is not None else None
+        if known is not None and devices <= known[0].keys() | known[1]:
+            return known[0]
+        mounts = _mounts(pid)
+        if ns is not None:
+            self._mounts[ns] = (mounts, (devices | (known[1] if known else set())) - mounts.keys())
+        return mounts
 
     def identity(self, inode: Inode) -> tuple[str, int] | None:
         """The (device, inode) of a model Inode made by this table, or None."""
@@ -505,11 +543,12 @@ def written_from_pagemap(pid: int, vmas: list[ProcVma]) -> list[bool]:
         pm.close()
 
 
-def from_pid(pid: int, files: FileTable) -> MmStruct:
-    """The address space of live process ``pid`` (smaps, pagemap, stat, limits) on ``files``' machine."""
-    settings = process_settings(files.settings.target, pid)
+def from_pid(pid: int, files: FileTable, smaps: str | None = None) -> MmStruct:
+    """The address space of live process ``pid`` (smaps, pagemap, stat, limits) on ``files``' machine;
+    ``smaps``, when given, is its smaps text read earlier."""
     try:
-        vmas = read_smaps(pid)
+        vmas = read_smaps(pid) if smaps is None else smaps_vmas(smaps)
+        settings = process_settings(files.settings.target, pid, files.mounts_of(pid, {v.dev for v in vmas if v.inode}))
         try:
             written: list[bool] | None = written_from_pagemap(pid, vmas)
         except OSError:
