@@ -91,10 +91,11 @@ removed, so the tracer goes on resuming every stop at once until the last
 task exits, and the result's ``error`` says what failed where.
 
 Host facts (sysctls, limits, file systems) come from one function,
-:func:`vmasim.procimport.host_settings`, and the mapping from real files to
+:func:`vmasim.procimport.process_settings`, and the mapping from real files to
 model files from one other, :func:`vmasim.procimport.inode_kind`.
 """
 
-from vmasim.trace.tracer import Options, TraceResult, trace
+from vmasim.trace.interface import Options, TraceResult
+from vmasim.trace.tracer import trace
 
 __all__ = ["Options", "TraceResult", "trace"]

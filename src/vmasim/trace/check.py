@@ -193,7 +193,9 @@ def _describe_first(kernel: list[ProcVma], model: list[ProcVma], first: ProcVma)
 
 def resync(mm: MmStruct, kernel: list[ProcVma], lo: int, hi: int, files: FileTable,
            pagemap: PageMap | None) -> None:
-    """Make ``[lo, hi)`` of the model what the kernel shows, keeping files and anon_vmas where they fit."""
+    """Make ``[lo, hi)`` of the model what the kernel shows, keeping files and anon_vmas where they fit
+    (a new private VMA is written if ``pagemap`` finds an anonymous page in it; without one, if smaps
+    counted any)."""
     removed = list(mm.vmas.range(lo, hi))
     cache: dict[tuple[str, int], File] = {}
     for vma in list(mm.vmas):
@@ -216,6 +218,7 @@ def resync(mm: MmStruct, kernel: list[ProcVma], lo: int, hi: int, files: FileTab
                       and (r.file is None) == (new.file is None)), None)
         if donor is not None:
             new.anon_vma, new.fork_child = donor.anon_vma, donor.fork_child
-        elif k.perms[3] == "p" and pagemap is not None and pagemap.first_anon(k.start, k.end) is not None:
+        elif k.perms[3] == "p" and (pagemap.first_anon(k.start, k.end) is not None if pagemap is not None
+                                    else bool(k.anon_kb)):
             new.anon_vma = AnonVma(mm.ids)
         mm.link(new)

@@ -18,9 +18,10 @@ from vmasim.trace.host import host_files
 def trace_command(argv: list[str], *, check: str, as_json: bool, out: str | None, no_aslr: bool,
                   explain_all: bool = False) -> int:
     """Trace ``argv`` and print the report; the exit status is 0 if every check agreed, 1 if not, 2 on error."""
+    from vmasim.trace.interface import Options
     from vmasim.trace.reproduce import attach_reproducers
     from vmasim.trace.summary import result_dict, text_report
-    from vmasim.trace.tracer import Options, trace
+    from vmasim.trace.tracer import trace
 
     if check not in ("every", "end") and not (check.isdigit() and int(check) > 0):
         print(f"vmasim trace: --check must be every, end or a positive number, not {check!r}", file=sys.stderr)

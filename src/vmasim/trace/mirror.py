@@ -157,6 +157,16 @@ def _node_mask(call: Call) -> int:
     return int(call.data.get("nodes", 0))
 
 
+def unmodelled_mmap(call: Call) -> str | None:
+    """Why the model cannot follow mmap ``call`` (None: it can), known from the arguments alone."""
+    flags = call.args[3] & 0xFFFFFFFF
+    if call.data.get("device"):
+        return "mapping of a device or special file"
+    if flags & C.MAP_32BIT and not flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
+        return "MAP_32BIT placement is randomised"
+    return None
+
+
 def apply(image: Image, call: Call) -> int:
     """Apply ``call`` to the model; returns the model's result, raises OSError with the model's errno.
 
@@ -166,13 +176,10 @@ def apply(image: Image, call: Call) -> int:
     a = call.args
     name = call.name
     if name == "mmap":
-        flags = a[3] & 0xFFFFFFFF
-        if call.data.get("device"):
-            raise Unmodelled("mapping of a device or special file")
-        addr = a[0]
-        if flags & C.MAP_32BIT and not flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
-            raise Unmodelled("MAP_32BIT placement is randomised")
-        return sys_mmap(mm, addr, a[1], a[2] & 0xFFFFFFFF, flags, _mmap_file(call), a[5])
+        reason = unmodelled_mmap(call)
+        if reason is not None:
+            raise Unmodelled(reason)
+        return sys_mmap(mm, a[0], a[1], a[2] & 0xFFFFFFFF, a[3] & 0xFFFFFFFF, _mmap_file(call), a[5])
     if name == "munmap":
         return sys_munmap(mm, a[0], a[1])
     if name == "mprotect":

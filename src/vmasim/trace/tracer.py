@@ -27,13 +27,14 @@ from vmasim import constants as C
 from vmasim.api import AddressSpace
 from vmasim.core.flags import mnemonics
 from vmasim.core.vma import Vma
-from vmasim.procimport import ProcImportError, ProcVma, from_pid, read_smaps
+from vmasim.procimport import ProcImportError, ProcVma, from_pid, read_smaps, read_smaps_text, smaps_vmas
 from vmasim.render import perms
 from vmasim.trace import ptrace as P
 from vmasim.trace.arguments import ArgumentReader, exec_target_exists
 from vmasim.trace.check import Before, Divergence, compare, follow_stack_growth, model_entries, path_of, resync
 from vmasim.trace.fds import FdTable, Handle, OpenFiles, open_fds, reap_userfaultfds
 from vmasim.trace.host import host_files
+from vmasim.trace.interface import Options, TraceResult
 from vmasim.trace.mirror import (
     Image,
     Unmodelled,
@@ -43,6 +44,7 @@ from vmasim.trace.mirror import (
     run,
     touched_ranges,
     uffd_target,
+    unmodelled_mmap,
 )
 from vmasim.trace.syscalls import (
     CLONE_FILES,
@@ -74,50 +76,6 @@ class Task:
     fdt: FdTable
     state: int = RUNNING
     call: Call | None = None
-
-
-@dataclass(slots=True)
-class Options:
-    """How to trace: when to compare (``"every"``, ``"end"`` or every N calls), with ASLR or not, how long to poll."""
-
-    check: str = "end"
-    no_aslr: bool = False
-    #: How long the tracer polls for the next stop before sleeping (seconds; see ptrace.wait_any), where it
-    #: has a CPU to itself: 0.3 ms made programs of a few milliseconds 20-30% faster to trace on the 2-vCPU
-    #: machine measured, and changed nothing for longer ones.
-    spin: float = 0.0003
-    stdout: int | None = None  # a descriptor for the command's standard output (None: the tracer's)
-
-    @property
-    def every(self) -> int:
-        """Compare after this many mirrored calls of an address space (0: only at its end)."""
-        if self.check == "every":
-            return 1
-        if self.check == "end":
-            return 0
-        return int(self.check)
-
-
-@dataclass(slots=True)
-class TraceResult:
-    """What a trace produced: every address space followed, the command's exit status and timing."""
-
-    argv: list[str]
-    images: list[Image]
-    exit_status: int | None
-    wall: float
-    error: str | None = None
-    root: int = 0
-
-    @property
-    def calls(self) -> int:
-        """Mirrored calls over every traced process."""
-        return sum(i.stats.calls for i in self.images)
-
-    @property
-    def agreed(self) -> int:
-        """Calls after which the model's layout matched the kernel's exactly."""
-        return sum(i.stats.agreed for i in self.images)
 
 
 class Tracer:
@@ -349,21 +307,23 @@ class Tracer:
         return call.name in ONE_STOP_CALLS
 
     def _apply_at_entry(self, task: Task, image: Image, call: Call) -> bool:
-        """Mirror ``call`` now and let the task run through it (PTRACE_CONT); False if it needs the exit stop."""
-        if call.data.get("unreadable"):
+        """Let the task run through ``call`` (PTRACE_CONT) and mirror it meanwhile; False if it needs the exit stop.
+
+        The page state is read first, while the task is stopped; the model
+        then runs while the kernel makes the call (the tracer has the
+        task's address space to itself until its next stop).
+        """
+        if call.data.get("unreadable") or (call.name == "mmap" and unmodelled_mmap(call) is not None):
             return False
         image.refresh(predicted_ranges(image, call))
-        try:
-            run(image, call)
-        except Unmodelled:
-            return False
+        task.state = RUNNING
+        task.call = None
+        P.resume(task.tid)
+        run(image, call)  # Unmodelled only as a bug: these calls' refusals are known from their arguments
         image.stats.calls += 1
         image.stats.by_call[call.name] += 1
         image.since_check += 1
-        task.state = RUNNING
-        task.call = None
         self._release(image)
-        P.resume(task.tid)
         return True
 
     def _process_entry(self, task: Task, call: Call) -> None:
@@ -372,11 +332,12 @@ class Tracer:
         if name in ("execve", "execveat"):
             sole = image is not None and all(
                 self.tasks[t].tgid == task.tgid for t in image.users if t in self.tasks)
-            if image is not None and sole and exec_target_exists(task.tid, call):
-                # The address space ends here if the exec succeeds: compare it while it still exists.
-                self._last_look(image, task.tid)
+            # The address space ends here if the exec succeeds: read it while it still exists.
+            late = self._last_look(image, task.tid) if image and sole and exec_target_exists(task.tid, call) else ""
             task.state = IN_PROCESS
             P.resume(task.tid, to_exit=True)
+            if image is not None and late:
+                self._check_late(image, late)
             return
         if name == "clone":
             flags = call.args[0]
@@ -527,9 +488,11 @@ class Tracer:
         return None
 
     def _check(self, image: Image, tid: int, call: Call | None, *, result: str | None = None,
-               quiet: bool = False, before: Before | None = None) -> None:
-        """Compare ``image`` with the kernel; count agreement or record a divergence, then repair the model."""
-        kernel = self._kernel_layout(image, tid)
+               quiet: bool = False, before: Before | None = None, kernel: list[ProcVma] | None = None) -> None:
+        """Compare ``image`` with the kernel (or with ``kernel``, read earlier); count agreement or record a
+        divergence, then repair the model."""
+        late = kernel is not None
+        kernel = kernel or self._kernel_layout(image, tid)
         if kernel is None:
             return
         follow_stack_growth(image.mm, kernel)
@@ -555,22 +518,34 @@ class Tracer:
                 stats.divergences.append(div)
             image.since_check = 0
         if mismatch is not None:
-            resync(image.mm, kernel, mismatch.lo, mismatch.hi, self.files, image.pagemap)
+            resync(image.mm, kernel, mismatch.lo, mismatch.hi, self.files, None if late else image.pagemap)
 
-    def _last_look(self, image: Image, tid: int) -> None:
-        """The address space may be about to go: compare it and bring its page state up to date."""
+    def _last_look(self, image: Image, tid: int) -> str:
+        """The address space may be about to go: bring its page state up to date, and return its smaps text
+        ("" when no comparison is due) for :meth:`_check_late` once the task runs on: parsing and comparing
+        need nothing more from the process, so they can overlap its exit or exec."""
         if image.ended:
-            return
+            return ""
         self._reap_userfaultfds()
+        text = ""
         if image.since_check or (self.options.every == 0 and image.stats.calls):
-            self._check(image, tid, None)
+            for candidate in (tid, *sorted(image.users)):
+                with contextlib.suppress(OSError):
+                    text = read_smaps_text(candidate)
+                    break
         image.refresh_all()
+        return text
 
-    def _end(self, image: Image, tid: int) -> None:
-        """The address space is about to go: a last look, then it is closed for good."""
-        self._last_look(image, tid)
+    def _check_late(self, image: Image, text: str) -> None:
+        with contextlib.suppress(ProcImportError):
+            self._check(image, 0, None, kernel=smaps_vmas(text))
+
+    def _end(self, image: Image, tid: int) -> str:
+        """The address space is about to go: a last look (its smaps text), then it is closed for good."""
+        text = self._last_look(image, tid)
         image.ended = True
         image.close_pagemap()
+        return text
 
     # --- processes ---------------------------------------------------------------------------------------
 
@@ -600,8 +575,9 @@ class Tracer:
             self.orphans.discard(new_tid)
             child.state = RUNNING
             P.resume(new_tid)
-        task.state = IN_PROCESS
-        P.resume(task.tid, to_exit=True)
+        task.state = RUNNING  # the copy is made: the call's exit stop would tell nothing
+        task.call = None
+        P.resume(task.tid)
 
     def _register(self, image: Image, tid: int) -> None:
         self.images.append(image)
@@ -626,25 +602,37 @@ class Tracer:
             if old.holder == tid:
                 self._release(old)
         program = _program_name(tid)
-        try:
-            space = AddressSpace.from_mm(from_pid(tid, self.files))
-        except ProcImportError:
-            task.image = None
-            P.resume(tid, to_exit=task.state == IN_PROCESS)
-            return
-        image = Image(space, tid, program, self.files, old.name if old is not None else None)
-        image.users.add(tid)
-        self._register(image, tid)
-        task.image = image
         if task.fdt.users > 1:
             self._unshare_files(task)
         task.fdt.keep_only(open_fds(tid))
+        # The exec is done: its exit stop would tell nothing.  Unless a comparison follows, the new
+        # program starts while the tracer builds its model from the smaps text read now (the layout
+        # cannot change before the program's first memory call, which waits for the tracer).
+        task.state = RUNNING
+        task.call = None
+        try:
+            text = read_smaps_text(tid)
+        except OSError:
+            text = None
+        if not self.options.every:
+            P.resume(tid)
+        try:
+            space = AddressSpace.from_mm(from_pid(tid, self.files, text))
+        except ProcImportError:
+            space = None
+        image = None if space is None else Image(space, tid, program, self.files, old.name if old else None)
+        task.image = image
+        if image is not None:
+            image.users.add(tid)
+            self._register(image, tid)
+            if self.options.every:
+                self._check(image, tid, None, quiet=True)
         if self.options.every:
-            self._check(image, tid, None, quiet=True)
-        P.resume(tid, to_exit=task.state == IN_PROCESS)
+            P.resume(tid)
 
     def _exiting(self, task: Task) -> None:
         image = task.image
+        late = ""
         if image is not None:
             image.users.discard(task.tid)
             if image.holder == task.tid:
@@ -652,8 +640,10 @@ class Tracer:
             if task.tid in image.waiting:
                 image.waiting.remove(task.tid)
             if not image.users:
-                self._end(image, task.tid)
+                late = self._end(image, task.tid)
         P.resume(task.tid)
+        if image is not None and late:
+            self._check_late(image, late)
 
     def _died(self, tid: int, status: int) -> None:
         task = self.tasks.pop(tid, None)
