@@ -105,7 +105,10 @@ def _check(ret: int, what: str) -> int:
 
 def ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> int:
     """One ptrace(2) request; raises :class:`PtraceError` on failure."""
-    return _check(_libc.ptrace(request, pid, addr, data), f"ptrace({request:#x}, {pid})")
+    ret: int = _libc.ptrace(request, pid, addr, data)
+    if ret == -1:  # the message is made only on failure: this runs at every stop
+        _check(ret, f"ptrace({request:#x}, {pid})")
+    return ret
 
 
 def seize(pid: int) -> None:
