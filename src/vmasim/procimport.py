@@ -244,13 +244,6 @@ def process_settings(target: Target, pid: int | None = None, mounts: dict[str, s
                         mounts=_mounts(pid) if mounts is None else mounts)
 
 
-def _mount_namespace(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
-    except OSError:
-        return None
-
-
 @functools.lru_cache(maxsize=256)
 def dev_text(st_dev: int) -> str:
     """A device number as /proc/PID/maps prints it: ``fe:00``."""
@@ -359,8 +352,9 @@ class FileTable:
         self.settings = settings
         self.inodes: dict[tuple[str, int], Inode] = {}
         self.ids: dict[int, tuple[str, int]] = {}  # id(Inode) -> (dev, ino)
-        # Per mount namespace: its mounts when last read, and the devices then found in none of them.
-        self._mounts: dict[int, tuple[dict[str, str], set[str]]] = {}
+        # The mounts seen so far (device -> file system type), and the devices found in none of them.
+        self._mounts: dict[str, str] = dict(settings.mounts)
+        self._unmounted: set[str] = set()
 
     def inode(self, dev: str, ino: int, path: str, size: int = 0, mode: int | None = None) -> Inode:
         """The model Inode of the real file ``(dev, ino)``, its size raised to ``size``."""
@@ -378,22 +372,22 @@ class FileTable:
         return inode
 
     def mounts_of(self, pid: int, devices: set[str]) -> dict[str, str]:
-        """The mounts (device -> file system type) process ``pid`` sees, for the ``devices`` it maps.
+        """Device -> file system type, for every device this table has seen, ``devices`` (the ones process
+        ``pid`` maps) included.
 
-        mountinfo is read again only when the process's mount namespace, or
-        one of ``devices``, is new to this table: reading it is about a third
-        of the cost of importing a process just after execve, and a traced
-        command execs many.  A device no mount has (an anonymous inode's) is
-        remembered as such, so it does not send every import back to mountinfo.
+        A device number names one mounted file system whatever the mount
+        namespace, so mountinfo is read again only when one of ``devices`` is
+        new to this table: reading it was a third of the cost of importing a
+        process just after execve, and a traced command execs many.  A device
+        in no mount (an anonymous inode's) is remembered as such.  What this
+        misses: a file system unmounted during the trace whose device number
+        a new one of another type then reuses.
         """
-        ns = _mount_namespace(pid)
-        known = self._mounts.get(ns) if ns is not None else None
-        if known is not None and devices <= known[0].keys() | known[1]:
-            return known[0]
-        mounts = _mounts(pid)
-        if ns is not None:
-            self._mounts[ns] = (mounts, (devices | (known[1] if known else set())) - mounts.keys())
-        return mounts
+        if devices <= self._mounts.keys() | self._unmounted:
+            return self._mounts
+        self._mounts = {**self._mounts, **_mounts(pid)}
+        self._unmounted |= devices - self._mounts.keys()
+        return self._mounts
 
     def identity(self, inode: Inode) -> tuple[str, int] | None:
         """The (device, inode) of a model Inode made by this table, or None."""
