@@ -262,19 +262,19 @@ def test_the_tracer_out_of_descriptors_sweeps_and_tries_again(
 
     from vmasim.trace import fds
 
-    real = fds.pidfd_getfd
+    real = fds.pidfd_getfd_via
     calls: list[int] = []
 
-    def pidfd_getfd(pid: int, fd: int) -> int:
+    def pidfd_getfd_via(pidfd: int, fd: int) -> int:
         calls.append(fd)
         if len(calls) % 2:
             raise OSError(errno.EMFILE, "Too many open files")
-        return real(pid, fd)
+        return real(pidfd, fd)
 
     if not fds.OpenFiles.available():
         pytest.skip("this kernel has no pidfd_getfd or kcmp: the tracer stops on every close instead")
     monkeypatch.setattr(fds.OpenFiles, "available", staticmethod(lambda: True))
-    monkeypatch.setattr(fds, "pidfd_getfd", pidfd_getfd)
+    monkeypatch.setattr(fds, "pidfd_getfd_via", pidfd_getfd_via)
     result = _trace([build("opens"), str(tmp_path / "mapped")], check="every")
     _assert_all_agreed(result)
     assert len(calls) >= 20

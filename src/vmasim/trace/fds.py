@@ -13,6 +13,7 @@ CLONE_FILES).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import functools
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterable
 from vmasim.core.vma import File, Inode, UffdCtx
 from vmasim.procimport import FileTable, dev_text
 from vmasim.syscalls.userfaultfd import userfaultfd_release_all
-from vmasim.trace.ptrace import kcmp_files, pidfd_getfd
+from vmasim.trace.ptrace import kcmp_files, pidfd_getfd, pidfd_getfd_via
 
 
 class Handle:
@@ -207,6 +208,7 @@ class OpenFiles:
         self.last: dict[tuple[int, int], tuple[int, File]] = {}
         self.count = 0
         self.sweep_at = 64
+        self.pidfds: dict[int, int] = {}  # one pidfd per traced process that mapped a file
 
     @staticmethod
     @functools.cache
@@ -237,35 +239,63 @@ class OpenFiles:
             st = os.fstat(last[0])
             self.files.inode(dev_text(st.st_dev), st.st_ino, "", st.st_size, st.st_mode)  # its size may have grown
             return last[1], True
-        found = _lookup(pid, fd, self.files)
-        if found is None:
-            return None, True
-        inode, modelled = found
-        if not modelled:
-            return _new_file(pid, fd, inode), False  # not mapped by the model: identity never matters
-        for ref, file in self.held.get(inode, ()):
-            if kcmp_files(self.me, ref, pid, fd):
-                self.last[(pid, fd)] = (ref, file)
-                return file, True
-        if self.count >= self.sweep_at:
-            self.sweep(*live())
         try:
-            ref = pidfd_getfd(pid, fd)
+            ref = self._duplicate(pid, fd, live)
         except OSError as exc:
-            if exc.errno != errno.EMFILE:
-                return _new_file(pid, fd, inode), True
-            self.sweep(*live())  # out of descriptors: close what can go, and try once more
-            try:
-                ref = pidfd_getfd(pid, fd)
-            except OSError:
-                # This description will not be recognised again: a later mapping of it will not merge.
-                return _new_file(pid, fd, inode), True
+            if exc.errno == errno.EBADF:
+                return None, True
+            # Not duplicated (out of descriptors): a later mapping of this description will not merge with it.
+            found = _lookup(pid, fd, self.files)
+            return (None, True) if found is None else (_new_file(pid, fd, found[0]), found[1])
+        # The duplicate answers what /proc would: no path lookup, except to name a file seen for the first time.
+        st = os.fstat(ref)
+        dev = dev_text(st.st_dev)
+        path = ""
+        if (dev, st.st_ino) not in self.files.inodes:
+            with contextlib.suppress(OSError):
+                path = os.readlink(f"/proc/{pid}/fd/{fd}")
+        inode = self.files.inode(dev, st.st_ino, path, st.st_size, st.st_mode)
         mode = fcntl.fcntl(ref, fcntl.F_GETFL) & os.O_ACCMODE
+        modelled = stat.S_ISREG(st.st_mode) and self.files.settings.mounts.get(dev) != "hugetlbfs"
+        for held, file in self.held.get(inode, ()) if modelled else ():
+            if kcmp_files(self.me, held, self.me, ref):
+                os.close(ref)
+                self.last[(pid, fd)] = (held, file)
+                return file, True
         file = File(inode, readable=mode in (os.O_RDONLY, os.O_RDWR), writable=mode in (os.O_WRONLY, os.O_RDWR))
+        if not modelled:
+            os.close(ref)  # not mapped by the model: identity never matters
+            return file, False
         self.held.setdefault(inode, []).append((ref, file))
         self.last[(pid, fd)] = (ref, file)
         self.count += 1
         return file, True
+
+    def _duplicate(self, pid: int, fd: int, live: Callable[[], tuple[set[int], int]]) -> int:
+        """pidfd_getfd through a pidfd kept per process; on EMFILE, a sweep and one more try."""
+        if self.count >= self.sweep_at:
+            self.sweep(*live())
+        for attempt in range(2):
+            pidfd = self.pidfds.get(pid)
+            if pidfd is None:
+                pidfd = self.pidfds[pid] = os.pidfd_open(pid)
+            try:
+                return pidfd_getfd_via(pidfd, fd)
+            except OSError as exc:
+                if exc.errno == errno.EMFILE and not attempt:
+                    self.sweep(*live())  # out of descriptors: close what can go, and try once more
+                    continue
+                if exc.errno == errno.ESRCH and not attempt:
+                    self.forget(pid)  # a pidfd of an earlier process of that number
+                    continue
+                raise
+        raise OSError(errno.EMFILE, "no descriptor left for a duplicate")
+
+    def forget(self, pid: int) -> None:
+        """Process ``pid`` has ended: close the pidfd kept for it."""
+        pidfd = self.pidfds.pop(pid, None)
+        if pidfd is not None:
+            os.close(pidfd)
 
     def sweep(self, live: set[int], walked: int = 0) -> None:
         """Close the duplicates of descriptions whose File no model VMA maps any more.
@@ -292,6 +322,8 @@ class OpenFiles:
         self.sweep_at = max(64, 2 * self.count, self.count + walked // 32)
 
     def close(self) -> None:
-        """Close every duplicate (the trace is over)."""
+        """Close every duplicate and pidfd (the trace is over)."""
         self.sweep(set())
+        for pid in list(self.pidfds):
+            self.forget(pid)
 

@@ -321,9 +321,14 @@ def pidfd_getfd(pid: int, fd: int) -> int:
     """
     pidfd = os.pidfd_open(pid)
     try:
-        return _check(_libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0), f"pidfd_getfd({pid}, {fd})")
+        return pidfd_getfd_via(pidfd, fd)
     finally:
         os.close(pidfd)
+
+
+def pidfd_getfd_via(pidfd: int, fd: int) -> int:
+    """:func:`pidfd_getfd` through an open pidfd (a tracer keeps one per process it duplicates from)."""
+    return _check(_libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0), f"pidfd_getfd({fd})")
 
 
 # --- launching -----------------------------------------------------------------------------------------

@@ -283,7 +283,8 @@ class Tracer:
         if call.name in ("mlockall", "munlockall", "prctl"):
             image.refresh_all()
         else:
-            image.refresh(touched_ranges(call))
+            # Unmapping merges nothing: only the page state of what it splits matters, not its neighbours'.
+            image.refresh(touched_ranges(call), neighbours=call.name != "munmap")
         if self._unwatched(image, call) and self._apply_at_entry(task, image, call):
             return
         P.resume(task.tid, to_exit=True)
@@ -651,6 +652,8 @@ class Tracer:
             self.exit_status = os.waitstatus_to_exitcode(status)
         if task is None:
             return
+        if tid == task.tgid and self.open_files is not None:
+            self.open_files.forget(tid)
         image = task.image
         if image is not None:
             image.users.discard(tid)
