@@ -87,6 +87,30 @@ def test_highest_gap_matches_a_walk_over_every_gap(pcs: list[tuple[int, int]], d
             low, high, need, top)
 
 
+@settings(max_examples=300, deadline=None)
+@given(pieces.filter(bool), st.data())
+def test_repeated_searches_between_changes_match_a_walk(pcs: list[tuple[int, int]], data: st.DataObject) -> None:
+    """The same search again after each insert or removal (the store remembers the last block the tree walk
+    found, as long as no change can move the answer): always the walk's answer."""
+    ranges = layout(pcs)
+    store = filled(TinyStore(), ranges)
+    span = ranges[-1][1] + 8
+    query = data.draw(st.tuples(st.integers(0, 2), st.integers(1, span), st.integers(1, 6)), label="low, high, need")
+    present = dict.fromkeys(ranges, True)
+    by_range = {(v.start, v.end): v for v in store}
+    for step in data.draw(st.lists(st.sampled_from(ranges), max_size=30), label="flips"):
+        if present[step]:
+            store.remove(by_range[step])
+        else:
+            by_range[step] = Vma(step[0], step[1], 0, VM_READ)
+            store.insert(by_range[step])
+        present[step] = not present[step]
+        live = [r for r in ranges if present[r]]
+        low, high, need = query
+        assert store.highest_gap(low, high, need, span) == ref_highest_gap(live, low, high, need, span)
+        store._check()
+
+
 def test_highest_gap_skips_many_small_gaps_below_high() -> None:
     # 1,000 one-unit gaps right below high, then the only big gap at the bottom.
     ranges = [(100 + 3 * i, 102 + 3 * i) for i in range(1000)]

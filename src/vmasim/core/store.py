@@ -84,7 +84,8 @@ class VmaStore:
     """Non-overlapping VMAs ordered by address, with the largest free gap tracked per block."""
 
     __slots__ = (
-        "_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_hint", "_len", "_stale", "_starts", "_tree", "_vmas", "load",
+        "_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_hint", "_last_rightmost", "_len", "_stale", "_starts",
+        "_tree", "_vmas", "load",
     )
 
     def __init__(self, load: int | None = None) -> None:
@@ -105,6 +106,10 @@ class VmaStore:
         self._stale = False
         self._len = 0
         self._hint = 0  # the block the last lookup landed in (see core/blocks.py)
+        # The last answer of _tree_rightmost, (j, need, block): kept while no block from that block up to j
+        # changes whether its largest gap holds ``need`` (see _touch), so a search that keeps landing in
+        # the same gap, as hint-less mmaps below packed VMAs do, neither walks nor fixes the tree.
+        self._last_rightmost: tuple[int, int, int] | None = None
 
     def __len__(self) -> int:
         return self._len
@@ -269,7 +274,7 @@ class VmaStore:
             self._gaps.append(array("Q", (start,)))
             firsts.append(start)
             self._bmax.append(start)
-            self._stale = True
+            self._restructured()
             return
         j = self._block(start)
         if j < 0:
@@ -453,7 +458,7 @@ class VmaStore:
             self._firsts.append(starts[a])
             self._bmax.append(max(block_gaps))
         self._len = n
-        self._stale = True
+        self._restructured()
 
     # --- block and tree upkeep ------------------------------------------------------------
 
@@ -485,11 +490,22 @@ class VmaStore:
 
     def _touch(self, j: int) -> None:
         """Block ``j``'s largest gap changed: its tree path needs fixing before the next search."""
+        last = self._last_rightmost
+        if last is not None and last[2] <= j < last[0]:
+            fits = self._bmax[j] >= last[1]
+            if fits != (j == last[2]):
+                self._last_rightmost = None
         if not self._stale:
             dirty = self._dirty
-            dirty.append(j)
-            if len(dirty) > self.load:
-                self._stale = True
+            if not dirty or dirty[-1] != j:
+                dirty.append(j)
+                if len(dirty) > self.load:
+                    self._stale = True
+
+    def _restructured(self) -> None:
+        """Blocks were added, dropped, split or joined: block numbers changed, the tree must be rebuilt."""
+        self._stale = True
+        self._last_rightmost = None
 
     def _split(self, j: int) -> None:
         """Cut block ``j`` in two halves."""
@@ -500,7 +516,7 @@ class VmaStore:
         self._firsts.insert(j + 1, self._starts[j + 1][0])
         self._bmax[j] = max(self._gaps[j])
         self._bmax.insert(j + 1, max(self._gaps[j + 1]))
-        self._stale = True
+        self._restructured()
 
     def _join(self, j: int) -> None:
         """Fold the short block ``j`` into a neighbour, splitting again if that overflows."""
@@ -511,14 +527,14 @@ class VmaStore:
         _glue(self._gaps, j)
         del self._firsts[j]
         self._bmax[j - 1] = max(self._bmax[j - 1], self._bmax.pop(j))
-        self._stale = True
+        self._restructured()
         if len(self._starts[j - 1]) > 2 * self.load:
             self._split(j - 1)
 
     def _drop_block(self, j: int) -> None:
         for lists in (self._vmas, self._starts, self._gaps, self._firsts, self._bmax):
             del lists[j]
-        self._stale = True
+        self._restructured()
 
     def _sync_tree(self) -> None:
         """Bring the segment tree up to date with the blocks' largest gaps."""
@@ -565,6 +581,15 @@ class VmaStore:
 
     def _tree_rightmost(self, j: int, need: int) -> int:
         """The last block before block ``j`` whose largest gap is at least ``need``, or -1."""
+        last = self._last_rightmost
+        if last is not None and last[0] == j and last[1] == need:
+            return last[2]
+        found = self._tree_climb(j, need)
+        if found >= 0:
+            self._last_rightmost = (j, need, found)
+        return found
+
+    def _tree_climb(self, j: int, need: int) -> int:
         if self._dirty or self._stale:
             self._sync_tree()
         tree = self._tree
@@ -607,3 +632,6 @@ class VmaStore:
         assert all(v == -1 for v in self._tree[cap + nb :])
         for k in range(1, cap):
             assert self._tree[k] == max(self._tree[2 * k], self._tree[2 * k + 1])
+        if self._last_rightmost is not None:
+            j, need, found = self._last_rightmost
+            assert found == max((b for b in range(j) if self._bmax[b] >= need), default=-1)
