@@ -51,8 +51,18 @@ points of ``--check N``) a call whose result the model predicts, addresses
 included (mmap, munmap, mprotect, brk, munlock, mseal, most madvise advice),
 is applied at its entry and the task resumed with PTRACE_CONT, when its
 process has a single task (so no other call can slip in between): half the
-stops.  A wrong prediction still shows, as a layout divergence at the next
-comparison; ``--check every`` stops at every exit and compares every result.
+stops.  The page state is read before the task resumes; the model then runs
+while the kernel makes the call.  A wrong prediction still shows, as a layout
+divergence at the next comparison; ``--check every`` stops at every exit and
+compares every result.  fork, clone and a successful execve have no exit stop
+either: their event stop (PTRACE_EVENT_FORK, _EXEC...) tells all.
+
+**Work after the task runs on.**  What only the stopped process can answer
+is read while it is stopped; the rest waits until it runs.  The smaps of an
+address space about to end (at exit, or at an execve) is read at that stop,
+and parsed and compared once the task is on its way out; the import after an
+execve reads smaps at the exec stop and builds the model while the new
+program starts (its first memory call waits for the tracer anyway).
 
 **Page state** decides anon_vma and so merges, but writes are not calls.
 Before each call the VMAs it can touch (and their neighbours; every VMA before
