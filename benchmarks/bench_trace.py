@@ -5,7 +5,8 @@ Run: PYTHONPATH=src python benchmarks/bench_trace.py [--quick] [--json OUT]
 For each program: the calls mirrored and the share after which the model's
 layout matched the kernel's exactly (``--check every``), every divergence,
 and the wall time of ``--check end`` against the untraced program, both
-measured in this run (best of three).  The traced time is the tracer's own
+measured in this run, in alternating pairs (see ``_paired``): the ratio is the
+median of the pairs' ratios, with its quartiles.  The traced time is the tracer's own
 loop from launch to the last exit; the interpreter start of the ``vmasim``
 command itself is measured once, separately.
 """
@@ -17,6 +18,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,10 +86,35 @@ def _native(argv: list[str]) -> float:
     return time.perf_counter() - t
 
 
+def _paired(argv: list[str], reps: int, devnull: int, short: int) -> tuple[float, float, float, tuple[float, float]]:
+    """Untraced and ``--check end`` runs in alternating pairs: medians of each, the median of the pairs'
+    ratios and its quartiles.
+
+    Each ratio compares two runs made a moment apart: on a shared virtual
+    machine, times drift by a third from one minute to the next, which
+    best-of-three taken separately turned into ratios 30% apart between two
+    runs of the bench.  Programs of under 0.1 s get ``short`` pairs.
+    """
+    pairs = reps if _native(argv) >= 0.1 else max(reps, short)
+    natives, ends, ratios = [], [], []
+    for i in range(pairs):
+        if i % 2:
+            end = trace(argv, Options(check="end", stdout=devnull)).wall
+            native = _native(argv)
+        else:
+            native = _native(argv)
+            end = trace(argv, Options(check="end", stdout=devnull)).wall
+        natives.append(native)
+        ends.append(end)
+        ratios.append(end / native)
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return statistics.median(natives), statistics.median(ends), statistics.median(ratios), (quartiles[0], quartiles[2])
+
+
 def main() -> None:
     """Measure every program and print a table (and optionally the JSON)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="one run each instead of the best of three")
+    ap.add_argument("--quick", action="store_true", help="one pair of runs each (else 3, 15 for short programs)")
     ap.add_argument("--json", help="write the measurements here")
     ap.add_argument("--repo", default="/work/main")
     args = ap.parse_args()
@@ -100,17 +127,17 @@ def main() -> None:
             print(f"skip {label}: {argv[0]} not installed")
             continue
         every = trace(argv, Options(check="every", stdout=devnull))
-        native = min(_native(argv) for _ in range(reps))
-        end = min(trace(argv, Options(check="end", stdout=devnull)).wall for _ in range(reps))
+        native, end, ratio, spread = _paired(argv, reps, devnull, 1 if args.quick else 15)
         divs = [(i.name, dv.call, dv.kind, dv.detail) for i in every.images for dv in i.stats.divergences]
         unmodelled = sum(i.stats.unmodelled for i in every.images)
         row = {"program": label, "processes": len(every.images), "calls": every.calls, "agreed": every.agreed,
                "unmodelled": unmodelled, "native_s": round(native, 4), "check_end_s": round(end, 4),
-               "ratio": round(end / native, 2), "divergences": divs}
+               "ratio": round(ratio, 2), "ratio_quartiles": [round(q, 2) for q in spread], "divergences": divs}
         rows.append(row)
         pct = 100.0 * every.agreed / every.calls if every.calls else 100.0
         print(f"{label:28s} procs {len(every.images):3d}  calls {every.calls:5d}  agreed {pct:7.2f}%  "
-              f"unmodelled {unmodelled:3d}  native {native:7.3f}s  end {end:7.3f}s  ratio {end / native:5.2f}")
+              f"unmodelled {unmodelled:3d}  native {native:7.3f}s  end {end:7.3f}s  ratio {ratio:5.2f} "
+              f"({spread[0]:.2f}-{spread[1]:.2f})")
         for name, call, kind, detail in divs:
             print(f"    {name}: {kind} after {call}: {detail}")
     calls = sum(r["calls"] for r in rows)

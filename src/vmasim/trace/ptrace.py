@@ -165,20 +165,22 @@ class SyscallInfo:
 
 
 _info_buf = ctypes.create_string_buffer(_INFO_SIZE)
+_info_addr = ctypes.addressof(_info_buf)
+_CALL = struct.Struct(_HEAD.format + _BODY.format[1:])  # the head, then nr and args
+_RESULT = struct.Struct(_HEAD.format + _EXIT.format[1:])  # the head, then rval and is_error
 
 
 def syscall_info(pid: int) -> SyscallInfo:
     """PTRACE_GET_SYSCALL_INFO for a tracee in a seccomp, syscall-entry or syscall-exit stop."""
-    ptrace(PTRACE_GET_SYSCALL_INFO, pid, _INFO_SIZE, ctypes.addressof(_info_buf))
-    raw = _info_buf.raw
-    op, arch, _ip, _sp = _HEAD.unpack_from(raw, 0)
-    if op == OP_EXIT:
-        rval, is_error = _EXIT.unpack_from(raw, _HEAD.size)
-        return SyscallInfo(op, arch, rval=rval, is_error=bool(is_error))
+    ptrace(PTRACE_GET_SYSCALL_INFO, pid, _INFO_SIZE, _info_addr)
+    op = _info_buf[0][0]  # straight from the buffer: this runs at every stop
     if op in (OP_ENTRY, OP_SECCOMP):
-        nr, *args = _BODY.unpack_from(raw, _HEAD.size)
-        return SyscallInfo(op, arch, nr=nr, args=tuple(args))
-    return SyscallInfo(op, arch)
+        fields = _CALL.unpack_from(_info_buf)
+        return SyscallInfo(op, fields[1], fields[4], fields[5:])
+    if op == OP_EXIT:
+        _op, arch, _ip, _sp, rval, is_error = _RESULT.unpack_from(_info_buf)
+        return SyscallInfo(op, arch, rval=rval, is_error=bool(is_error))
+    return SyscallInfo(op, _HEAD.unpack_from(_info_buf)[1])
 
 
 def read_memory(pid: int, addr: int, length: int) -> bytes:

@@ -602,10 +602,10 @@ class Tracer:
                 old.close_pagemap()
             if old.holder == tid:
                 self._release(old)
-        program = _program_name(tid)
         if task.fdt.users > 1:
             self._unshare_files(task)
-        task.fdt.keep_only(open_fds(tid))
+        if task.fdt.handles:  # often empty: with kcmp, the tables follow userfaultfds only
+            task.fdt.keep_only(open_fds(tid))
         # The exec is done: its exit stop would tell nothing.  Unless a comparison follows, the new
         # program starts while the tracer builds its model from the smaps text read now (the layout
         # cannot change before the program's first memory call, which waits for the tracer).
@@ -621,7 +621,9 @@ class Tracer:
             space = AddressSpace.from_mm(from_pid(tid, self.files, text))
         except ProcImportError:
             space = None
-        image = None if space is None else Image(space, tid, program, self.files, old.name if old else None)
+        image = None
+        if space is not None:
+            image = Image(space, tid, _program_name(tid), self.files, old.name if old else None)
         task.image = image
         if image is not None:
             image.users.add(tid)
