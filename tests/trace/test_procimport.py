@@ -151,6 +151,27 @@ def test_live_import_matches_the_kernel() -> None:
     assert compare(file_backed, [m for m in model if m.inode and not m.path.startswith("memfd")]) is None
 
 
+def test_resync_without_pagemap_takes_page_state_from_smaps() -> None:
+    """A comparison made after the process ran on (its last one, at exit) repairs the model without the
+    pagemap: a private VMA counts as written when smaps counted anonymous memory in it."""
+    from vmasim.trace.check import resync
+
+    table = files()
+    mm = from_text(SMAPS, table)
+    kernel = parse(SMAPS)
+    heap = next(k for k in kernel if k.path == "[heap]")
+    clean = next(k for k in kernel if k.perms == "rw-p" and not k.inode and not k.path)
+    clean.anon_kb = 0  # smaps counted no anonymous memory there
+    for k in (heap, clean):
+        vma = mm.vmas.lookup(k.start)
+        assert vma is not None
+        vma.anon_vma = None  # as if the model had missed the writes
+        resync(mm, kernel, k.start, k.end, table, None)
+    heap_vma, clean_vma = mm.vmas.lookup(heap.start), mm.vmas.lookup(clean.start)
+    assert heap_vma is not None and heap_vma.anon_vma is not None
+    assert clean_vma is not None and clean_vma.anon_vma is None
+
+
 def test_mounts_are_read_again_only_for_a_new_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """A traced command execs many processes: mountinfo is read once for all of them, and again when one
     maps a device the table has not seen (a file system mounted since)."""

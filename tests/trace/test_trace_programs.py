@@ -51,6 +51,25 @@ def test_fork_and_exec(build: Callable[[str], str]) -> None:
     assert child.stats.by_call["mprotect"] == 2 and child.stats.by_call["munmap"] == 1
 
 
+def test_fork_and_exec_need_no_exit_stop(build: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork's and a successful exec's event stops tell the tracer all it needs: it lets them run through
+    their exit, even with a comparison after every call."""
+    from vmasim.trace.tracer import Task, Tracer
+
+    at_exit: list[str] = []
+    real = Tracer._exit_stop
+
+    def exit_stop(self: Tracer, task: Task) -> None:
+        if task.call is not None:
+            at_exit.append(task.call.name)
+        real(self, task)
+
+    monkeypatch.setattr(Tracer, "_exit_stop", exit_stop)
+    result = _trace([build("forkexec"), "/bin/true"], check="every")
+    _assert_all_agreed(result)
+    assert at_exit and not {"clone", "clone3", "fork", "vfork", "execve"} & set(at_exit)
+
+
 def test_realloc_grows_through_mremap(build: Callable[[str], str]) -> None:
     result = _trace([build("realloc")])
     _assert_all_agreed(result)

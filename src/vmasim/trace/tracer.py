@@ -493,9 +493,10 @@ class Tracer:
         """Compare ``image`` with the kernel (or with ``kernel``, read earlier); count agreement or record a
         divergence, then repair the model."""
         late = kernel is not None
-        kernel = kernel or self._kernel_layout(image, tid)
         if kernel is None:
-            return
+            kernel = self._kernel_layout(image, tid)
+            if kernel is None:
+                return
         follow_stack_growth(image.mm, kernel)
         model = model_entries(image.mm, image.ids, kernel)
         mismatch = compare(kernel, model)
