@@ -340,21 +340,25 @@ def launch(argv: Sequence[str], program: bytes, *, no_aslr: bool = False, stdout
     """Fork, let the tracer seize the child, install ``program`` in it and exec ``argv``.
 
     Returns the pid and the read end of a close-on-exec pipe for
-    :func:`launch_error`.  The child stops itself before installing the
-    filter: a SECCOMP_RET_TRACE with no tracer attached would fail the call
-    with ENOSYS.
+    :func:`launch_error`.  The child waits on a second pipe until the tracer
+    has seized it, and only then installs the filter: a SECCOMP_RET_TRACE with
+    no tracer attached would fail the call with ENOSYS.  The tracer seizes it
+    while it is still getting over the fork, so nobody waits for a stop.
     """
     # Search PATH here: an execvp in the child would stop at every failed execve.
     path = shutil.which(argv[0]) or argv[0]
     rd, wr = os.pipe2(os.O_CLOEXEC)
+    go_rd, go_wr = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child; coverage cannot follow it
         try:
             os.close(rd)
+            os.close(go_wr)
             if stdout is not None:
                 os.dup2(stdout, 1)
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            os.kill(os.getpid(), signal.SIGSTOP)
+            if os.read(go_rd, 1) != b"1":  # the tracer could not seize this child
+                os._exit(127)
             if no_aslr:
                 _libc.personality(ADDR_NO_RANDOMIZE)
             install_seccomp(program)
@@ -365,18 +369,17 @@ def launch(argv: Sequence[str], program: bytes, *, no_aslr: bool = False, stdout
             os.write(wr, f"0 {exc}".encode())
         os._exit(127)
     os.close(wr)
-    _wpid, status = os.waitpid(pid, os.WUNTRACED)
-    if not os.WIFSTOPPED(status):
-        os.close(rd)
-        raise OSError(errno.ECHILD, f"the traced child did not stop (status {status:#x})")
+    os.close(go_rd)
     try:
         seize(pid)
     except PtraceError:
-        os.kill(pid, signal.SIGKILL)
+        os.write(go_wr, b"0")
+        os.close(go_wr)
         os.waitpid(pid, 0)
         os.close(rd)
         raise
-    os.kill(pid, signal.SIGCONT)
+    os.write(go_wr, b"1")
+    os.close(go_wr)
     return pid, rd
 
 
