@@ -177,8 +177,14 @@ def read_smaps(pid: int) -> list[ProcVma]:
 def read_smaps_text(pid: int) -> str:
     """/proc/PID/smaps as text, to parse later with :func:`smaps_vmas` (a tracer reads it while the process
     is stopped, and parses it once the process runs on)."""
-    with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="surrogateescape") as f:
-        return f.read()
+    fd = os.open(f"/proc/{pid}/smaps", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 18):  # few large reads: the kernel makes the text as it is read
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 def smaps_vmas(text: str) -> list[ProcVma]:
