@@ -543,11 +543,10 @@ def written_from_pagemap(pid: int, vmas: list[ProcVma]) -> list[bool]:
         pm.close()
 
 
-def from_pid(pid: int, files: FileTable, smaps: str | None = None) -> MmStruct:
-    """The address space of live process ``pid`` (smaps, pagemap, stat, limits) on ``files``' machine;
-    ``smaps``, when given, is its smaps text read earlier."""
+def from_pid(pid: int, files: FileTable) -> MmStruct:
+    """The address space of live process ``pid`` (smaps, pagemap, stat, limits) on ``files``' machine."""
     try:
-        vmas = read_smaps(pid) if smaps is None else smaps_vmas(smaps)
+        vmas = read_smaps(pid)
         settings = process_settings(files.settings.target, pid, files.mounts_of(pid, {v.dev for v in vmas if v.inode}))
         try:
             written: list[bool] | None = written_from_pagemap(pid, vmas)

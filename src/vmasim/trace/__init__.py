@@ -61,8 +61,10 @@ either: their event stop (PTRACE_EVENT_FORK, _EXEC...) tells all.
 is read while it is stopped; the rest waits until it runs.  The smaps of an
 address space about to end (at exit, or at an execve) is read at that stop,
 and parsed and compared once the task is on its way out; the import after an
-execve reads smaps at the exec stop and builds the model while the new
-program starts (its first memory call waits for the tracer anyway).
+execve is made while the new program starts: its layout cannot change before
+its first memory call, which waits for the tracer (a fault can grow its
+stack, which comparisons follow).  The model's copy of a forking address
+space is made while the parent runs on.
 
 **Page state** decides anon_vma and so merges, but writes are not calls.
 Before each call the VMAs it can touch (and their neighbours; every VMA before

@@ -560,6 +560,11 @@ class Tracer:
         fdt = task.fdt if flags & CLONE_FILES else task.fdt.copy()
         fdt.users += 1
         tgid = task.tgid if flags & CLONE_THREAD else new_tid
+        # The kernel's copy is made: the parent runs on (its exit stop would tell nothing) while the model
+        # makes its own; the parent's next memory call waits for the tracer, which finishes this first.
+        task.state = RUNNING
+        task.call = None
+        P.resume(task.tid)
         if flags & CLONE_VM:
             child_image = image
         else:
@@ -577,9 +582,6 @@ class Tracer:
             self.orphans.discard(new_tid)
             child.state = RUNNING
             P.resume(new_tid)
-        task.state = RUNNING  # the copy is made: the call's exit stop would tell nothing
-        task.call = None
-        P.resume(task.tid)
 
     def _register(self, image: Image, tid: int) -> None:
         self.images.append(image)
@@ -608,18 +610,14 @@ class Tracer:
         if task.fdt.handles:  # often empty: with kcmp, the tables follow userfaultfds only
             task.fdt.keep_only(open_fds(tid))
         # The exec is done: its exit stop would tell nothing.  Unless a comparison follows, the new
-        # program starts while the tracer builds its model from the smaps text read now (the layout
-        # cannot change before the program's first memory call, which waits for the tracer).
+        # program starts while the tracer imports it: its layout cannot change before its first memory
+        # call, which waits for the tracer (only a fault can grow the stack, which comparisons follow).
         task.state = RUNNING
         task.call = None
-        try:
-            text = read_smaps_text(tid)
-        except OSError:
-            text = None
         if not self.options.every:
             P.resume(tid)
         try:
-            space = AddressSpace.from_mm(from_pid(tid, self.files, text))
+            space = AddressSpace.from_mm(from_pid(tid, self.files))
         except ProcImportError:
             space = None
         image = None
