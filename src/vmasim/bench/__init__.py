@@ -96,11 +96,12 @@ class Workload:
     adds: int = 2
     #: Time the two calls as one pair (when the first returns what the second needs).
     paired: bool = False
-    #: Write pages 1 to 3 of every VMA of the layout first, so that every VMA has its anon_vma and the
-    #: pages mlock populates are there.  At 10 VMAs the positions come round again, so a VMA's first write
-    #: (which allocates its anon_vma) and mlock's first fault happen once each; at 65,000 they would happen
-    #: at every call: without this, the calls timed at the two sizes would not be the same calls.
-    written: bool = False
+    #: A page of every VMA to write when the layout is made (None: none), so that every VMA has its
+    #: anon_vma (and, for mlock, the page it populates is there).  At 10 VMAs the positions come round
+    #: again, so a VMA's first write, which allocates its anon_vma, and mlock's first fault happen once
+    #: each; at 65,000 they would happen at every call: without it, the calls timed at the two sizes would
+    #: not be the same calls.
+    written: int | None = None
 
 
 def _vma_pages(offset: int, step: int = 1) -> Callable[[int, int], list[int]]:
@@ -128,9 +129,9 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("hintless", ("mmap without a hint + munmap, VMAs packed below", ""), "packed", _hintless,
              lambda base, n: [0] * max(1, n), adds=1, paired=True),
     Workload("fault", ("write fault (touch one new page)", "madvise MADV_DONTNEED"), "holed",
-             lambda s: (s.touch(), s.op("madvise", P, C.MADV_DONTNEED)), _vma_pages(0), adds=0, written=True),
+             lambda s: (s.touch(), s.op("madvise", P, C.MADV_DONTNEED)), _vma_pages(0), adds=0, written=3),
     Workload("mlock", ("mlock splitting a VMA in three", "munlock merging it back"), "holed",
-             lambda s: (s.op("mlock", P), s.op("munlock", P)), _vma_pages(P), written=True),
+             lambda s: (s.op("mlock", P), s.op("munlock", P)), _vma_pages(P), written=1),
     Workload("incompatible", ("mmap MAP_FIXED between incompatible VMAs", "munmap of a whole VMA"), "holed",
              lambda s: (s.op("mmap", P, C.PROT_READ, FIXED), s.op("munmap", P)), _vma_pages(4 * P),
              adds=1),
@@ -239,12 +240,11 @@ def _measure_built(work: Workload, sides: list[Side], n: int, settings: Settings
     if work.layout == "holed":
         bases = [s.holed(n) for s in sides]
         positions = [work.positions(base, n) for base in bases]
-        if work.written:
+        if work.written is not None:
             for s, base in zip(sides, bases, strict=True):
                 touch = s.touch()
                 for i in range(n):
-                    for page in (1, 2, 3):
-                        touch(base + i * SLOT + page * P)
+                    touch(base + i * SLOT + work.written * P)
     else:
         for s in sides:
             s.packed(n)
