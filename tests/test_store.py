@@ -217,6 +217,27 @@ def test_random_changes_keep_the_invariants(data: st.DataObject, load: int) -> N
                                                                                  space + 5)
 
 
+def test_filling_one_of_many_equal_holes_does_not_rescan_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block whose largest gap several holes share keeps that maximum when one of them is filled and opened
+    again: the store counts the gaps that large instead of scanning the block for a new maximum."""
+    store = VmaStore(load=32)
+    vmas = [Vma(5 * i, 5 * i + 4, 0, VM_READ) for i in range(40)]  # holes of 1, none below the first
+    store.fill(vmas)
+    scans: list[int] = []
+    real = VmaStore._refresh_bmax
+    monkeypatch.setattr(VmaStore, "_refresh_bmax", lambda self, j: scans.append(j) or real(self, j))
+    for vma in vmas[5:30]:
+        store.set_range(vma, vma.start, vma.end + 1)  # fill the hole above it
+        store._check()
+        store.set_range(vma, vma.start, vma.end - 1)
+        store._check()
+    assert not scans
+    for vma in vmas[1:]:  # fill every hole: the last one filled in a block makes the block look again
+        store.set_range(vma, vma.start - 1, vma.end)
+    store._check()
+    assert scans
+
+
 def test_growing_and_shrinking_a_big_store_keeps_blocks_balanced() -> None:
     store = VmaStore()
     vmas = [Vma(2 * i, 2 * i + 1, 0, VM_READ) for i in range(5000)]

@@ -84,8 +84,8 @@ class VmaStore:
     """Non-overlapping VMAs ordered by address, with the largest free gap tracked per block."""
 
     __slots__ = (
-        "_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_hint", "_last_rightmost", "_len", "_stale", "_starts",
-        "_tree", "_vmas", "load",
+        "_bcount", "_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_hint", "_last_rightmost", "_len", "_stale",
+        "_starts", "_tree", "_vmas", "load",
     )
 
     def __init__(self, load: int | None = None) -> None:
@@ -98,6 +98,10 @@ class VmaStore:
         self._gaps: list[array[int]] = []
         self._firsts: list[int] = []  # the start of each block's first VMA
         self._bmax: list[int] = []  # the largest gap of each block
+        # How many of each block's gaps are that large (-1: not counted yet): a gap shrinking from the
+        # maximum needs the block scanned for the new one only when it was the last one that large (one
+        # hole among many filled).  Counted when first needed, so a scan for a new maximum is one pass.
+        self._bcount: list[int] = []
         self._cap = 1  # leaves in the segment tree, a power of two >= the number of blocks
         self._tree: list[int] = [-1, -1]
         # The tree is brought up to date only when a search needs it: blocks whose largest
@@ -274,6 +278,7 @@ class VmaStore:
             self._gaps.append(array("Q", (start,)))
             firsts.append(start)
             self._bmax.append(start)
+            self._bcount.append(1)
             self._restructured()
             return
         j = self._block(start)
@@ -295,9 +300,7 @@ class VmaStore:
         self._gaps[j].insert(i, gap)
         if not i:
             firsts[j] = start
-        if gap > self._bmax[j]:
-            self._bmax[j] = gap
-            self._touch(j)
+        self._count_in(j, gap)
         i += 1
         if i < len(starts):
             self._set_gap(j, i, starts[i] - vma.end)
@@ -320,7 +323,9 @@ class VmaStore:
             prev_end = 0
         del block[i]
         del starts[i]
-        old = gaps.pop(i)
+        if gaps[i] == self._bmax[j]:
+            self._bcount[j] = self._known_count(j) - 1  # maybe 0: settled below, once the gap above changed
+        gaps.pop(i)
         self._len -= 1
         if i < len(starts):
             self._set_gap(j, i, starts[i] - prev_end)
@@ -331,7 +336,7 @@ class VmaStore:
             return
         if not i:
             self._firsts[j] = starts[0]
-        if old == self._bmax[j]:
+        if not self._bcount[j]:
             self._refresh_bmax(j)
         if len(block) < self.load // 2 and len(self._firsts) > 1:
             self._join(j)
@@ -379,6 +384,7 @@ class VmaStore:
         i += 1
         starts.insert(i, addr)
         self._gaps[j].insert(i, 0)
+        self._count_in(j, 0)  # counts only in a block of touching VMAs, whose largest gap is 0
         self._len += 1
         if len(starts) > 2 * self.load:
             self._split(j)
@@ -426,10 +432,10 @@ class VmaStore:
         del starts[i + 1 : k]
         starts[i] = start
         gaps = self._gaps[j]
-        dropped = max(gaps[i + 1 : k], default=-1)
+        self._bcount[j] = self._known_count(j) - gaps[i + 1 : k].count(self._bmax[j])
         del gaps[i + 1 : k]
         self._len -= count - 1
-        if dropped == self._bmax[j]:
+        if not self._bcount[j]:
             self._refresh_bmax(j)
         if len(block) < self.load // 2 and len(self._firsts) > 1:
             self._join(j)
@@ -457,6 +463,7 @@ class VmaStore:
             self._gaps.append(block_gaps)
             self._firsts.append(starts[a])
             self._bmax.append(max(block_gaps))
+            self._bcount.append(-1)
         self._len = n
         self._restructured()
 
@@ -474,16 +481,39 @@ class VmaStore:
         """Set the gap below VMA ``i`` of block ``j``, keeping the block maximum and the tree right."""
         gaps = self._gaps[j]
         old = gaps[i]
+        if gap == old:
+            return
+        if old == self._bmax[j] and gap < old:
+            left = self._known_count(j) - 1
+            gaps[i] = gap
+            if left:
+                self._bcount[j] = left
+            else:
+                self._refresh_bmax(j)
+            return
         gaps[i] = gap
+        self._count_in(j, gap)
+
+    def _count_in(self, j: int, gap: int) -> None:
+        """A gap of block ``j`` now has size ``gap``: raise the block maximum, or count one more that large."""
         bmax = self._bmax[j]
         if gap > bmax:
             self._bmax[j] = gap
+            self._bcount[j] = 1
             self._touch(j)
-        elif old == bmax and gap < old:
-            self._refresh_bmax(j)
+        elif gap == bmax and self._bcount[j] >= 0:
+            self._bcount[j] += 1
+
+    def _known_count(self, j: int) -> int:
+        """How many gaps of block ``j`` are as large as its maximum, counted now if not yet."""
+        if self._bcount[j] < 0:
+            self._bcount[j] = self._gaps[j].count(self._bmax[j])
+        return self._bcount[j]
 
     def _refresh_bmax(self, j: int) -> None:
+        """The last gap as large as block ``j``'s maximum went: find the new maximum (O(block))."""
         m = max(self._gaps[j])
+        self._bcount[j] = -1
         if m != self._bmax[j]:
             self._bmax[j] = m
             self._touch(j)
@@ -515,7 +545,9 @@ class VmaStore:
         _cut(self._gaps, j, half)
         self._firsts.insert(j + 1, self._starts[j + 1][0])
         self._bmax[j] = max(self._gaps[j])
+        self._bcount[j] = -1
         self._bmax.insert(j + 1, max(self._gaps[j + 1]))
+        self._bcount.insert(j + 1, -1)
         self._restructured()
 
     def _join(self, j: int) -> None:
@@ -526,13 +558,18 @@ class VmaStore:
         _glue(self._starts, j)
         _glue(self._gaps, j)
         del self._firsts[j]
-        self._bmax[j - 1] = max(self._bmax[j - 1], self._bmax.pop(j))
+        low, high = self._bmax[j - 1], self._bmax.pop(j)
+        count = self._bcount.pop(j)
+        if high > low:
+            self._bmax[j - 1], self._bcount[j - 1] = high, count
+        elif high == low:
+            self._bcount[j - 1] = -1 if min(count, self._bcount[j - 1]) < 0 else self._bcount[j - 1] + count
         self._restructured()
         if len(self._starts[j - 1]) > 2 * self.load:
             self._split(j - 1)
 
     def _drop_block(self, j: int) -> None:
-        for lists in (self._vmas, self._starts, self._gaps, self._firsts, self._bmax):
+        for lists in (self._vmas, self._starts, self._gaps, self._firsts, self._bmax, self._bcount):
             del lists[j]
         self._restructured()
 
@@ -608,7 +645,7 @@ class VmaStore:
     def _check(self) -> None:
         """Assert every invariant of the layout (for tests)."""
         nb = len(self._vmas)
-        assert len(self._starts) == len(self._gaps) == len(self._firsts) == len(self._bmax) == nb
+        assert len(self._starts) == len(self._gaps) == len(self._firsts) == len(self._bmax) == len(self._bcount) == nb
         assert self._len == sum(map(len, self._vmas))
         prev_end = 0
         prev_start = -1
@@ -625,6 +662,7 @@ class VmaStore:
                 assert gap == start - prev_end
                 prev_end, prev_start = vma.end, start
             assert self._bmax[j] == max(gaps)
+            assert self._bcount[j] in (-1, gaps.count(self._bmax[j]))
         self._sync_tree()
         cap = self._cap
         assert cap >= nb and cap & (cap - 1) == 0 and len(self._tree) == 2 * cap
