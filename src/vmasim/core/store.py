@@ -482,7 +482,7 @@ class VmaStore:
         gaps = self._gaps[j]
         old = gaps[i]
         if gap == old:
-            return
+            return  # counted already: counting it in again would count it twice
         if old == self._bmax[j] and gap < old:
             left = self._known_count(j) - 1
             gaps[i] = gap
@@ -511,12 +511,10 @@ class VmaStore:
         return self._bcount[j]
 
     def _refresh_bmax(self, j: int) -> None:
-        """The last gap as large as block ``j``'s maximum went: find the new maximum (O(block))."""
-        m = max(self._gaps[j])
+        """The last gap as large as block ``j``'s maximum went: find the new, smaller one (O(block))."""
+        self._bmax[j] = max(self._gaps[j])
         self._bcount[j] = -1
-        if m != self._bmax[j]:
-            self._bmax[j] = m
-            self._touch(j)
+        self._touch(j)
 
     def _touch(self, j: int) -> None:
         """Block ``j``'s largest gap changed: its tree path needs fixing before the next search."""
