@@ -219,7 +219,8 @@ def test_random_changes_keep_the_invariants(data: st.DataObject, load: int) -> N
 
 def test_filling_one_of_many_equal_holes_does_not_rescan_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
     """A block whose largest gap several holes share keeps that maximum when one of them is filled and opened
-    again: the store counts the gaps that large instead of scanning the block for a new maximum."""
+    again: the store counts the gaps that large (once, when first needed) instead of scanning the block for a
+    new maximum at every fill."""
     store = VmaStore(load=32)
     vmas = [Vma(5 * i, 5 * i + 4, 0, VM_READ) for i in range(40)]  # holes of 1, none below the first
     store.fill(vmas)
@@ -231,7 +232,8 @@ def test_filling_one_of_many_equal_holes_does_not_rescan_the_block(monkeypatch: 
         store._check()
         store.set_range(vma, vma.start, vma.end - 1)
         store._check()
-    assert not scans
+    assert len(scans) == 1  # the first fill counts them
+    scans.clear()
     for vma in vmas[1:]:  # fill every hole: the last one filled in a block makes the block look again
         store.set_range(vma, vma.start - 1, vma.end)
     store._check()

@@ -323,9 +323,11 @@ class VmaStore:
             prev_end = 0
         del block[i]
         del starts[i]
-        if gaps[i] == self._bmax[j]:
-            self._bcount[j] = self._known_count(j) - 1  # maybe 0: settled below, once the gap above changed
-        gaps.pop(i)
+        bmax = self._bmax[j]
+        # One of the largest gaps goes: settled below, once the gap above it has grown (which may be larger).
+        dropped_max = gaps.pop(i) == bmax
+        if dropped_max and self._bcount[j] > 0:
+            self._bcount[j] -= 1
         self._len -= 1
         if i < len(starts):
             self._set_gap(j, i, starts[i] - prev_end)
@@ -336,8 +338,8 @@ class VmaStore:
             return
         if not i:
             self._firsts[j] = starts[0]
-        if not self._bcount[j]:
-            self._refresh_bmax(j)
+        if dropped_max and self._bmax[j] == bmax and self._bcount[j] <= 0:
+            self._refresh_bmax(j)  # the last one that large, or not counted: look
         if len(block) < self.load // 2 and len(self._firsts) > 1:
             self._join(j)
 
@@ -432,11 +434,13 @@ class VmaStore:
         del starts[i + 1 : k]
         starts[i] = start
         gaps = self._gaps[j]
-        self._bcount[j] = self._known_count(j) - gaps[i + 1 : k].count(self._bmax[j])
+        dropped = gaps[i + 1 : k].count(self._bmax[j])  # the gaps between merged VMAs: usually none
         del gaps[i + 1 : k]
         self._len -= count - 1
-        if not self._bcount[j]:
-            self._refresh_bmax(j)
+        if dropped:
+            self._bcount[j] -= dropped
+            if self._bcount[j] <= 0:
+                self._refresh_bmax(j)  # none of them left, or not counted: look
         if len(block) < self.load // 2 and len(self._firsts) > 1:
             self._join(j)
 
@@ -484,12 +488,18 @@ class VmaStore:
         if gap == old:
             return  # counted already: counting it in again would count it twice
         if old == self._bmax[j] and gap < old:
-            left = self._known_count(j) - 1
             gaps[i] = gap
-            if left:
+            left = self._bcount[j] - 1
+            if left > 0:
                 self._bcount[j] = left
+            elif not left:
+                self._refresh_bmax(j)  # it was the last that large
             else:
+                # Not counted: one scan tells whether it was the only one (a big gap shrinking, as below
+                # packed VMAs), and otherwise the count, once.
                 self._refresh_bmax(j)
+                if self._bmax[j] == old:
+                    self._bcount[j] = gaps.count(old)
             return
         gaps[i] = gap
         self._count_in(j, gap)
@@ -504,17 +514,13 @@ class VmaStore:
         elif gap == bmax and self._bcount[j] >= 0:
             self._bcount[j] += 1
 
-    def _known_count(self, j: int) -> int:
-        """How many gaps of block ``j`` are as large as its maximum, counted now if not yet."""
-        if self._bcount[j] < 0:
-            self._bcount[j] = self._gaps[j].count(self._bmax[j])
-        return self._bcount[j]
-
     def _refresh_bmax(self, j: int) -> None:
-        """The last gap as large as block ``j``'s maximum went: find the new, smaller one (O(block))."""
-        self._bmax[j] = max(self._gaps[j])
+        """Find block ``j``'s largest gap again (O(block)), counting it later if need be."""
+        m = max(self._gaps[j])
         self._bcount[j] = -1
-        self._touch(j)
+        if m != self._bmax[j]:
+            self._bmax[j] = m
+            self._touch(j)
 
     def _touch(self, j: int) -> None:
         """Block ``j``'s largest gap changed: its tree path needs fixing before the next search."""
