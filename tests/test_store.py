@@ -240,6 +240,18 @@ def test_filling_one_of_many_equal_holes_does_not_rescan_the_block(monkeypatch: 
     assert scans
 
 
+def test_merging_across_some_of_the_largest_gaps_keeps_the_others_counted() -> None:
+    """Holes of one size between all VMAs of a block, counted: merging a run drops some of them from the
+    count, and the block keeps its largest gap without a scan."""
+    store = VmaStore(load=32)
+    vmas = [Vma(5 * i, 5 * i + 4, 0, VM_READ) for i in range(40)]
+    store.fill(vmas)
+    store.set_range(vmas[5], vmas[5].start, vmas[5].end + 1)  # fills one hole: the others are counted
+    store.coalesce(vmas[10], 3, vmas[10])
+    store._check()
+    assert (vmas[10].start, vmas[10].end) == (50, 64) and len(store) == 38
+
+
 def test_growing_and_shrinking_a_big_store_keeps_blocks_balanced() -> None:
     store = VmaStore()
     vmas = [Vma(2 * i, 2 * i + 1, 0, VM_READ) for i in range(5000)]
