@@ -221,6 +221,12 @@ def test_filling_one_of_many_equal_holes_does_not_rescan_the_block(monkeypatch: 
     """A block whose largest gap several holes share keeps that maximum when one of them is filled and opened
     again: the store counts the gaps that large (once, when first needed) instead of scanning the block for a
     new maximum at every fill."""
+    import importlib.machinery
+
+    from vmasim.core import store as store_module
+
+    if str(store_module.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        pytest.skip("compiled (mypyc): the store's calls to its own methods are bound at build time, nothing to count")
     store = VmaStore(load=32)
     vmas = [Vma(5 * i, 5 * i + 4, 0, VM_READ) for i in range(40)]  # holes of 1, none below the first
     store.fill(vmas)
