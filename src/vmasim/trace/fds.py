@@ -148,24 +148,31 @@ def _lookup(pid: int, fd: int, files: FileTable) -> tuple[Inode, bool] | None:
         path = "" if (dev, st.st_ino) in files.inodes else os.readlink(f"/proc/{pid}/fd/{fd}")
     except OSError:
         return None
-    modelled = stat.S_ISREG(st.st_mode) and files.settings.mounts.get(dev) != "hugetlbfs"
-    return files.inode(dev, st.st_ino, path, st.st_size, st.st_mode), modelled
+    return files.inode(dev, st.st_ino, path, st.st_size, st.st_mode), _mappable(st, dev, files)
+
+
+def _mappable(st: os.stat_result, dev: str, files: FileTable) -> bool:
+    """Whether the model maps the file ``st`` describes: a regular file not on hugetlbfs."""
+    return stat.S_ISREG(st.st_mode) and files.settings.mounts.get(dev) != "hugetlbfs"
+
+
+def _file(inode: Inode, accmode: int) -> File:
+    """A model File for an open file description of ``inode`` opened with ``accmode`` (O_ACCMODE bits)."""
+    return File(inode, readable=accmode in (os.O_RDONLY, os.O_RDWR), writable=accmode in (os.O_WRONLY, os.O_RDWR))
 
 
 def _new_file(pid: int, fd: int, inode: Inode) -> File:
     """A model File for a newly seen open file description, with its access mode from fdinfo."""
-    readable, writable = True, True
+    mode = os.O_RDWR  # unknown: allow both
     try:
         with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as f:
             for line in f:
                 if line.startswith("flags:"):
                     mode = int(line.split()[1], 8) & os.O_ACCMODE
-                    readable = mode in (os.O_RDONLY, os.O_RDWR)
-                    writable = mode in (os.O_WRONLY, os.O_RDWR)
                     break
     except OSError:
         pass
-    return File(inode, readable=readable, writable=writable)
+    return _file(inode, mode)
 
 
 def resolve(pid: int, fd: int, handle: Handle, files: FileTable) -> tuple[File | None, bool]:
@@ -256,13 +263,13 @@ class OpenFiles:
                 path = os.readlink(f"/proc/{pid}/fd/{fd}")
         inode = self.files.inode(dev, st.st_ino, path, st.st_size, st.st_mode)
         mode = fcntl.fcntl(ref, fcntl.F_GETFL) & os.O_ACCMODE
-        modelled = stat.S_ISREG(st.st_mode) and self.files.settings.mounts.get(dev) != "hugetlbfs"
+        modelled = _mappable(st, dev, self.files)
         for held, file in self.held.get(inode, ()) if modelled else ():
             if kcmp_files(self.me, held, self.me, ref):
                 os.close(ref)
                 self.last[(pid, fd)] = (held, file)
                 return file, True
-        file = File(inode, readable=mode in (os.O_RDONLY, os.O_RDWR), writable=mode in (os.O_WRONLY, os.O_RDWR))
+        file = _file(inode, mode)
         if not modelled:
             os.close(ref)  # not mapped by the model: identity never matters
             return file, False

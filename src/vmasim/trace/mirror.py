@@ -90,6 +90,12 @@ class Image:
         """``pid 1234 (program)``."""
         return f"pid {self.pid} ({self.program})"
 
+    def mirrored(self, call: Call) -> None:
+        """Count ``call`` as applied to the model, one more since the last comparison."""
+        self.stats.calls += 1
+        self.stats.by_call[call.name] += 1
+        self.since_check += 1
+
     def open_pagemap(self, tid: int) -> None:
         """Open the pagemap of the address space ``tid`` now uses (pagemap is bound to one mm)."""
         self.close_pagemap()

@@ -72,16 +72,17 @@ TRACED = tuple(
     NR[n] for n in sorted(MEMORY_CALLS | DESCRIPTOR_CALLS | PROCESS_CALLS) if n not in ("ioctl", "fcntl", "prctl")
 )
 
-
-def traced_calls(*, close: bool) -> tuple[int, ...]:
-    """:data:`TRACED`, without ``close`` when the tracer tells open files apart by kcmp instead."""
-    return TRACED if close else tuple(nr for nr in TRACED if nr != NR["close"])
 #: Calls stopped on only for some values of one argument: {nr: (argument index, values)}.
 TRACED_IF: dict[int, tuple[int, tuple[int, ...]]] = {
     NR["ioctl"]: (1, (UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER, USERFAULTFD_IOC_NEW)),
     NR["fcntl"]: (1, (F_DUPFD, F_DUPFD_CLOEXEC)),
     NR["prctl"]: (0, (C.PR_SET_VMA, C.PR_SET_MEMORY_MERGE)),
 }
+
+
+def traced_calls(*, close: bool) -> tuple[int, ...]:
+    """:data:`TRACED`, without ``close`` when the tracer tells open files apart by kcmp instead."""
+    return TRACED if close else tuple(nr for nr in TRACED if nr != NR["close"])
 
 
 @dataclass(slots=True)

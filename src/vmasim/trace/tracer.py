@@ -27,7 +27,7 @@ from vmasim import constants as C
 from vmasim.api import AddressSpace
 from vmasim.core.flags import mnemonics
 from vmasim.core.vma import Vma
-from vmasim.procimport import ProcImportError, ProcVma, from_pid, read_smaps, read_smaps_text, smaps_vmas
+from vmasim.procimport import ProcImportError, ProcVma, from_pid, read_smaps_text, smaps_vmas
 from vmasim.render import perms
 from vmasim.trace import ptrace as P
 from vmasim.trace.arguments import ArgumentReader, exec_target_exists
@@ -321,9 +321,7 @@ class Tracer:
         task.call = None
         P.resume(task.tid)
         run(image, call)  # Unmodelled only as a bug: these calls' refusals are known from their arguments
-        image.stats.calls += 1
-        image.stats.by_call[call.name] += 1
-        image.since_check += 1
+        image.mirrored(call)
         self._release(image)
         return True
 
@@ -422,9 +420,7 @@ class Tracer:
                 image.stats.unmodelled += 1
                 self._check(image, task.tid, call, quiet=True)
                 return
-            image.stats.calls += 1
-            image.stats.by_call[call.name] += 1
-            image.since_check += 1
+            image.mirrored(call)
             mismatch = self._result_mismatch(call, model_ret, model_err)
             if mismatch is not None or due:
                 self._check(image, task.tid, call, result=mismatch, before=before)
@@ -480,13 +476,19 @@ class Tracer:
 
     # --- comparing ---------------------------------------------------------------------------------------------------
 
-    def _kernel_layout(self, image: Image, tid: int) -> list[ProcVma] | None:
+    def _kernel_text(self, image: Image, tid: int) -> str | None:
+        """The smaps text of ``image``, through ``tid`` or another task using it (None: none can show it)."""
         for candidate in (tid, *sorted(image.users)):
-            try:
-                return read_smaps(candidate)
-            except (OSError, ProcImportError):
-                continue
+            with contextlib.suppress(OSError):
+                return read_smaps_text(candidate)
         return None
+
+    def _kernel_layout(self, image: Image, tid: int) -> list[ProcVma] | None:
+        text = self._kernel_text(image, tid)
+        try:
+            return None if text is None else smaps_vmas(text)
+        except ProcImportError:
+            return None
 
     def _check(self, image: Image, tid: int, call: Call | None, *, result: str | None = None,
                quiet: bool = False, before: Before | None = None, kernel: list[ProcVma] | None = None) -> None:
@@ -529,14 +531,11 @@ class Tracer:
         if image.ended:
             return ""
         self._reap_userfaultfds()
-        text = ""
+        text = None
         if image.since_check or (self.options.every == 0 and image.stats.calls):
-            for candidate in (tid, *sorted(image.users)):
-                with contextlib.suppress(OSError):
-                    text = read_smaps_text(candidate)
-                    break
+            text = self._kernel_text(image, tid)
         image.refresh_all()
-        return text
+        return text or ""
 
     def _check_late(self, image: Image, text: str) -> None:
         with contextlib.suppress(ProcImportError):
