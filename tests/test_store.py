@@ -258,6 +258,21 @@ def test_merging_across_some_of_the_largest_gaps_keeps_the_others_counted() -> N
     assert (vmas[10].start, vmas[10].end) == (50, 64) and len(store) == 38
 
 
+def test_lookups_below_the_lowest_vma() -> None:
+    """Below the first block (where hint-less mmaps land under packed VMAs) lookups find nothing below and
+    the lowest VMA above, whatever block the previous lookup landed in."""
+    store = filled(VmaStore(load=2), [(10 * i + 100, 10 * i + 105) for i in range(20)])
+    lowest = store.find(0)
+    assert lowest is not None and lowest.start == 100
+    for addr in (0, 50, 99, 100):
+        store.lookup(290)  # leaves the last block as the hint
+        assert store.prev_of_addr(addr) is None
+        store.lookup(290)
+        assert store.find(addr) is lowest
+        store.lookup(290)
+        assert store.lookup(addr) is (lowest if addr == 100 else None)
+
+
 def test_growing_and_shrinking_a_big_store_keeps_blocks_balanced() -> None:
     store = VmaStore()
     vmas = [Vma(2 * i, 2 * i + 1, 0, VM_READ) for i in range(5000)]

@@ -18,4 +18,6 @@ def find_block(firsts: list[int], hint: int, key: int) -> int:
     answered from block ``hint`` when it is that block."""
     if hint < len(firsts) and firsts[hint] <= key and (hint + 1 == len(firsts) or key < firsts[hint + 1]):
         return hint
+    if not firsts or key < firsts[0]:
+        return -1  # below every block: where hint-less mmaps land under packed VMAs, so worth no bisect
     return bisect_right(firsts, key) - 1

@@ -85,7 +85,7 @@ class VmaStore:
 
     __slots__ = (
         "_bcount", "_bmax", "_cap", "_dirty", "_firsts", "_gaps", "_hint", "_last_rightmost", "_len", "_stale",
-        "_starts", "_tree", "_vmas", "load",
+        "_starts", "_top_hint", "_tree", "_vmas", "load",
     )
 
     def __init__(self, load: int | None = None) -> None:
@@ -110,6 +110,7 @@ class VmaStore:
         self._stale = False
         self._len = 0
         self._hint = 0  # the block the last lookup landed in (see core/blocks.py)
+        self._top_hint = 0  # the block holding the top of the last gap search
         # The last answer of _tree_rightmost, (j, need, block): kept while no block from that block up to j
         # changes whether its largest gap holds ``need`` (see _touch), so a search that keeps landing in
         # the same gap, as hint-less mmaps below packed VMAs do, neither walks nor fixes the tree.
@@ -188,9 +189,9 @@ class VmaStore:
         j = self._hint
         # The hinted block holds it when its first VMA starts below addr and the next block's does not.
         if not (j < len(firsts) and firsts[j] < addr and (j + 1 == len(firsts) or addr <= firsts[j + 1])):
-            j = bisect_left(firsts, addr) - 1
-            if j < 0:
+            if not firsts or addr <= firsts[0]:
                 return None
+            j = bisect_left(firsts, addr) - 1
         return self._vmas[j][bisect_left(self._starts[j], addr) - 1]
 
     def range(self, start: int, end: int) -> Iterator[Vma]:
@@ -223,13 +224,15 @@ class VmaStore:
         firsts = self._firsts
         nb = len(firsts)
         # The gap under the first VMA at or above ``high``: clipped by ``high``, maybe by ``low``.
-        j = bisect_left(firsts, high) - 1
+        # Searches start from the same top (mmap_base) call after call: remember its block, as lookups do.
+        j = find_block(firsts, self._top_hint, high - 1)
         if j < 0:
             above = firsts[0] if nb else top
             upper = min(high, above)
             if upper - max(low, 0) >= need:
                 return upper, above
             return None
+        self._top_hint = j
         starts = self._starts[j]
         i = bisect_left(starts, high)
         if i < len(starts):
