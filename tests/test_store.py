@@ -258,6 +258,31 @@ def test_merging_across_some_of_the_largest_gaps_keeps_the_others_counted() -> N
     assert (vmas[10].start, vmas[10].end) == (50, 64) and len(store) == 38
 
 
+def test_gaps_of_a_few_pages_share_one_int_each() -> None:
+    """Small whole-page gaps are stored as one shared int per value, so that a gap costs a pointer; others as
+    they are.  Pure Python only: the compiled build boxes ints anew when it stores them."""
+    import importlib.machinery
+
+    from vmasim.core import store as store_module
+
+    if str(store_module.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        pytest.skip("compiled (mypyc): ints are unboxed when read and boxed anew when stored")
+    pages = [3, 1, 5, 3, 1]
+    starts = [sum(pages[: i + 1]) * 2 * PAGE_SIZE for i in range(len(pages))]
+    vmas = [Vma(s, s + PAGE_SIZE, 0, VM_READ) for s in starts]
+    inserted, filled_store = VmaStore(load=2), VmaStore(load=2)
+    filled(inserted, [(v.start, v.end) for v in vmas], [4, 0, 2, 1, 3])
+    filled_store.fill(vmas)
+    for store in (inserted, filled_store):
+        store._check()
+        gaps = [g for block in store._gaps for g in block][1:]  # the first runs from address 0: its own int
+        assert gaps == [(2 * p - 1) * PAGE_SIZE for p in pages[1:]]
+        assert gaps[0] is gaps[3] and gaps[1] is not gaps[0]
+        big = 2 * store_module.SHARED_GAP_PAGES * PAGE_SIZE + starts[-1]
+        store.insert(Vma(big, big + PAGE_SIZE, 0, VM_READ))
+        assert store._gaps[-1][-1] == big - starts[-1] - PAGE_SIZE
+
+
 def test_lookups_below_the_lowest_vma() -> None:
     """Below the first block (where hint-less mmaps land under packed VMAs) lookups find nothing below and
     the lowest VMA above, whatever block the previous lookup landed in."""

@@ -6,8 +6,8 @@ VMAs are kept in address order in *blocks*: short Python lists of at most
 ``2 * LOAD`` VMAs, the layout sortedcontainers uses (a list of lists beats a
 tree of nodes in pure Python).  Next to each block's VMAs the store keeps their
 start addresses (for ``bisect``) and the *gap below* each VMA: the free bytes
-between it and the VMA before it (or address 0 for the lowest VMA), in an
-``array`` of machine words so that a gap costs no int object.  Each block
+between it and the VMA before it (or address 0 for the lowest VMA), as an int
+in a list (see :func:`_shared` for what a gap costs).  Each block
 knows its largest gap, and a max segment tree over the blocks knows the largest
 gap of every run of blocks::
 
@@ -41,8 +41,7 @@ gap that straddles ``high``, then asks for the highest gap of at least the
 needed size below it: one block scan, a walk up and down the segment tree, one
 more block scan.  Every gap it skips is unclipped and too small, except the
 one that straddles ``low``, which it checks last.  So the search costs
-O(log n + LOAD) however the VMAs are packed, where walking the gaps one by one
-cost a step per gap.
+O(log n + LOAD) however the VMAs are packed.
 
 A VMA's start is its key, so the store is the only place allowed to change a
 stored VMA's bounds (:meth:`VmaStore.set_range`); callers shrink a VMA before
@@ -51,13 +50,13 @@ growing its neighbour over the freed range, so the order never changes.
 
 from __future__ import annotations
 
-from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from itertools import chain, pairwise
 from operator import sub
 from typing import Any
 
+from vmasim.constants import PAGE_SIZE
 from vmasim.core.blocks import find_block
 from vmasim.core.vma import Vma
 
@@ -66,8 +65,26 @@ from vmasim.core.vma import Vma
 LOAD = 32
 
 
-# The columns of a block are its VMAs, their starts and their gaps (machine words, not int objects);
-# these two helpers move any of them.
+#: Gaps of whole pages below this many pages share one int object each (see _shared).
+SHARED_GAP_PAGES = 1024
+_SHARED_GAPS = [page * PAGE_SIZE for page in range(SHARED_GAP_PAGES)]
+
+
+def _shared(gap: int) -> int:
+    """``gap``, as the one shared int of its value when it is a small number of whole pages.
+
+    Gaps live in lists, not in an ``array`` of machine words, because the gap
+    search scans them, and reading a list element makes no int object (the
+    compiled build reads it at C speed).  Most gaps are 0 or a few pages (guard
+    gaps, alignment holes): shared, a gap costs a pointer, as in an array.  The
+    compiled build boxes ints anew when it stores them, so there it shares none.
+    """
+    if not gap & (PAGE_SIZE - 1) and gap < SHARED_GAP_PAGES * PAGE_SIZE:
+        return _SHARED_GAPS[gap // PAGE_SIZE]
+    return gap
+
+
+# The columns of a block are its VMAs, their starts and their gaps; these two helpers move any of them.
 def _cut(blocks: list[Any], j: int, at: int) -> None:
     """Move the tail of block ``j`` from index ``at`` into a new block after it."""
     whole = blocks[j]
@@ -95,7 +112,7 @@ class VmaStore:
         self.load = LOAD if load is None else load
         self._vmas: list[list[Vma]] = []
         self._starts: list[list[int]] = []
-        self._gaps: list[array[int]] = []
+        self._gaps: list[list[int]] = []
         self._firsts: list[int] = []  # the start of each block's first VMA
         self._bmax: list[int] = []  # the largest gap of each block
         # How many of each block's gaps are that large (-1: not counted yet): a gap shrinking from the
@@ -278,7 +295,7 @@ class VmaStore:
         if not firsts:
             self._vmas.append([vma])
             self._starts.append([start])
-            self._gaps.append(array("Q", (start,)))
+            self._gaps.append([_shared(start)])
             firsts.append(start)
             self._bmax.append(start)
             self._bcount.append(1)
@@ -300,7 +317,7 @@ class VmaStore:
         gap = start - prev_end
         block.insert(i, vma)
         starts.insert(i, start)
-        self._gaps[j].insert(i, gap)
+        self._gaps[j].insert(i, _shared(gap))
         if not i:
             firsts[j] = start
         self._count_in(j, gap)
@@ -456,7 +473,7 @@ class VmaStore:
         starts = [vma.start for vma in vmas]
         ends = [vma.end for vma in vmas]
         ends.insert(0, 0)  # the gap below the lowest VMA runs from address 0
-        gaps = array("Q", map(sub, starts, ends))
+        gaps = list(map(_shared, map(sub, starts, ends)))
         load = self.load
         n = len(vmas)
         cuts = list(range(0, n, load))
@@ -490,6 +507,7 @@ class VmaStore:
         old = gaps[i]
         if gap == old:
             return  # counted already: counting it in again would count it twice
+        gap = _shared(gap)
         if old == self._bmax[j] and gap < old:
             gaps[i] = gap
             left = self._bcount[j] - 1
