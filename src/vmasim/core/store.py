@@ -202,13 +202,9 @@ class VmaStore:
 
     def prev_of_addr(self, addr: int) -> Vma | None:
         """The last VMA that starts below ``addr``."""
-        firsts = self._firsts
-        j = self._hint
-        # The hinted block holds it when its first VMA starts below addr and the next block's does not.
-        if not (j < len(firsts) and firsts[j] < addr and (j + 1 == len(firsts) or addr <= firsts[j + 1])):
-            if not firsts or addr <= firsts[0]:
-                return None
-            j = bisect_left(firsts, addr) - 1
+        j = self._block(addr - 1)  # starting below addr is starting at or below addr - 1
+        if j < 0:
+            return None
         return self._vmas[j][bisect_left(self._starts[j], addr) - 1]
 
     def range(self, start: int, end: int) -> Iterator[Vma]:
