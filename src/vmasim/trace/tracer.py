@@ -615,15 +615,13 @@ class Tracer:
         task.call = None
         if not self.options.every:
             P.resume(tid)
+        task.image = None
         try:
             space = AddressSpace.from_mm(from_pid(tid, self.files))
         except ProcImportError:
-            space = None
-        image = None
-        if space is not None:
-            image = Image(space, tid, _program_name(tid), self.files, old.name if old else None)
-        task.image = image
-        if image is not None:
+            pass  # gone already, or unreadable: not followed
+        else:
+            image = task.image = Image(space, tid, _program_name(tid), self.files, old.name if old else None)
             image.users.add(tid)
             self._register(image, tid)
             if self.options.every:
