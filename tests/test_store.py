@@ -7,6 +7,7 @@ already make many blocks and a segment tree several levels deep.
 from __future__ import annotations
 
 import errno
+import importlib.machinery
 from bisect import bisect_left
 
 import pytest
@@ -14,11 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmasim.constants import PAGE_SIZE
+from vmasim.core import store as store_module
 from vmasim.core.flags import VM_GROWSDOWN, VM_READ, VM_WRITE
 from vmasim.core.mm import MmStruct
 from vmasim.core.placement import unmapped_area_topdown
 from vmasim.core.store import VmaStore
 from vmasim.core.vma import Vma
+
+#: The store is the mypyc-compiled module (VMASIM_MYPYC=1 builds), not its source.
+COMPILED = str(store_module.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
 def TinyStore() -> VmaStore:
@@ -217,16 +222,12 @@ def test_random_changes_keep_the_invariants(data: st.DataObject, load: int) -> N
                                                                                  space + 5)
 
 
+@pytest.mark.skipif(COMPILED, reason="compiled (mypyc): the store's calls to its own methods are bound at build time, "
+                    "nothing to count")
 def test_filling_one_of_many_equal_holes_does_not_rescan_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
     """A block whose largest gap several holes share keeps that maximum when one of them is filled and opened
     again: the store counts the gaps that large (once, when first needed) instead of scanning the block for a
     new maximum at every fill."""
-    import importlib.machinery
-
-    from vmasim.core import store as store_module
-
-    if str(store_module.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-        pytest.skip("compiled (mypyc): the store's calls to its own methods are bound at build time, nothing to count")
     store = VmaStore(load=32)
     vmas = [Vma(5 * i, 5 * i + 4, 0, VM_READ) for i in range(40)]  # holes of 1, none below the first
     store.fill(vmas)
@@ -258,15 +259,10 @@ def test_merging_across_some_of_the_largest_gaps_keeps_the_others_counted() -> N
     assert (vmas[10].start, vmas[10].end) == (50, 64) and len(store) == 38
 
 
+@pytest.mark.skipif(COMPILED, reason="compiled (mypyc): ints are unboxed when read and boxed anew when stored")
 def test_gaps_of_a_few_pages_share_one_int_each() -> None:
     """Small whole-page gaps are stored as one shared int per value, so that a gap costs a pointer; others as
     they are.  Pure Python only: the compiled build boxes ints anew when it stores them."""
-    import importlib.machinery
-
-    from vmasim.core import store as store_module
-
-    if str(store_module.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-        pytest.skip("compiled (mypyc): ints are unboxed when read and boxed anew when stored")
     pages = [3, 1, 5, 3, 1]
     starts = [sum(pages[: i + 1]) * 2 * PAGE_SIZE for i in range(len(pages))]
     vmas = [Vma(s, s + PAGE_SIZE, 0, VM_READ) for s in starts]
